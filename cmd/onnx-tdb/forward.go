@@ -1,0 +1,252 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/onnx-tdb/onnx-tdb/export/npy"
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+	"github.com/onnx-tdb/onnx-tdb/modelctx"
+	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
+	"github.com/urfave/cli/v2"
+)
+
+func modelFlag() cli.Flag {
+	return &cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "exported folder, TDB checkpoint folder, gpt2-small|medium|large|xl, or an https/az:// checkpoint URL"}
+}
+
+func inputFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "tokens", Usage: "token ids: rows separated by ';', ids by ',' (\"15496,11,616;818,7795\")"},
+		&cli.StringSliceFlag{Name: "prompt", Usage: "a prompt to tokenize (repeatable: one row each)"},
+		&cli.StringFlag{Name: "pad", Value: "right", Usage: "pad side for rows of different lengths: right or left"},
+	}
+}
+
+func forwardCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "forward",
+		Usage: "run a forward pass: top next tokens per row, hook points read and saved",
+		Flags: append(append(append([]cli.Flag{modelFlag()}, inputFlags()...),
+			&cli.StringFlag{Name: "points", Usage: "hook points to read, comma-separated dot paths (default with --save-activations: all)"},
+			&cli.StringFlag{Name: "layers", Usage: "layers to read, comma-separated (default all)"},
+			&cli.StringFlag{Name: "save-activations", Usage: "write <dot path>.L<layer>.npy / <dot path>.npy / logits.npy here"},
+			&cli.IntFlag{Name: "top", Value: 5, Usage: "next tokens to print per row"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
+		), interventionFlags()...),
+		Action: runForward,
+	}
+}
+
+// parseFilter reads --points and --layers; nil when neither asks for anything.
+func parseFilter(c *cli.Context) (*modelctx.Filter, error) {
+	pts, layers := c.String("points"), c.String("layers")
+	if pts == "" && layers == "" && c.String("save-activations") == "" {
+		return nil, nil
+	}
+	f := &modelctx.Filter{}
+	if pts != "" && pts != "all" {
+		for _, s := range strings.Split(pts, ",") {
+			p, err := hooks.Parse(strings.TrimSpace(s))
+			if err != nil {
+				return nil, fmt.Errorf("--points: %w", err)
+			}
+			f.Points = append(f.Points, p)
+		}
+	}
+	if layers != "" && layers != "all" {
+		for _, s := range strings.Split(layers, ",") {
+			l, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil {
+				return nil, fmt.Errorf("--layers: %q is not a layer", s)
+			}
+			f.Layers = append(f.Layers, l)
+		}
+	}
+	return f, nil
+}
+
+type topToken struct {
+	ID    int     `json:"id"`
+	Token string  `json:"token,omitempty"`
+	Logit float32 `json:"logit"`
+}
+
+type rowResult struct {
+	Prompt   string     `json:"prompt,omitempty"`
+	Tokens   []int      `json:"tokens"`
+	Position int        `json:"position"`
+	Top      []topToken `json:"top"`
+}
+
+func runForward(c *cli.Context) error {
+	m, err := openModel(c)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	rows, prompts, err := inputRows(c, m)
+	if err != nil {
+		return err
+	}
+	side, err := modelctx.ParsePadSide(c.String("pad"))
+	if err != nil {
+		return err
+	}
+	filter, err := parseFilter(c)
+	if err != nil {
+		return err
+	}
+	opts := []modelctx.ForwardOption{modelctx.WithPad(side)}
+	if filter != nil {
+		opts = append(opts, modelctx.Capture(filter))
+	}
+	hs, err := interventionHooks(c, m)
+	if err != nil {
+		return err
+	}
+	if hs != nil {
+		opts = append(opts, modelctx.WithHooks(hs))
+	}
+	out, err := m.Forward(c.Context, rows, opts...)
+	if err != nil {
+		return err
+	}
+	if dir := c.String("save-activations"); dir != "" {
+		if err := saveActivations(dir, out); err != nil {
+			return err
+		}
+	}
+	tok, _ := modelTokenizer(m)
+	results := topTokens(out, rows, prompts, side, c.Int("top"), tok)
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"rows": results})
+	}
+	printTop(c.App.Writer, results)
+	if filter != nil && c.String("save-activations") == "" {
+		printActivations(c.App.Writer, out)
+	}
+	return nil
+}
+
+// topTokens ranks the logits at each row's last real position.
+func topTokens(out *modelctx.Output, rows [][]int, prompts []string, side modelctx.PadSide, k int, tok *tokenizer.Tokenizer) []rowResult {
+	T, V := out.Logits.Shape[1], out.Logits.Shape[2]
+	var res []rowResult
+	for b, r := range rows {
+		pos := len(r) - 1
+		if side == modelctx.PadLeft {
+			pos = T - 1
+		}
+		lg := out.Logits.Data[(b*T+pos)*V : (b*T+pos+1)*V]
+		idx := topK(lg, k)
+		rr := rowResult{Tokens: r, Position: pos}
+		if prompts != nil {
+			rr.Prompt = prompts[b]
+		}
+		for _, id := range idx {
+			tt := topToken{ID: id, Logit: lg[id]}
+			if tok != nil {
+				tt.Token, _ = tok.DecodeToken(id)
+			}
+			rr.Top = append(rr.Top, tt)
+		}
+		res = append(res, rr)
+	}
+	return res
+}
+
+// topK returns the indices of the k largest values, largest first (lowest
+// index first on ties).
+func topK(v []float32, k int) []int {
+	if k > len(v) {
+		k = len(v)
+	}
+	idx := make([]int, 0, k+1)
+	for i, x := range v {
+		if len(idx) == k && (k == 0 || x <= v[idx[k-1]]) {
+			continue
+		}
+		j := sort.Search(len(idx), func(j int) bool { return v[idx[j]] < x })
+		idx = append(idx, 0)
+		copy(idx[j+1:], idx[j:])
+		idx[j] = i
+		if len(idx) > k {
+			idx = idx[:k]
+		}
+	}
+	return idx
+}
+
+func printTop(w io.Writer, results []rowResult) {
+	for b, r := range results {
+		head := fmt.Sprintf("row %d (%d tokens)", b, len(r.Tokens))
+		if r.Prompt != "" {
+			head += fmt.Sprintf(": %q", r.Prompt)
+		}
+		fmt.Fprintln(w, head)
+		for i, t := range r.Top {
+			fmt.Fprintf(w, "  %d. %6d  %-20s logit %.4f\n", i+1, t.ID, strconv.Quote(t.Token), t.Logit)
+		}
+	}
+}
+
+func printActivations(w io.Writer, out *modelctx.Output) {
+	uses := map[hooks.Site]hooks.Use{}
+	for s := range out.Activations {
+		uses[s] = hooks.Read
+	}
+	nLayers := 0
+	for s := range out.Activations {
+		if s.Layer+1 > nLayers {
+			nLayers = s.Layer + 1
+		}
+	}
+	for _, s := range hooks.SitesInOrder(uses, nLayers) {
+		t := out.Activations[s]
+		fmt.Fprintf(w, "%-48s %v  %s\n", s.String(), t.Shape, summary(t.Data))
+	}
+}
+
+func summary(v []float32) string {
+	if len(v) == 0 {
+		return "(empty)"
+	}
+	n := 4
+	if len(v) < n {
+		n = len(v)
+	}
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = strconv.FormatFloat(float64(v[i]), 'g', 5, 32)
+	}
+	s := "[" + strings.Join(parts, " ")
+	if len(v) > n {
+		s += " ..."
+	}
+	return s + "]"
+}
+
+// saveActivations writes every captured point and the logits as .npy files.
+func saveActivations(dir string, out *modelctx.Output) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := npy.Write(filepath.Join(dir, "logits.npy"), out.Logits.Shape, out.Logits.Data); err != nil {
+		return err
+	}
+	for s, t := range out.Activations {
+		if err := npy.Write(filepath.Join(dir, s.Point.FileName(s.Layer)+".npy"), t.Shape, t.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/onnx-tdb/onnx-tdb/export/npy"
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+	"github.com/onnx-tdb/onnx-tdb/modelctx"
+	"github.com/urfave/cli/v2"
+)
+
+// interventionFlags are the hook flags of forward and sample.
+func interventionFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "ablate", Usage: "POINT@LAYER[:I[:J...]]: set a slice to 0; indices address the axes after batch and token (mlp.post_act@1:7 is neuron 7 of layer 1; attn.v_out@0:2 is head 2 of layer 0); repeatable"},
+		&cli.StringSliceFlag{Name: "set", Usage: "POINT@LAYER[:I...]=VALUE: set a slice to a constant; repeatable"},
+		&cli.StringSliceFlag{Name: "add", Usage: "POINT@LAYER=FILE.npy: add a vector (shape = the point's trailing axes) at every position; repeatable"},
+	}
+}
+
+// parseEdits reads --ablate, --set and --add, in that order.
+func parseEdits(c *cli.Context) ([]hooks.Edit, error) {
+	var edits []hooks.Edit
+	for _, s := range c.StringSlice("ablate") {
+		site, idx, err := hooks.ParseEditTarget(s)
+		if err != nil {
+			return nil, fmt.Errorf("--ablate %s: %w", s, err)
+		}
+		edits = append(edits, hooks.Edit{Site: site, Index: idx, Kind: hooks.Ablate})
+	}
+	for _, s := range c.StringSlice("set") {
+		target, val, ok := strings.Cut(s, "=")
+		if !ok {
+			return nil, fmt.Errorf("--set %s: want POINT@LAYER[:I...]=VALUE", s)
+		}
+		site, idx, err := hooks.ParseEditTarget(target)
+		if err != nil {
+			return nil, fmt.Errorf("--set %s: %w", s, err)
+		}
+		v, err := strconv.ParseFloat(val, 32)
+		if err != nil {
+			return nil, fmt.Errorf("--set %s: %q is not a number", s, val)
+		}
+		edits = append(edits, hooks.Edit{Site: site, Index: idx, Kind: hooks.SetTo, Value: float32(v)})
+	}
+	for _, s := range c.StringSlice("add") {
+		target, file, ok := strings.Cut(s, "=")
+		if !ok {
+			return nil, fmt.Errorf("--add %s: want POINT@LAYER=FILE.npy", s)
+		}
+		site, idx, err := hooks.ParseEditTarget(target)
+		if err != nil {
+			return nil, fmt.Errorf("--add %s: %w", s, err)
+		}
+		if len(idx) > 0 {
+			return nil, fmt.Errorf("--add %s: indices are not taken; the vector covers the point's trailing axes", s)
+		}
+		_, vec, err := npy.Read(file)
+		if err != nil {
+			return nil, fmt.Errorf("--add %s: %w", s, err)
+		}
+		edits = append(edits, hooks.Edit{Site: site, Kind: hooks.Add, Vec: vec})
+	}
+	return edits, nil
+}
+
+// interventionHooks builds the hooks of --ablate/--set/--add (nil when none).
+func interventionHooks(c *cli.Context, m *modelctx.Transformer) (*hooks.Hooks, error) {
+	edits, err := parseEdits(c)
+	if err != nil || len(edits) == 0 {
+		return nil, err
+	}
+	h := hooks.New()
+	for _, e := range edits {
+		if e.Site.Point.PerLayer() && (e.Site.Layer >= m.NLayers()) {
+			return nil, fmt.Errorf("%s: layer %d out of range [0,%d)", e.Site.Point, e.Site.Layer, m.NLayers())
+		}
+		if !e.Site.Point.IsSAE() && !m.HasSite(e.Site) {
+			return nil, fmt.Errorf("%w: %s", modelctx.ErrNoPoint, e.Site)
+		}
+		e.Register(h)
+	}
+	return h, nil
+}

@@ -1,0 +1,185 @@
+package export
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/onnx-tdb/onnx-tdb/export/fetch"
+)
+
+// ErrUnknownModel is returned for a name that is neither a folder, a URL nor
+// a registered model.
+var ErrUnknownModel = errors.New("unknown model")
+
+// Registry maps model names to their public checkpoint folders (the
+// original's model_registry.py).
+var Registry = map[string]string{
+	"gpt2-small":  "https://openaipublic.blob.core.windows.net/neuron-explainer/subject-models/gpt2/small",
+	"gpt2-medium": "https://openaipublic.blob.core.windows.net/neuron-explainer/subject-models/gpt2/medium",
+	"gpt2-large":  "https://openaipublic.blob.core.windows.net/neuron-explainer/subject-models/gpt2/large",
+	"gpt2-xl":     "https://openaipublic.blob.core.windows.net/neuron-explainer/subject-models/gpt2/xl",
+}
+
+// ModelNames lists the registry's names.
+func ModelNames() []string {
+	var names []string
+	for n := range Registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ResolveOptions control Resolve.
+type ResolveOptions struct {
+	Fetch fetch.Options // cache root, blob endpoint, progress
+	Whole bool          // also write the one-graph copy when exporting
+}
+
+// Resolve turns a model reference into an exported directory, exporting it
+// into the cache once when needed. A reference is an exported directory, a
+// TDB checkpoint folder, a registered name (gpt2-small, ...), an https blob
+// URL or an az:// location of a checkpoint folder.
+func Resolve(ctx context.Context, ref string, o ResolveOptions) (string, error) {
+	if st, err := os.Stat(ref); err == nil && st.IsDir() {
+		if IsExported(ref) {
+			return ref, nil
+		}
+		if _, err := os.Stat(filepath.Join(ref, "config.json")); err == nil {
+			return exportLocal(ref, o)
+		}
+		return "", fmt.Errorf("%w: %s is neither an exported model (manifest.json) nor a TDB checkpoint (config.json + model_pieces/)", ErrUnknownModel, ref)
+	}
+	return exportRemote(ctx, ref, o)
+}
+
+// exportLocal exports a local checkpoint into the cache, keyed by its path
+// and the size and time of each file, so a changed checkpoint is exported again.
+func exportLocal(dir string, o ResolveOptions) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintln(h, abs)
+	for _, sub := range []string{"config.json", "model_pieces"} {
+		filepath.Walk(filepath.Join(abs, sub), func(p string, info os.FileInfo, err error) error {
+			if err == nil && !info.IsDir() {
+				fmt.Fprintln(h, p, info.Size(), info.ModTime().UnixNano())
+			}
+			return nil
+		})
+	}
+	c, err := fetch.New(o.Fetch)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(c.Dir(), "exported", "local", filepath.Base(abs)+"-"+hex.EncodeToString(h.Sum(nil))[:16])
+	if IsExported(out) {
+		return out, nil
+	}
+	ck, err := OpenCheckpoint(abs)
+	if err != nil {
+		return "", err
+	}
+	if _, err := WriteGPT2(ck, out, WriteOptions{Name: filepath.Base(abs), Whole: o.Whole}); err != nil {
+		if errors.Is(err, ErrExists) && IsExported(out) {
+			return out, nil // another process won the race
+		}
+		return "", err
+	}
+	return out, nil
+}
+
+// remoteURL maps a registered name or URL to the checkpoint folder's URL.
+func remoteURL(ref string) (string, error) {
+	url := ref
+	if u, ok := Registry[ref]; ok {
+		url = u
+	}
+	if !strings.HasPrefix(url, "https://") && !strings.HasPrefix(url, "az://") && !strings.HasPrefix(url, "http://") {
+		return "", fmt.Errorf("%w: %q is not a folder, a URL or one of %s", ErrUnknownModel, ref, strings.Join(ModelNames(), ", "))
+	}
+	return strings.TrimRight(url, "/"), nil
+}
+
+// FetchCheckpoint downloads config.json and every piece of a remote
+// checkpoint folder (a registered name, an https blob URL or an az://
+// location) into the blob cache and returns the local folder.
+func FetchCheckpoint(ctx context.Context, ref string, o fetch.Options) (string, error) {
+	url, err := remoteURL(ref)
+	if err != nil {
+		return "", err
+	}
+	loc, err := fetch.Parse(url)
+	if err != nil {
+		return "", err
+	}
+	c, err := fetch.New(o)
+	if err != nil {
+		return "", err
+	}
+	return fetchCheckpoint(ctx, c, loc)
+}
+
+func fetchCheckpoint(ctx context.Context, c *fetch.Cache, loc fetch.Location) (string, error) {
+	cfgBytes, err := c.Read(ctx, loc.Join("config.json"))
+	if err != nil {
+		return "", fmt.Errorf("load %s: %w", loc.URL(), err)
+	}
+	_, cfg, err := ParseTDBConfig(cfgBytes)
+	if err != nil {
+		return "", fmt.Errorf("load %s: %w", loc.URL(), err)
+	}
+	var locs []fetch.Location
+	for _, k := range Keys(cfg) {
+		locs = append(locs, loc.Join("model_pieces", k+".pt"))
+	}
+	if _, err := c.FetchAll(ctx, locs); err != nil {
+		return "", fmt.Errorf("load %s: %w", loc.URL(), err)
+	}
+	return filepath.Dir(c.Path(loc.Join("config.json"))), nil
+}
+
+// exportRemote fetches a remote checkpoint into the blob cache, then exports it.
+func exportRemote(ctx context.Context, ref string, o ResolveOptions) (string, error) {
+	url, err := remoteURL(ref)
+	if err != nil {
+		return "", err
+	}
+	loc, err := fetch.Parse(url)
+	if err != nil {
+		return "", err
+	}
+	c, err := fetch.New(o.Fetch)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(c.Dir(), "exported", loc.Account, loc.Container, filepath.FromSlash(loc.Path))
+	if IsExported(out) {
+		return out, nil
+	}
+	dir, err := fetchCheckpoint(ctx, c, loc)
+	if err != nil {
+		return "", err
+	}
+	ck, err := OpenCheckpoint(dir)
+	if err != nil {
+		return "", err
+	}
+	name := loc.Path[strings.LastIndex(loc.Path, "/")+1:]
+	if _, err := WriteGPT2(ck, out, WriteOptions{Name: name, Whole: o.Whole}); err != nil {
+		if errors.Is(err, ErrExists) && IsExported(out) {
+			return out, nil
+		}
+		return "", err
+	}
+	return out, nil
+}

@@ -1,0 +1,68 @@
+package hooks
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Edit is one intervention given in the CLI's form: a site, trailing indices
+// and what to do there.
+type Edit struct {
+	Site  Site
+	Index []int     // indices on the axes after batch and token; missing ones mean all
+	Kind  EditKind  // Ablate, SetTo or Add
+	Value float32   // for Set
+	Vec   []float32 // for Add: the point's trailing axes
+}
+
+// EditKind says what an Edit does.
+type EditKind int
+
+// Edit kinds.
+const (
+	Ablate EditKind = iota // set the slice to 0
+	SetTo                  // set the slice to Value
+	Add                    // add Vec at every position
+)
+
+// ParseEditTarget parses "POINT@LAYER[:I[:J...]]" ("POINT[:I...]" for once
+// points): mlp.post_act@1:7 is neuron 7 of layer 1.
+func ParseEditTarget(s string) (Site, []int, error) {
+	parts := strings.Split(s, ":")
+	site, err := ParseSite(parts[0])
+	if err != nil {
+		return Site{}, nil, err
+	}
+	var idx []int
+	for _, p := range parts[1:] {
+		v, err := strconv.Atoi(p)
+		if err != nil || v < 0 {
+			return Site{}, nil, fmt.Errorf("%q: index %q is not a non-negative integer", s, p)
+		}
+		idx = append(idx, v)
+	}
+	if max := len(site.Point.Shape()) - 2; len(idx) > max {
+		return Site{}, nil, fmt.Errorf("%q: %d indices, but %s has %d axes after batch and token (%v)", s, len(idx), site.Point, max, site.Point.Shape()[2:])
+	}
+	return site, idx, nil
+}
+
+// Register adds the edit to h as a writing hook at its site.
+func (e Edit) Register(h *Hooks) func() {
+	var opts []Option
+	if e.Site.Point.PerLayer() {
+		opts = append(opts, AtLayers(e.Site.Layer))
+	}
+	return h.Add(e.Site.Point, func(_ *Context, t *Tensor) (*Tensor, error) {
+		switch e.Kind {
+		case Ablate:
+			return t, t.FillTrailing(0, e.Index...)
+		case SetTo:
+			return t, t.FillTrailing(e.Value, e.Index...)
+		case Add:
+			return t, t.AddTrailing(e.Vec)
+		}
+		return nil, fmt.Errorf("unknown edit kind %d", e.Kind)
+	}, opts...)
+}

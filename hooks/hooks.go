@@ -1,0 +1,381 @@
+package hooks
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sort"
+	"sync"
+)
+
+// Errors a run stops with when a hook misbehaves; each is wrapped in an error
+// that names the hook point and layer.
+var (
+	ErrHookFailed = errors.New("hook returned an error")
+	ErrHookPanic  = errors.New("hook panicked")
+	ErrHookShape  = errors.New("hook returned a tensor of another shape")
+	ErrBadOption  = errors.New("bad hook registration")
+)
+
+// Stage is where at a point a hook runs. The original calls fwd, then bwd
+// (an identity in the forward pass that attaches a gradient hook), then fwd2;
+// autoencoders are spliced in at fwd2.
+type Stage int
+
+const (
+	Fwd  Stage = iota // forward hooks: read or edit the activation
+	Bwd               // gradient hooks (used by backward passes)
+	Fwd2              // second forward stage: after bwd, where SAEs are spliced
+)
+
+func (s Stage) String() string {
+	switch s {
+	case Fwd:
+		return "fwd"
+	case Bwd:
+		return "bwd"
+	case Fwd2:
+		return "fwd2"
+	}
+	return fmt.Sprintf("stage(%d)", int(s))
+}
+
+// Context is what a hook receives besides the tensor: where it runs and the
+// values bound at registration (the original's bound kwargs).
+type Context struct {
+	Site  Site
+	Stage Stage
+	vals  map[string]any
+}
+
+// Point is the hook point being called.
+func (c *Context) Point() Point { return c.Site.Point }
+
+// Layer is the layer (-1 for once points).
+func (c *Context) Layer() int { return c.Site.Layer }
+
+// Value returns a value bound with Bind.
+func (c *Context) Value(key string) (any, bool) {
+	v, ok := c.vals[key]
+	return v, ok
+}
+
+// Func is a hook that may edit the tensor: it returns the tensor to continue
+// with (t itself after editing in place, or a new tensor of the same shape).
+type Func func(ctx *Context, t *Tensor) (*Tensor, error)
+
+// Observer is a read-only hook. The run guarantees it cannot change the
+// forward pass: where the tensor it sees is also what the pass continues
+// from, the observer gets a copy.
+type Observer func(ctx *Context, t *Tensor) error
+
+// Option configures one registration.
+type Option func(*entry)
+
+// AtLayers restricts a hook to these layers (the original's AtLayers). It is
+// an error on points that exist once per pass.
+func AtLayers(layers ...int) Option {
+	return func(e *entry) {
+		if e.layers == nil {
+			e.layers = map[int]bool{}
+		}
+		for _, l := range layers {
+			e.layers[l] = true
+		}
+	}
+}
+
+// Bind attaches a value the hook reads back with Context.Value.
+func Bind(key string, v any) Option {
+	return func(e *entry) {
+		if e.vals == nil {
+			e.vals = map[string]any{}
+		}
+		if _, dup := e.vals[key]; dup {
+			e.err = fmt.Errorf("%w: key %q bound twice", ErrBadOption, key)
+		}
+		e.vals[key] = v
+	}
+}
+
+// InStage places the hook at another stage of the point (default Fwd).
+func InStage(s Stage) Option { return func(e *entry) { e.stage = s } }
+
+type entry struct {
+	id     int
+	point  Point
+	stage  Stage
+	layers map[int]bool // nil: every layer
+	fn     Func
+	obs    Observer
+	vals   map[string]any
+	err    error
+}
+
+func (e *entry) matches(s Site) bool {
+	if e.point != s.Point {
+		return false
+	}
+	return e.layers == nil || e.layers[s.Layer]
+}
+
+// Hooks is a set of hook registrations. It is safe for concurrent use; a run
+// works on a snapshot taken when it starts.
+type Hooks struct {
+	mu      sync.RWMutex
+	entries []*entry
+	nextID  int
+}
+
+// New returns an empty hook set.
+func New() *Hooks { return &Hooks{} }
+
+// Add registers a hook that may edit the tensor at point p. The returned
+// function removes it (safe to call more than once, usable with defer).
+func (h *Hooks) Add(p Point, fn Func, opts ...Option) (remove func()) {
+	return h.add(&entry{point: p, fn: fn}, opts)
+}
+
+// Observe registers a read-only hook at point p.
+func (h *Hooks) Observe(p Point, fn Observer, opts ...Option) (remove func()) {
+	return h.add(&entry{point: p, obs: fn}, opts)
+}
+
+// AddPath is Add by dot path ("mlp.post_act").
+func (h *Hooks) AddPath(path string, fn Func, opts ...Option) (func(), error) {
+	p, err := Parse(path)
+	if err != nil {
+		return func() {}, err
+	}
+	return h.Add(p, fn, opts...), nil
+}
+
+// ObservePath is Observe by dot path.
+func (h *Hooks) ObservePath(path string, fn Observer, opts ...Option) (func(), error) {
+	p, err := Parse(path)
+	if err != nil {
+		return func() {}, err
+	}
+	return h.Observe(p, fn, opts...), nil
+}
+
+func (h *Hooks) add(e *entry, opts []Option) func() {
+	for _, o := range opts {
+		o(e)
+	}
+	switch {
+	case !e.point.Valid():
+		e.err = fmt.Errorf("%w: invalid hook point %d", ErrBadOption, int(e.point))
+	case e.fn == nil && e.obs == nil:
+		e.err = fmt.Errorf("%w: nil hook function at %s", ErrBadOption, e.point)
+	case e.layers != nil && !e.point.PerLayer():
+		e.err = fmt.Errorf("%w: AtLayers on %s, which exists once per pass and has no layer", ErrBadOption, e.point)
+	case e.stage < Fwd || e.stage > Fwd2:
+		e.err = fmt.Errorf("%w: unknown stage %d", ErrBadOption, int(e.stage))
+	}
+	h.mu.Lock()
+	h.nextID++
+	e.id = h.nextID
+	h.entries = append(h.entries, e)
+	h.mu.Unlock()
+	id := e.id
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for i, x := range h.entries {
+			if x.id == id {
+				h.entries = append(h.entries[:i:i], h.entries[i+1:]...)
+				return
+			}
+		}
+	}
+}
+
+// Len is the number of registrations.
+func (h *Hooks) Len() int {
+	if h == nil {
+		return 0
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.entries)
+}
+
+// Use says how a run touches a site.
+type Use int
+
+const (
+	Unused Use = iota
+	Read       // only observers: the value is an extra output, no cut
+	Write      // a hook may edit it: the graph is cut there
+)
+
+// Set is an immutable snapshot of one or more Hooks, taken at the start of a
+// run: what the planner reads and what the executor calls.
+type Set struct {
+	entries []*entry
+}
+
+// Snapshot freezes the registrations of several hook sets, in order (the
+// hooks of hs[0] run before those of hs[1] at the same point and stage).
+func Snapshot(hs ...*Hooks) *Set {
+	s := &Set{}
+	for _, h := range hs {
+		if h == nil {
+			continue
+		}
+		h.mu.RLock()
+		s.entries = append(s.entries, h.entries...)
+		h.mu.RUnlock()
+	}
+	return s
+}
+
+// Err returns the first registration error, if any.
+func (s *Set) Err() error {
+	for _, e := range s.entries {
+		if e.err != nil {
+			return e.err
+		}
+	}
+	return nil
+}
+
+// Empty reports whether the snapshot holds no forward hooks.
+func (s *Set) Empty() bool {
+	for _, e := range s.entries {
+		if e.stage != Bwd {
+			return false
+		}
+	}
+	return true
+}
+
+// Uses resolves the forward (fwd and fwd2) registrations against a model with
+// nLayers layers and lists each site they touch with how.
+func (s *Set) Uses(nLayers int) (map[Site]Use, error) {
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	uses := map[Site]Use{}
+	for _, e := range s.entries {
+		if e.stage == Bwd {
+			continue
+		}
+		use := Read
+		if e.fn != nil {
+			use = Write
+		}
+		for _, site := range e.sites(nLayers) {
+			if uses[site] < use {
+				uses[site] = use
+			}
+		}
+	}
+	return uses, nil
+}
+
+func (e *entry) sites(nLayers int) []Site {
+	if !e.point.PerLayer() {
+		return []Site{{Point: e.point, Layer: -1}}
+	}
+	var out []Site
+	if e.layers == nil {
+		for l := 0; l < nLayers; l++ {
+			out = append(out, Site{Point: e.point, Layer: l})
+		}
+		return out
+	}
+	for l := range e.layers {
+		if l >= 0 && l < nLayers {
+			out = append(out, Site{Point: e.point, Layer: l})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Layer < out[j].Layer })
+	return out
+}
+
+// SitesInOrder sorts sites in call order for a model of nLayers layers.
+func SitesInOrder(uses map[Site]Use, nLayers int) []Site {
+	out := make([]Site, 0, len(uses))
+	for s := range uses {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Order(nLayers) < out[j].Order(nLayers) })
+	return out
+}
+
+// Call runs the forward hooks at a site on t: the fwd hooks in registration
+// order, then the fwd2 hooks. shared says whether t is also what the pass
+// continues from without going through the writers (then observers get a
+// copy). It returns the tensor to continue with. A hook that errs, panics or
+// changes the shape stops the call with an error naming the site.
+func (s *Set) Call(site Site, t *Tensor, shared bool) (*Tensor, error) {
+	for _, stage := range []Stage{Fwd, Fwd2} {
+		for _, e := range s.entries {
+			if e.stage != stage || !e.matches(site) {
+				continue
+			}
+			ctx := &Context{Site: site, Stage: stage, vals: e.vals}
+			var err error
+			if e.fn != nil {
+				var out *Tensor
+				out, err = callFunc(e.fn, ctx, t)
+				if err == nil {
+					if out == nil || !t.SameShape(out) || len(out.Data) != out.Numel() {
+						got := "nil"
+						if out != nil {
+							got = fmt.Sprintf("%v with %d values", out.Shape, len(out.Data))
+						}
+						err = fmt.Errorf("%w: got %s, want %v", ErrHookShape, got, t.Shape)
+					} else {
+						t = out
+						shared = false
+					}
+				}
+			} else {
+				view := t
+				if shared {
+					view = t.Clone()
+				}
+				err = callObserver(e.obs, ctx, view)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s hook at %s: %w", stage, describe(site), err)
+			}
+		}
+	}
+	return t, nil
+}
+
+func describe(s Site) string {
+	if s.Point.PerLayer() {
+		return fmt.Sprintf("%s layer %d", s.Point.Path(), s.Layer)
+	}
+	return s.Point.Path()
+}
+
+func callFunc(fn Func, ctx *Context, t *Tensor) (out *Tensor, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v\n%s", ErrHookPanic, r, debug.Stack())
+		}
+	}()
+	out, err = fn(ctx, t)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrHookFailed, err)
+	}
+	return out, err
+}
+
+func callObserver(fn Observer, ctx *Context, t *Tensor) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v\n%s", ErrHookPanic, r, debug.Stack())
+		}
+	}()
+	if err = fn(ctx, t); err != nil {
+		err = fmt.Errorf("%w: %w", ErrHookFailed, err)
+	}
+	return err
+}

@@ -1,0 +1,348 @@
+// Package modelctx is the face users see: the Transformer type (Forward with
+// padding, hook points read and written, sampling with a KV cache) over an
+// exported model directory, and the original's ModelContext and
+// AutoencoderContext interfaces.
+package modelctx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/onnx-tdb/onnx-tdb/export"
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+	"github.com/onnx-tdb/onnx-tdb/runtime"
+)
+
+// Errors for bad input.
+var (
+	ErrTokenOutOfRange = errors.New("token id out of range")
+	ErrTooLong         = errors.New("sequence longer than the context window")
+	ErrEmptyBatch      = errors.New("empty batch")
+	ErrRagged          = errors.New("rows of different lengths need a pad mask, which this model does not take")
+	ErrNoTokenizer     = errors.New("model has no tokenizer: give token ids")
+	ErrNoPoint         = runtime.ErrNoPoint
+)
+
+// Option configures Open.
+type Option func(*runtime.Options)
+
+// WithDevice selects CPU or CUDA (device ordinal id).
+func WithDevice(d runtime.Device, id int) Option {
+	return func(o *runtime.Options) { o.Device, o.DeviceID = d, id }
+}
+
+// WithThreads sets the intra-op threads of each session (0: one per core).
+func WithThreads(n int) Option { return func(o *runtime.Options) { o.Threads = n } }
+
+// WithRuntime replaces all runtime options.
+func WithRuntime(r runtime.Options) Option { return func(o *runtime.Options) { *o = r } }
+
+// Transformer is a model opened from an exported directory.
+type Transformer struct {
+	man    *export.Manifest
+	dir    string
+	eng    *runtime.Engine
+	points map[hooks.Site]runtime.PointRef
+}
+
+// Open opens an exported model directory.
+func Open(dir string, opts ...Option) (*Transformer, error) {
+	man, err := export.ReadManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	model, err := export.LoadGraph(dir, man)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", dir, err)
+	}
+	points := map[hooks.Site]runtime.PointRef{}
+	for _, p := range man.Points {
+		site, err := p.Site()
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", dir, err)
+		}
+		points[site] = runtime.PointRef{Tensor: p.Tensor, Perm: p.Perm}
+	}
+	var ro runtime.Options
+	for _, o := range opts {
+		o(&ro)
+	}
+	eng, err := runtime.NewEngine(&runtime.Graph{
+		Model:    model,
+		Dir:      dir,
+		Points:   points,
+		Switches: man.Switches,
+		NLayers:  man.Config.NLayers,
+	}, ro)
+	if err != nil {
+		return nil, err
+	}
+	return &Transformer{man: man, dir: dir, eng: eng, points: points}, nil
+}
+
+// Close releases the model's ONNX Runtime sessions.
+func (t *Transformer) Close() error { return t.eng.Close() }
+
+// Manifest describes the exported model.
+func (t *Transformer) Manifest() *export.Manifest { return t.man }
+
+// Dir is the exported directory.
+func (t *Transformer) Dir() string { return t.dir }
+
+// Engine is the runtime engine (plans and sessions).
+func (t *Transformer) Engine() *runtime.Engine { return t.eng }
+
+// NLayers is the number of layers.
+func (t *Transformer) NLayers() int { return t.man.Config.NLayers }
+
+// HasSite reports whether the model carries a hook site.
+func (t *Transformer) HasSite(s hooks.Site) bool {
+	_, ok := t.points[s]
+	return ok
+}
+
+// Sites lists the model's hook sites in call order.
+func (t *Transformer) Sites() []hooks.Site {
+	uses := map[hooks.Site]hooks.Use{}
+	for s := range t.points {
+		uses[s] = hooks.Read
+	}
+	return hooks.SitesInOrder(uses, t.NLayers())
+}
+
+// PadSide says where pads go in a batch of rows of different lengths.
+type PadSide int
+
+// Pad sides.
+const (
+	PadRight PadSide = iota // the activation server's choice
+	PadLeft                 // sampling's choice
+)
+
+// ParsePadSide parses "right" or "left".
+func ParsePadSide(s string) (PadSide, error) {
+	switch s {
+	case "", "right":
+		return PadRight, nil
+	case "left":
+		return PadLeft, nil
+	}
+	return 0, fmt.Errorf("pad side %q: want right or left", s)
+}
+
+// Filter selects hook sites to capture: nil Points means all points, nil
+// Layers all layers.
+type Filter struct {
+	Points []hooks.Point
+	Layers []int
+}
+
+// AllPoints captures every hook point of the model.
+var AllPoints = &Filter{}
+
+func (f *Filter) sites(t *Transformer) ([]hooks.Site, error) {
+	pts := f.Points
+	explicit := pts != nil
+	if pts == nil {
+		pts = hooks.Points()
+	}
+	layers := f.Layers
+	if layers == nil {
+		for l := 0; l < t.NLayers(); l++ {
+			layers = append(layers, l)
+		}
+	}
+	var out []hooks.Site
+	for _, p := range pts {
+		cands := []hooks.Site{{Point: p, Layer: -1}}
+		if p.PerLayer() {
+			cands = cands[:0]
+			for _, l := range layers {
+				if l < 0 || l >= t.NLayers() {
+					return nil, fmt.Errorf("layer %d out of range [0,%d)", l, t.NLayers())
+				}
+				cands = append(cands, hooks.Site{Point: p, Layer: l})
+			}
+		}
+		for _, s := range cands {
+			if t.HasSite(s) {
+				out = append(out, s)
+			} else if explicit {
+				return nil, fmt.Errorf("%w: %s (model %s)", ErrNoPoint, s, t.man.Name)
+			}
+		}
+	}
+	return out, nil
+}
+
+type forwardConfig struct {
+	hooks   []*hooks.Hooks
+	pad     PadSide
+	capture *Filter
+}
+
+// ForwardOption configures one Forward call.
+type ForwardOption func(*forwardConfig)
+
+// WithHooks runs the pass with these hooks (in order).
+func WithHooks(h ...*hooks.Hooks) ForwardOption {
+	return func(c *forwardConfig) { c.hooks = append(c.hooks, h...) }
+}
+
+// WithPad sets the pad side for rows of different lengths (default right).
+func WithPad(s PadSide) ForwardOption { return func(c *forwardConfig) { c.pad = s } }
+
+// Capture returns the values of the selected hook points in
+// Output.Activations. Points only read cost no cut: they become extra
+// outputs of the graphs.
+func Capture(f *Filter) ForwardOption { return func(c *forwardConfig) { c.capture = f } }
+
+// Output is the result of a forward pass.
+type Output struct {
+	Logits      *hooks.Tensor                // [B,T,V]
+	Activations map[hooks.Site]*hooks.Tensor // captured hook points, shapes as in spec §3.2
+	Pad         [][]bool                     // [B][T], true at pads
+}
+
+// Batch is token rows padded to one length.
+type Batch struct {
+	Tokens [][]int
+	Pad    [][]bool
+}
+
+// PadRows pads rows of token ids to the longest (pads are token 0 with the
+// pad flag set, as the original's prep_input_and_pad).
+func PadRows(rows [][]int, side PadSide) Batch {
+	T := 0
+	for _, r := range rows {
+		if len(r) > T {
+			T = len(r)
+		}
+	}
+	b := Batch{Tokens: make([][]int, len(rows)), Pad: make([][]bool, len(rows))}
+	for i, r := range rows {
+		toks := make([]int, T)
+		pad := make([]bool, T)
+		off := 0
+		if side == PadLeft {
+			off = T - len(r)
+		}
+		for j := range toks {
+			k := j - off
+			if k < 0 || k >= len(r) {
+				pad[j] = true
+			} else {
+				toks[j] = r[k]
+			}
+		}
+		b.Tokens[i], b.Pad[i] = toks, pad
+	}
+	return b
+}
+
+func (t *Transformer) checkRows(rows [][]int) error {
+	if len(rows) == 0 {
+		return ErrEmptyBatch
+	}
+	V, ctxLen := t.man.Config.NVocab, t.man.Config.NCtx
+	for i, r := range rows {
+		if len(r) == 0 {
+			return fmt.Errorf("%w: row %d has no tokens", ErrEmptyBatch, i)
+		}
+		if ctxLen > 0 && len(r) > ctxLen {
+			return fmt.Errorf("%w: row %d has %d tokens, the model's context window is %d", ErrTooLong, i, len(r), ctxLen)
+		}
+		for j, id := range r {
+			if id < 0 || (V > 0 && id >= V) {
+				return fmt.Errorf("%w: row %d position %d holds %d, the vocabulary is [0,%d)", ErrTokenOutOfRange, i, j, id, V)
+			}
+		}
+		if t.man.Inputs.Pad == "" && len(r) != len(rows[0]) {
+			return fmt.Errorf("%w (model %s): row %d has %d tokens, row 0 has %d", ErrRagged, t.man.Name, i, len(r), len(rows[0]))
+		}
+	}
+	return nil
+}
+
+// inputs builds the graph inputs of a first pass (no cache) over a batch.
+func (t *Transformer) inputs(b Batch) map[string]*runtime.Tensor {
+	B, T := len(b.Tokens), len(b.Tokens[0])
+	toks := make([]int64, 0, B*T)
+	pad := make([]bool, 0, B*T)
+	for i := range b.Tokens {
+		for j := range b.Tokens[i] {
+			toks = append(toks, int64(b.Tokens[i][j]))
+			pad = append(pad, b.Pad[i][j])
+		}
+	}
+	in := map[string]*runtime.Tensor{
+		t.man.Inputs.Tokens: {Shape: []int64{int64(B), int64(T)}, I64: toks},
+	}
+	if t.man.Inputs.Pad != "" {
+		in[t.man.Inputs.Pad] = &runtime.Tensor{Shape: []int64{int64(B), int64(T)}, Bool: pad}
+	}
+	if t.man.Inputs.PrevLens != "" {
+		in[t.man.Inputs.PrevLens] = &runtime.Tensor{Shape: []int64{int64(B), 1}, I64: make([]int64, B)}
+	}
+	for _, kv := range t.man.KVCache {
+		empty := &runtime.Tensor{Shape: []int64{int64(B), 0, int64(kv.Width)}, F32: []float32{}}
+		in[kv.PastK], in[kv.PastV] = empty, empty
+	}
+	return in
+}
+
+// Forward runs a batch of token rows (padded on the chosen side when their
+// lengths differ) and returns the logits [B,T,V] and any captured points.
+// Hooks see padded positions too, as in the original.
+func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...ForwardOption) (*Output, error) {
+	var c forwardConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	if err := t.checkRows(rows); err != nil {
+		return nil, err
+	}
+	batch := PadRows(rows, c.pad)
+	out := &Output{Pad: batch.Pad}
+	hs := c.hooks
+	if c.capture != nil {
+		sites, err := c.capture.sites(t)
+		if err != nil {
+			return nil, err
+		}
+		out.Activations = map[hooks.Site]*hooks.Tensor{}
+		capture := hooks.New()
+		for _, s := range sites {
+			s := s
+			opts := []hooks.Option{}
+			if s.Point.PerLayer() {
+				opts = append(opts, hooks.AtLayers(s.Layer))
+			}
+			capture.Observe(s.Point, func(_ *hooks.Context, x *hooks.Tensor) error {
+				out.Activations[s] = x.Clone()
+				return nil
+			}, opts...)
+		}
+		hs = append(append([]*hooks.Hooks{}, hs...), capture)
+	}
+	res, err := t.eng.Run(ctx, runtime.Request{
+		Inputs:  t.inputs(batch),
+		Outputs: []string{t.man.Inputs.Logits},
+		Hooks:   hooks.Snapshot(hs...),
+	})
+	if err != nil {
+		return nil, err
+	}
+	lg := res[t.man.Inputs.Logits]
+	out.Logits = &hooks.Tensor{Shape: toInts(lg.Shape), Data: lg.F32}
+	return out, nil
+}
+
+func toInts(s []int64) []int {
+	out := make([]int, len(s))
+	for i, d := range s {
+		out[i] = int(d)
+	}
+	return out
+}

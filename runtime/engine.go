@@ -1,0 +1,297 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/onnx-tdb/onnx-tdb/graphs"
+	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+	"google.golang.org/protobuf/proto"
+)
+
+// Errors of planning and running.
+var (
+	ErrNoPoint = errors.New("model has no such hook point")
+	ErrClosed  = errors.New("engine is closed")
+	ErrInput   = errors.New("bad input")
+)
+
+// PointRef locates a hook site in a graph.
+type PointRef struct {
+	Tensor string
+	// Perm is the permutation that turns the graph's tensor into the
+	// reference layout (numpy.transpose(value, Perm)); nil means identity.
+	Perm []int
+}
+
+// Graph is a whole model as the engine sees it: one ONNX graph (the stages
+// merged), the folder its external weights live in, and where each hook
+// site is.
+type Graph struct {
+	Model    *onnxpb.ModelProto
+	Dir      string
+	Points   map[hooks.Site]PointRef
+	Switches []graphs.Switch
+	NLayers  int
+}
+
+// Engine runs a Graph with hooks. For each distinct set of hooked sites it
+// builds a plan once: the graph cut at the points a hook may write, the
+// points only read exposed as extra outputs, everything else fused, each
+// segment one ORT session. Plans are cached and their sessions reused.
+type Engine struct {
+	g  *Graph
+	o  Options
+	mu sync.Mutex
+	// plans by key; a plan is built under its own once so that a slow build
+	// does not block runs of other plans.
+	plans  map[string]*planSlot
+	closed bool
+}
+
+type planSlot struct {
+	once sync.Once
+	p    *plan
+	err  error
+}
+
+// NewEngine prepares an engine; sessions are created on first use.
+func NewEngine(g *Graph, o Options) (*Engine, error) {
+	if err := Init(); err != nil {
+		return nil, err
+	}
+	if g == nil || g.Model == nil {
+		return nil, errors.New("new engine: no graph")
+	}
+	if o.Device == "" {
+		o.Device = CPU
+	}
+	return &Engine{g: g, o: o, plans: map[string]*planSlot{}}, nil
+}
+
+// Options returns the engine's options.
+func (e *Engine) Options() Options { return e.o }
+
+// Close releases every session of every plan.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	var errs []error
+	for _, s := range e.plans {
+		if s.p != nil {
+			errs = append(errs, s.p.close())
+		}
+	}
+	e.plans = nil
+	return errors.Join(errs...)
+}
+
+// PlanCount is the number of plans built so far.
+func (e *Engine) PlanCount() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.plans)
+}
+
+// Tensor is an input or output value in Go memory: exactly one of the data
+// slices is set, matching the graph's element type.
+type Tensor struct {
+	Shape []int64
+	F32   []float32
+	I64   []int64
+	Bool  []bool
+}
+
+// Request is one run.
+type Request struct {
+	Inputs  map[string]*Tensor
+	Outputs []string   // graph tensors to return (e.g. "logits")
+	Hooks   *hooks.Set // may be nil
+}
+
+// siteRef is a hooked site of a plan.
+type siteRef struct {
+	site  hooks.Site
+	ref   PointRef
+	write bool
+}
+
+type segRun struct {
+	sess   *session
+	inputs []string
+	level  int
+}
+
+type plan struct {
+	segs    []*segRun
+	sites   []siteRef
+	lastUse map[string]int // last segment index that reads a tensor
+	wanted  map[string]bool
+}
+
+func (p *plan) close() error {
+	var errs []error
+	for _, s := range p.segs {
+		errs = append(errs, s.sess.close())
+	}
+	return errors.Join(errs...)
+}
+
+func planKey(outputs []string, uses map[hooks.Site]hooks.Use) string {
+	var parts []string
+	for _, o := range outputs {
+		parts = append(parts, "out:"+o)
+	}
+	for s, u := range uses {
+		parts = append(parts, fmt.Sprintf("%s=%d", s, u))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "|")
+}
+
+func (e *Engine) plan(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, error) {
+	key := planKey(outputs, uses)
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, ErrClosed
+	}
+	slot, ok := e.plans[key]
+	if !ok {
+		slot = &planSlot{}
+		e.plans[key] = slot
+	}
+	e.mu.Unlock()
+	slot.once.Do(func() { slot.p, slot.err = e.build(outputs, uses) })
+	if slot.err != nil {
+		e.mu.Lock()
+		if e.plans != nil && e.plans[key] == slot {
+			delete(e.plans, key)
+		}
+		e.mu.Unlock()
+	}
+	return slot.p, slot.err
+}
+
+// build cuts the graph for one set of hooked sites and opens its sessions.
+func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, error) {
+	sites := hooks.SitesInOrder(uses, e.g.NLayers)
+	p := &plan{wanted: map[string]bool{}}
+	var cuts, reads []string
+	cutSeen, readSeen := map[string]bool{}, map[string]bool{}
+	model := e.g.Model
+	cloned := false
+	for _, s := range sites {
+		ref, ok := e.g.Points[s]
+		if !ok {
+			return nil, fmt.Errorf("%w: %s", ErrNoPoint, s)
+		}
+		for _, sw := range e.g.Switches {
+			if sw.Point == s.Point.Path() && sw.Layer == s.Layer {
+				if !cloned {
+					model = proto.Clone(model).(*onnxpb.ModelProto)
+					cloned = true
+				}
+				if err := graphs.Rewire(model, sw.Replace, sw.With); err != nil {
+					return nil, fmt.Errorf("switch at %s: %w", s, err)
+				}
+			}
+		}
+		write := uses[s] == hooks.Write
+		p.sites = append(p.sites, siteRef{site: s, ref: ref, write: write})
+		if write && !cutSeen[ref.Tensor] {
+			cutSeen[ref.Tensor] = true
+			cuts = append(cuts, ref.Tensor)
+		}
+	}
+	for _, s := range p.sites {
+		if !s.write && !cutSeen[s.ref.Tensor] && !readSeen[s.ref.Tensor] {
+			readSeen[s.ref.Tensor] = true
+			reads = append(reads, s.ref.Tensor)
+		}
+	}
+	segs, err := graphs.Split(model, graphs.Spec{Outputs: outputs, Reads: reads, Cuts: cuts})
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	for _, o := range outputs {
+		p.wanted[o] = true
+	}
+	for _, s := range p.sites {
+		p.wanted[s.ref.Tensor] = true
+	}
+	p.lastUse = map[string]int{}
+	for i, sg := range segs {
+		for _, in := range sg.Inputs {
+			p.lastUse[in] = i
+		}
+	}
+	for i, sg := range segs {
+		b, err := proto.Marshal(sg.Model)
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("plan: encode segment %d: %w", i, err)
+		}
+		tag := fmt.Sprintf("seg%d-of-%d", i, len(segs))
+		sess, err := newSession(b, sg.Inputs, sg.Outputs, e.g.Dir, tag, e.o)
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p.segs = append(p.segs, &segRun{sess: sess, inputs: sg.Inputs, level: sg.Level})
+	}
+	return p, nil
+}
+
+// Run executes one request: it resolves the hooks, builds or reuses the plan,
+// runs the segments in order and calls the hooks between them in the
+// original's order, and returns the requested outputs.
+func (e *Engine) Run(ctx context.Context, req Request) (map[string]*Tensor, error) {
+	hs := req.Hooks
+	if hs == nil {
+		hs = hooks.Snapshot()
+	}
+	uses, err := hs.Uses(e.g.NLayers)
+	if err != nil {
+		return nil, err
+	}
+	p, err := e.plan(req.Outputs, uses)
+	if err != nil {
+		return nil, err
+	}
+	x := newExec(p, hs)
+	defer x.release()
+	for name, t := range req.Inputs {
+		v, err := toValue(t)
+		if err != nil {
+			return nil, fmt.Errorf("%w: input %s: %v", ErrInput, name, err)
+		}
+		x.own(v)
+		x.vals[name] = v
+	}
+	if err := x.run(ctx); err != nil {
+		return nil, err
+	}
+	out := make(map[string]*Tensor, len(req.Outputs))
+	for _, name := range req.Outputs {
+		v, ok := x.vals[name]
+		if !ok {
+			return nil, fmt.Errorf("output %s was not computed", name)
+		}
+		t, err := fromValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("output %s: %w", name, err)
+		}
+		out[name] = t
+	}
+	return out, nil
+}

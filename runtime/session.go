@@ -1,0 +1,178 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"sync/atomic"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// Device selects the execution provider.
+type Device string
+
+// Devices.
+const (
+	CPU  Device = "cpu"
+	CUDA Device = "cuda"
+)
+
+// ErrCUDAUnavailable is returned when the CUDA provider cannot be used: the
+// library has no CUDA provider, or no GPU or CUDA runtime is present.
+var ErrCUDAUnavailable = errors.New("cuda execution provider unavailable")
+
+// ParseDevice parses "cpu" or "cuda" (also "cuda:N").
+func ParseDevice(s string) (Device, int, error) {
+	switch {
+	case s == "" || s == "cpu":
+		return CPU, 0, nil
+	case s == "cuda" || s == "gpu":
+		return CUDA, 0, nil
+	case strings.HasPrefix(s, "cuda:"):
+		var id int
+		if _, err := fmt.Sscanf(s, "cuda:%d", &id); err != nil || id < 0 {
+			return "", 0, fmt.Errorf("bad device %q", s)
+		}
+		return CUDA, id, nil
+	}
+	return "", 0, fmt.Errorf("unknown device %q (want cpu or cuda[:N])", s)
+}
+
+// Options configure the sessions of an engine.
+type Options struct {
+	Device   Device // CPU (default) or CUDA
+	DeviceID int    // CUDA device ordinal
+	// Threads is the number of intra-op threads of each session (0: one per
+	// core). Sessions run one after another, never at once.
+	Threads int
+	// Spin lets idle ORT threads spin-wait. Off by default: with many
+	// sessions run in turn, spinning threads of one session steal the cores
+	// of the next.
+	Spin bool
+	// OptimizedDir, when set, makes ORT write each session's optimised graph
+	// there (for inspecting which fusions fired).
+	OptimizedDir string
+	// DisableOptimizations runs graphs as built (for debugging).
+	DisableOptimizations bool
+}
+
+func (o Options) threads() int {
+	if o.Threads > 0 {
+		return o.Threads
+	}
+	return goruntime.NumCPU()
+}
+
+// sessionsCreated counts ORT sessions made by this process (tests use it to
+// show plans are cached).
+var sessionsCreated atomic.Int64
+
+// SessionsCreated is the number of ORT sessions this process has created.
+func SessionsCreated() int64 { return sessionsCreated.Load() }
+
+func (o Options) sessionOptions(dir string, tag string) (*ort.SessionOptions, error) {
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("session options: %w", err)
+	}
+	fail := func(err error) (*ort.SessionOptions, error) {
+		so.Destroy()
+		return nil, err
+	}
+	if err := so.SetIntraOpNumThreads(o.threads()); err != nil {
+		return fail(err)
+	}
+	if err := so.SetInterOpNumThreads(1); err != nil {
+		return fail(err)
+	}
+	spin := "0"
+	if o.Spin {
+		spin = "1"
+	}
+	for k, v := range map[string]string{
+		"session.intra_op.allow_spinning": spin,
+		"session.inter_op.allow_spinning": spin,
+	} {
+		if err := so.AddSessionConfigEntry(k, v); err != nil {
+			return fail(fmt.Errorf("session config %s: %w", k, err))
+		}
+	}
+	if dir != "" {
+		if err := so.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", dir); err != nil {
+			return fail(fmt.Errorf("external data folder: %w", err))
+		}
+	}
+	if o.DisableOptimizations {
+		if err := so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelDisableAll); err != nil {
+			return fail(err)
+		}
+	}
+	if o.OptimizedDir != "" && tag != "" {
+		if err := os.MkdirAll(o.OptimizedDir, 0o755); err != nil {
+			return fail(err)
+		}
+		if err := so.SetOptimizedModelFilePath(filepath.Join(o.OptimizedDir, tag+".onnx")); err != nil {
+			return fail(err)
+		}
+	}
+	if o.Device == CUDA {
+		if err := appendCUDA(so, o.DeviceID); err != nil {
+			return fail(err)
+		}
+	}
+	return so, nil
+}
+
+func appendCUDA(so *ort.SessionOptions, id int) error {
+	co, err := ort.NewCUDAProviderOptions()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCUDAUnavailable, err)
+	}
+	defer co.Destroy()
+	if err := co.Update(map[string]string{"device_id": fmt.Sprint(id)}); err != nil {
+		return fmt.Errorf("%w: %v", ErrCUDAUnavailable, err)
+	}
+	if err := so.AppendExecutionProviderCUDA(co); err != nil {
+		lib, ver := Library()
+		return fmt.Errorf("%w: onnxruntime %s at %s could not add the CUDA provider (it needs libonnxruntime_providers_cuda.so beside it, an NVIDIA driver and the CUDA 12/13 runtime libraries it was built for): %v",
+			ErrCUDAUnavailable, ver, lib, err)
+	}
+	return nil
+}
+
+// session is one ORT session over one graph segment.
+type session struct {
+	s       *ort.DynamicAdvancedSession
+	inputs  []string
+	outputs []string
+}
+
+func newSession(model []byte, inputs, outputs []string, dir, tag string, o Options) (*session, error) {
+	so, err := o.sessionOptions(dir, tag)
+	if err != nil {
+		return nil, err
+	}
+	defer so.Destroy()
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(model, inputs, outputs, so)
+	if err != nil {
+		if o.Device == CUDA && strings.Contains(strings.ToLower(err.Error()), "cuda") {
+			return nil, fmt.Errorf("%w: %v", ErrCUDAUnavailable, err)
+		}
+		return nil, fmt.Errorf("create session %s: %w", tag, err)
+	}
+	sessionsCreated.Add(1)
+	return &session{s: s, inputs: inputs, outputs: outputs}, nil
+}
+
+func (s *session) close() error {
+	if s == nil || s.s == nil {
+		return nil
+	}
+	err := s.s.Destroy()
+	s.s = nil
+	return err
+}
