@@ -9,8 +9,8 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 )
 
-// exec is the state of one run of a plan.
-type exec struct {
+// execution is the state of one run of a plan.
+type execution struct {
 	p     *plan
 	hs    *hooks.Set
 	vals  map[string]ort.Value
@@ -18,13 +18,13 @@ type exec struct {
 	next  int // next segment to run
 }
 
-func newExec(p *plan, hs *hooks.Set) *exec {
-	return &exec{p: p, hs: hs, vals: map[string]ort.Value{}}
+func newExec(p *plan, hs *hooks.Set) *execution {
+	return &execution{p: p, hs: hs, vals: map[string]ort.Value{}}
 }
 
-func (x *exec) own(v ort.Value) { x.owned = append(x.owned, v) }
+func (x *execution) own(v ort.Value) { x.owned = append(x.owned, v) }
 
-func (x *exec) release() {
+func (x *execution) release() {
 	for _, v := range x.owned {
 		v.Destroy()
 	}
@@ -33,7 +33,7 @@ func (x *exec) release() {
 }
 
 // runSegment runs the next segment.
-func (x *exec) runSegment(ctx context.Context) error {
+func (x *execution) runSegment(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -65,7 +65,7 @@ func (x *exec) runSegment(ctx context.Context) error {
 }
 
 // ensure runs segments until tensor name is available.
-func (x *exec) ensure(ctx context.Context, name string) error {
+func (x *execution) ensure(ctx context.Context, name string) error {
 	for {
 		if _, ok := x.vals[name]; ok {
 			return nil
@@ -79,7 +79,7 @@ func (x *exec) ensure(ctx context.Context, name string) error {
 	}
 }
 
-func (x *exec) run(ctx context.Context) error {
+func (x *execution) run(ctx context.Context) error {
 	for _, s := range x.p.sites {
 		if err := x.ensure(ctx, s.ref.Tensor); err != nil {
 			return err
@@ -98,7 +98,7 @@ func (x *exec) run(ctx context.Context) error {
 
 // callSite hands the site's tensor to its hooks and, for a written site,
 // puts what they return in its place.
-func (x *exec) callSite(s siteRef) error {
+func (x *execution) callSite(s siteRef) error {
 	v := x.vals[s.ref.Tensor]
 	ft, ok := v.(*ort.Tensor[float32])
 	if !ok {
