@@ -8,8 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/onnx-tdb/onnx-tdb/export"
+	"github.com/onnx-tdb/onnx-tdb/graphs"
+	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/runtime"
 )
@@ -48,16 +51,35 @@ type Transformer struct {
 
 // Open opens an exported model directory.
 func Open(dir string, opts ...Option) (*Transformer, error) {
+	return open(dir, false, opts)
+}
+
+// OpenWhole opens the exported model's one-graph copy (whole.onnx, written by
+// export --whole; else the stages merged) with no hook points: a plain
+// session, the baseline the hooked paths are measured against.
+func OpenWhole(dir string, opts ...Option) (*Transformer, error) {
+	return open(dir, true, opts)
+}
+
+func open(dir string, whole bool, opts []Option) (*Transformer, error) {
 	man, err := export.ReadManifest(dir)
 	if err != nil {
 		return nil, err
 	}
-	model, err := export.LoadGraph(dir, man)
+	var model *onnxpb.ModelProto
+	if whole && man.Whole != "" {
+		model, err = graphs.ReadModel(filepath.Join(dir, man.Whole))
+	} else {
+		model, err = export.LoadGraph(dir, man)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}
 	points := map[hooks.Site]runtime.PointRef{}
 	for _, p := range man.Points {
+		if whole {
+			break
+		}
 		site, err := p.Site()
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", dir, err)

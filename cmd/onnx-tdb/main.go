@@ -41,6 +41,7 @@ func newApp() *cli.App {
 			forwardCommand(),
 			infoCommand(),
 			randomCheckpointCommand(),
+			benchCommand(),
 		},
 		HideHelpCommand: true,
 	}
