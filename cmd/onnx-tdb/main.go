@@ -39,10 +39,14 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			exportCommand(),
 			forwardCommand(),
+			sampleCommand(),
 			infoCommand(),
 			randomCheckpointCommand(),
 			benchCommand(),
 		},
 		HideHelpCommand: true,
+		// Repeatable flags (--prompt, --ablate, ...) take each value whole: a
+		// prompt such as "Hello, my name is" must not be split at its commas.
+		DisableSliceFlagSeparator: true,
 	}
 }
