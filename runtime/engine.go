@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
@@ -47,10 +48,13 @@ type Graph struct {
 type Engine struct {
 	g  *Graph
 	o  Options
+	ws *weightStore
+	pp *prepacked
 	mu sync.Mutex
 	// plans by key; a plan is built under its own once so that a slow build
 	// does not block runs of other plans.
 	plans  map[string]*planSlot
+	bwd    *bwdPlans // backward plans (backward.go), made on first use
 	closed bool
 }
 
@@ -71,8 +75,20 @@ func NewEngine(g *Graph, o Options) (*Engine, error) {
 	if o.Device == "" {
 		o.Device = CPU
 	}
-	return &Engine{g: g, o: o, plans: map[string]*planSlot{}}, nil
+	ws, err := newWeightStore(g.Model, g.Dir)
+	if err != nil {
+		return nil, err
+	}
+	pp, err := newPrepacked()
+	if err != nil {
+		ws.release()
+		return nil, err
+	}
+	return &Engine{g: g, o: o, ws: ws, pp: pp, plans: map[string]*planSlot{}}, nil
 }
+
+// WeightBytes is the size of the weight files the engine maps.
+func (e *Engine) WeightBytes() int64 { return e.ws.bytes() }
 
 // Options returns the engine's options.
 func (e *Engine) Options() Options { return e.o }
@@ -92,6 +108,9 @@ func (e *Engine) Close() error {
 		}
 	}
 	e.plans = nil
+	errs = append(errs, e.bwd.close())
+	e.pp.release()
+	errs = append(errs, e.ws.release())
 	return errors.Join(errs...)
 }
 
@@ -235,6 +254,11 @@ func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, 
 			p.lastUse[in] = i
 		}
 	}
+	// While ORT prepacks, pages it has read stay resident in the weights'
+	// mapping beside the packed copies; drop them as it goes, so the peak
+	// stays near the packed size instead of twice the weights.
+	stopPager := e.ws.pager(20 * time.Millisecond)
+	defer stopPager()
 	for i, sg := range segs {
 		b, err := proto.Marshal(sg.Model)
 		if err != nil {
@@ -242,7 +266,11 @@ func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, 
 			return nil, fmt.Errorf("plan: encode segment %d: %w", i, err)
 		}
 		tag := fmt.Sprintf("seg%d-of-%d", i, len(segs))
-		sess, err := newSession(b, sg.Inputs, sg.Outputs, e.g.Dir, tag, e.o)
+		var inits []string
+		for _, t := range sg.Model.GetGraph().GetInitializer() {
+			inits = append(inits, t.GetName())
+		}
+		sess, err := newSession(b, inits, sg.Inputs, sg.Outputs, e.g.Dir, tag, e.o, e.ws, e.pp)
 		if err != nil {
 			p.close()
 			return nil, err
@@ -278,7 +306,27 @@ func (e *Engine) Run(ctx context.Context, req Request) (map[string]*Tensor, erro
 		x.own(v)
 		x.vals[name] = v
 	}
+	if done := ctx.Done(); done != nil {
+		ro, err := newRunOptions()
+		if err != nil {
+			return nil, err
+		}
+		defer ro.release()
+		x.ro = ro
+		finished := make(chan struct{})
+		defer close(finished)
+		go func() {
+			select {
+			case <-done:
+				ro.terminate()
+			case <-finished:
+			}
+		}()
+	}
 	if err := x.run(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("run: %w", ctx.Err())
+		}
 		return nil, err
 	}
 	out := make(map[string]*Tensor, len(req.Outputs))

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -155,12 +156,60 @@ func Init() error {
 	if err != nil {
 		return err
 	}
+	if err := initShim(path, GlobalThreads(), false); err != nil {
+		return fmt.Errorf("start onnxruntime %s from %s: %w", version, path, err)
+	}
 	ort.SetSharedLibraryPath(path)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
 		return fmt.Errorf("start onnxruntime %s from %s: %w", version, path, err)
 	}
+	// One CPU arena in the environment that every session uses (with
+	// session.use_env_allocators), instead of an arena per session.
+	mi, err := ort.GetMemoryInfo()
+	if err != nil {
+		return fmt.Errorf("start onnxruntime: %w", err)
+	}
+	arena, err := ort.NewArenaCfg(0, -1, -1, -1)
+	if err != nil {
+		return fmt.Errorf("start onnxruntime: arena: %w", err)
+	}
+	defer arena.Destroy()
+	if err := ort.CreateAndRegisterAllocator(mi, arena); err != nil {
+		return fmt.Errorf("start onnxruntime: shared allocator: %w", err)
+	}
 	initDone, initPath, initVersion = true, path, version
 	return nil
+}
+
+var globalThreads int
+
+// SetGlobalThreads sets the size of the process-wide intra-op thread pool
+// that sessions share (0: one thread per core). It takes effect only before
+// the first engine starts ONNX Runtime; later calls return an error.
+func SetGlobalThreads(n int) error {
+	initOnce.Lock()
+	defer initOnce.Unlock()
+	if initDone && n != globalThreads {
+		return fmt.Errorf("onnxruntime already started with %d threads", GlobalThreads())
+	}
+	globalThreads = n
+	return nil
+}
+
+// EnvThreads names the environment variable that sets the process-wide
+// thread pool's size when SetGlobalThreads was not called.
+const EnvThreads = "ONNX_TDB_THREADS"
+
+// GlobalThreads is the size of the process-wide thread pool: the value given
+// to SetGlobalThreads, else $ONNX_TDB_THREADS, else one thread per core.
+func GlobalThreads() int {
+	if globalThreads > 0 {
+		return globalThreads
+	}
+	if n, err := strconv.Atoi(os.Getenv(EnvThreads)); err == nil && n > 0 {
+		return n
+	}
+	return goruntime.NumCPU()
 }
 
 // Library returns the path and version of the loaded library ("" before Init).

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"sync/atomic"
 
@@ -46,12 +45,14 @@ func ParseDevice(s string) (Device, int, error) {
 type Options struct {
 	Device   Device // CPU (default) or CUDA
 	DeviceID int    // CUDA device ordinal
-	// Threads is the number of intra-op threads of each session (0: one per
-	// core). Sessions run one after another, never at once.
+	// Threads, when positive, gives each session its own pool of that many
+	// intra-op threads. Zero (the default) makes every session use the one
+	// process-wide pool (see SetGlobalThreads): sessions run one after
+	// another, so one pool serves them all without threads fighting.
 	Threads int
-	// Spin lets idle ORT threads spin-wait. Off by default: with many
-	// sessions run in turn, spinning threads of one session steal the cores
-	// of the next.
+	// Spin lets idle threads of per-session pools spin-wait. Off by default:
+	// with many sessions run in turn, spinning threads of one session steal
+	// the cores of the next.
 	Spin bool
 	// OptimizedDir, when set, makes ORT write each session's optimised graph
 	// there (for inspecting which fusions fired).
@@ -64,7 +65,7 @@ func (o Options) threads() int {
 	if o.Threads > 0 {
 		return o.Threads
 	}
-	return goruntime.NumCPU()
+	return GlobalThreads()
 }
 
 // sessionsCreated counts ORT sessions made by this process (tests use it to
@@ -83,11 +84,13 @@ func (o Options) sessionOptions(dir string, tag string) (*ort.SessionOptions, er
 		so.Destroy()
 		return nil, err
 	}
-	if err := so.SetIntraOpNumThreads(o.threads()); err != nil {
-		return fail(err)
-	}
-	if err := so.SetInterOpNumThreads(1); err != nil {
-		return fail(err)
+	if o.Threads > 0 {
+		if err := so.SetIntraOpNumThreads(o.threads()); err != nil {
+			return fail(err)
+		}
+		if err := so.SetInterOpNumThreads(1); err != nil {
+			return fail(err)
+		}
 	}
 	spin := "0"
 	if o.Spin {
@@ -96,6 +99,7 @@ func (o Options) sessionOptions(dir string, tag string) (*ort.SessionOptions, er
 	for k, v := range map[string]string{
 		"session.intra_op.allow_spinning": spin,
 		"session.inter_op.allow_spinning": spin,
+		"session.use_env_allocators":      "1",
 	} {
 		if err := so.AddSessionConfigEntry(k, v); err != nil {
 			return fail(fmt.Errorf("session config %s: %w", k, err))
@@ -146,33 +150,51 @@ func appendCUDA(so *ort.SessionOptions, id int) error {
 
 // session is one ORT session over one graph segment.
 type session struct {
-	s       *ort.DynamicAdvancedSession
+	cs      *csession
 	inputs  []string
 	outputs []string
 }
 
-func newSession(model []byte, inputs, outputs []string, dir, tag string, o Options) (*session, error) {
+// newSession creates a session over a serialised segment. Its options come
+// from onnxruntime_go (threads, providers); the shim adds the shared weights
+// and creates it with the engine's prepacked-weights container.
+func newSession(model []byte, inits []string, inputs, outputs []string, dir, tag string, o Options, ws *weightStore, pp *prepacked) (*session, error) {
 	so, err := o.sessionOptions(dir, tag)
 	if err != nil {
 		return nil, err
 	}
 	defer so.Destroy()
-	s, err := ort.NewDynamicAdvancedSessionWithONNXData(model, inputs, outputs, so)
+	if o.Threads <= 0 {
+		if err := disablePerSessionThreads(so); err != nil {
+			return nil, fmt.Errorf("create session %s: %w", tag, err)
+		}
+	}
+	if ws != nil {
+		for _, name := range inits {
+			if v, ok := ws.values[name]; ok {
+				if err := addInitializer(so, name, v); err != nil {
+					return nil, fmt.Errorf("create session %s: shared weight %s: %w", tag, name, err)
+				}
+			}
+		}
+	}
+	cs, err := createSession(model, so, pp)
 	if err != nil {
 		if o.Device == CUDA && strings.Contains(strings.ToLower(err.Error()), "cuda") {
 			return nil, fmt.Errorf("%w: %v", ErrCUDAUnavailable, err)
 		}
 		return nil, fmt.Errorf("create session %s: %w", tag, err)
 	}
+	cs.setNames(inputs, outputs)
 	sessionsCreated.Add(1)
-	return &session{s: s, inputs: inputs, outputs: outputs}, nil
+	return &session{cs: cs, inputs: inputs, outputs: outputs}, nil
 }
 
 func (s *session) close() error {
-	if s == nil || s.s == nil {
+	if s == nil || s.cs == nil {
 		return nil
 	}
-	err := s.s.Destroy()
-	s.s = nil
-	return err
+	s.cs.release()
+	s.cs = nil
+	return nil
 }

@@ -1,0 +1,535 @@
+package runtime
+
+// A small shim over the ONNX Runtime C API for what onnxruntime_go does not
+// expose: one process-wide thread pool (CreateEnvWithGlobalThreadPools +
+// DisablePerSessionThreads), weights shared by every session
+// (AddInitializer over one memory map, and one PrepackedWeightsContainer so
+// prepacked copies are shared too), and runs whose outputs stay in ONNX
+// Runtime's memory instead of being copied into Go.
+//
+// onnxruntime_go still loads the library, creates the environment and builds
+// the session options (threads, execution providers); the shim reaches the
+// same OrtApi table through OrtGetApiBase. The table is addressed by index: the
+// ONNX Runtime C ABI only appends to it, and the indices below are those of
+// API version 24. initAPI checks the alignment with a round trip through
+// CreateStatus / GetErrorMessage before anything else runs.
+
+/*
+#cgo LDFLAGS: -ldl
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct OrtStatus OrtStatus;
+typedef struct OrtEnv OrtEnv;
+typedef struct OrtSession OrtSession;
+typedef struct OrtSessionOptions OrtSessionOptions;
+typedef struct OrtValue OrtValue;
+typedef struct OrtMemoryInfo OrtMemoryInfo;
+typedef struct OrtThreadingOptions OrtThreadingOptions;
+typedef struct OrtPrepackedWeightsContainer OrtPrepackedWeightsContainer;
+typedef struct OrtTensorTypeAndShapeInfo OrtTensorTypeAndShapeInfo;
+typedef struct OrtRunOptions OrtRunOptions;
+
+// Indices into the OrtApi function table (onnxruntime_c_api.h, API 24).
+enum {
+	I_CreateStatus = 0,
+	I_GetErrorMessage = 2,
+	I_CreateSessionFromArray = 8,
+	I_Run = 9,
+	I_CreateRunOptions = 39,
+	I_RunOptionsSetTerminate = 46,
+	I_CreateTensorWithDataAsOrtValue = 49,
+	I_GetTensorMutableData = 51,
+	I_GetTensorElementType = 60,
+	I_GetDimensionsCount = 61,
+	I_GetDimensions = 62,
+	I_GetTensorTypeAndShape = 65,
+	I_CreateCpuMemoryInfo = 69,
+	I_ReleaseStatus = 93,
+	I_ReleaseMemoryInfo = 94,
+	I_ReleaseSession = 95,
+	I_ReleaseValue = 96,
+	I_ReleaseRunOptions = 97,
+	I_ReleaseTensorTypeAndShapeInfo = 99,
+	I_CreateEnvWithGlobalThreadPools = 119,
+	I_DisablePerSessionThreads = 120,
+	I_CreateThreadingOptions = 121,
+	I_ReleaseThreadingOptions = 122,
+	I_SetGlobalIntraOpNumThreads = 147,
+	I_SetGlobalInterOpNumThreads = 148,
+	I_SetGlobalSpinControl = 149,
+	I_AddInitializer = 150,
+	I_CreatePrepackedWeightsContainer = 166,
+	I_ReleasePrepackedWeightsContainer = 167,
+	I_CreateSessionFromArrayWithPrepackedWeightsContainer = 169,
+};
+
+typedef struct {
+	const void* (*GetApi)(uint32_t version);
+	const char* (*GetVersionString)(void);
+} tdbApiBase;
+
+static void* const* tdb_api = NULL;
+static OrtMemoryInfo* tdb_cpu_info = NULL;
+
+#define FN(i, T) ((T)tdb_api[i])
+
+// tdb_err turns a status into a malloc'd message (NULL when OK) and frees it.
+static char* tdb_err(OrtStatus* st) {
+	if (!st) return NULL;
+	const char* m = FN(I_GetErrorMessage, const char* (*)(const OrtStatus*))(st);
+	char* out = strdup(m ? m : "unknown onnxruntime error");
+	FN(I_ReleaseStatus, void (*)(OrtStatus*))(st);
+	return out;
+}
+
+static char* tdb_init_api(const char* path, uint32_t version) {
+	void* h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+	if (!h) h = dlopen(path, RTLD_NOW);
+	if (!h) return strdup(dlerror());
+	const tdbApiBase* (*gb)(void) = (const tdbApiBase* (*)(void))dlsym(h, "OrtGetApiBase");
+	if (!gb) return strdup("no OrtGetApiBase symbol");
+	const void* api = gb()->GetApi(version);
+	if (!api) return strdup("the library does not serve the requested C API version");
+	tdb_api = (void* const*)api;
+	// Self-check: the table must line up with the indices above.
+	OrtStatus* st = FN(I_CreateStatus, OrtStatus* (*)(int, const char*))(1, "tdb-api-check");
+	const char* m = FN(I_GetErrorMessage, const char* (*)(const OrtStatus*))(st);
+	int ok = m && strcmp(m, "tdb-api-check") == 0;
+	FN(I_ReleaseStatus, void (*)(OrtStatus*))(st);
+	if (!ok) { tdb_api = NULL; return strdup("OrtApi table does not match the expected layout"); }
+	// OrtArenaAllocator = 1, OrtMemTypeDefault = 0
+	return tdb_err(FN(I_CreateCpuMemoryInfo, OrtStatus* (*)(int, int, OrtMemoryInfo**))(1, 0, &tdb_cpu_info));
+}
+
+static char* tdb_create_env(int threads, int spin, OrtEnv** env) {
+	OrtThreadingOptions* tp = NULL;
+	char* e = tdb_err(FN(I_CreateThreadingOptions, OrtStatus* (*)(OrtThreadingOptions**))(&tp));
+	if (e) return e;
+	e = tdb_err(FN(I_SetGlobalIntraOpNumThreads, OrtStatus* (*)(OrtThreadingOptions*, int))(tp, threads));
+	if (!e) e = tdb_err(FN(I_SetGlobalInterOpNumThreads, OrtStatus* (*)(OrtThreadingOptions*, int))(tp, 1));
+	if (!e) e = tdb_err(FN(I_SetGlobalSpinControl, OrtStatus* (*)(OrtThreadingOptions*, int))(tp, spin));
+	// ORT_LOGGING_LEVEL_ERROR = 3
+	if (!e) e = tdb_err(FN(I_CreateEnvWithGlobalThreadPools, OrtStatus* (*)(int, const char*, const OrtThreadingOptions*, OrtEnv**))(3, "onnx-tdb", tp, env));
+	FN(I_ReleaseThreadingOptions, void (*)(OrtThreadingOptions*))(tp);
+	return e;
+}
+
+static char* tdb_disable_per_session_threads(OrtSessionOptions* so) {
+	return tdb_err(FN(I_DisablePerSessionThreads, OrtStatus* (*)(OrtSessionOptions*))(so));
+}
+
+static char* tdb_add_initializer(OrtSessionOptions* so, const char* name, const OrtValue* v) {
+	return tdb_err(FN(I_AddInitializer, OrtStatus* (*)(OrtSessionOptions*, const char*, const OrtValue*))(so, name, v));
+}
+
+static char* tdb_create_container(OrtPrepackedWeightsContainer** out) {
+	return tdb_err(FN(I_CreatePrepackedWeightsContainer, OrtStatus* (*)(OrtPrepackedWeightsContainer**))(out));
+}
+
+static void tdb_release_container(OrtPrepackedWeightsContainer* c) {
+	FN(I_ReleasePrepackedWeightsContainer, void (*)(OrtPrepackedWeightsContainer*))(c);
+}
+
+static char* tdb_create_session(OrtEnv* env, const void* data, size_t n, const OrtSessionOptions* so,
+		OrtPrepackedWeightsContainer* c, OrtSession** out) {
+	if (c) {
+		return tdb_err(FN(I_CreateSessionFromArrayWithPrepackedWeightsContainer,
+			OrtStatus* (*)(const OrtEnv*, const void*, size_t, const OrtSessionOptions*, OrtPrepackedWeightsContainer*, OrtSession**))(env, data, n, so, c, out));
+	}
+	return tdb_err(FN(I_CreateSessionFromArray,
+		OrtStatus* (*)(const OrtEnv*, const void*, size_t, const OrtSessionOptions*, OrtSession**))(env, data, n, so, out));
+}
+
+static void tdb_release_session(OrtSession* s) { FN(I_ReleaseSession, void (*)(OrtSession*))(s); }
+
+static char* tdb_run(OrtSession* s, OrtRunOptions* ro, const char* const* in_names, const OrtValue* const* ins, size_t n_in,
+		const char* const* out_names, size_t n_out, OrtValue** outs) {
+	return tdb_err(FN(I_Run, OrtStatus* (*)(OrtSession*, const OrtRunOptions*, const char* const*, const OrtValue* const*, size_t,
+		const char* const*, size_t, OrtValue**))(s, ro, in_names, ins, n_in, out_names, n_out, outs));
+}
+
+static char* tdb_create_run_options(OrtRunOptions** out) {
+	return tdb_err(FN(I_CreateRunOptions, OrtStatus* (*)(OrtRunOptions**))(out));
+}
+static char* tdb_terminate(OrtRunOptions* ro) {
+	return tdb_err(FN(I_RunOptionsSetTerminate, OrtStatus* (*)(OrtRunOptions*))(ro));
+}
+static void tdb_release_run_options(OrtRunOptions* ro) { FN(I_ReleaseRunOptions, void (*)(OrtRunOptions*))(ro); }
+
+static char* tdb_tensor(void* data, size_t nbytes, const int64_t* shape, size_t rank, int elem, OrtValue** out) {
+	return tdb_err(FN(I_CreateTensorWithDataAsOrtValue,
+		OrtStatus* (*)(const OrtMemoryInfo*, void*, size_t, const int64_t*, size_t, int, OrtValue**))(tdb_cpu_info, data, nbytes, shape, rank, elem, out));
+}
+
+static void tdb_release_value(OrtValue* v) { FN(I_ReleaseValue, void (*)(OrtValue*))(v); }
+
+// tdb_describe fills rank (<= 16), dims, element type and data pointer.
+static char* tdb_describe(OrtValue* v, int64_t* dims, size_t* rank, int* elem, void** data) {
+	OrtTensorTypeAndShapeInfo* info = NULL;
+	char* e = tdb_err(FN(I_GetTensorTypeAndShape, OrtStatus* (*)(const OrtValue*, OrtTensorTypeAndShapeInfo**))(v, &info));
+	if (e) return e;
+	e = tdb_err(FN(I_GetDimensionsCount, OrtStatus* (*)(const OrtTensorTypeAndShapeInfo*, size_t*))(info, rank));
+	if (!e && *rank > 16) e = strdup("tensor of rank > 16");
+	if (!e) e = tdb_err(FN(I_GetDimensions, OrtStatus* (*)(const OrtTensorTypeAndShapeInfo*, int64_t*, size_t))(info, dims, *rank));
+	if (!e) e = tdb_err(FN(I_GetTensorElementType, OrtStatus* (*)(const OrtTensorTypeAndShapeInfo*, int*))(info, elem));
+	FN(I_ReleaseTensorTypeAndShapeInfo, void (*)(OrtTensorTypeAndShapeInfo*))(info);
+	if (!e) e = tdb_err(FN(I_GetTensorMutableData, OrtStatus* (*)(OrtValue*, void**))(v, data));
+	return e;
+}
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	goruntime "runtime"
+	"unsafe"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// apiVersion is the OrtApi version whose table layout the shim uses.
+const apiVersion = 24
+
+func cerr(e *C.char) error {
+	if e == nil {
+		return nil
+	}
+	defer C.free(unsafe.Pointer(e))
+	return errors.New(C.GoString(e))
+}
+
+var theEnv *C.OrtEnv
+
+// initShim binds the OrtApi table and creates the process-wide environment
+// with one global thread pool of the given size. It runs before
+// onnxruntime_go's InitializeEnvironment, whose CreateEnv then returns the
+// same (singleton) environment.
+func initShim(path string, threads int, spin bool) error {
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	if err := cerr(C.tdb_init_api(cpath, apiVersion)); err != nil {
+		return fmt.Errorf("bind onnxruntime C API: %w", err)
+	}
+	s := 0
+	if spin {
+		s = 1
+	}
+	if err := cerr(C.tdb_create_env(C.int(threads), C.int(s), &theEnv)); err != nil {
+		return fmt.Errorf("create onnxruntime environment: %w", err)
+	}
+	return nil
+}
+
+// sessionOptionsPtr reaches the OrtSessionOptions inside onnxruntime_go's
+// SessionOptions (its only field). Pinned to onnxruntime_go v1.27.0; the
+// runtime tests fail if the layout ever changes.
+func sessionOptionsPtr(so *ort.SessionOptions) *C.OrtSessionOptions {
+	return *(**C.OrtSessionOptions)(unsafe.Pointer(so))
+}
+
+func disablePerSessionThreads(so *ort.SessionOptions) error {
+	return cerr(C.tdb_disable_per_session_threads(sessionOptionsPtr(so)))
+}
+
+func addInitializer(so *ort.SessionOptions, name string, v *value) error {
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	// ORT keeps the name's copy; the value must outlive the session.
+	return cerr(C.tdb_add_initializer(sessionOptionsPtr(so), cname, v.v))
+}
+
+// prepacked is a container of prepacked weights shared by sessions.
+type prepacked struct {
+	c *C.OrtPrepackedWeightsContainer
+}
+
+func newPrepacked() (*prepacked, error) {
+	p := &prepacked{}
+	if err := cerr(C.tdb_create_container(&p.c)); err != nil {
+		return nil, fmt.Errorf("prepacked weights container: %w", err)
+	}
+	return p, nil
+}
+
+func (p *prepacked) release() {
+	if p != nil && p.c != nil {
+		C.tdb_release_container(p.c)
+		p.c = nil
+	}
+}
+
+// csession is one ORT session created through the shim.
+type csession struct {
+	s        *C.OrtSession
+	inNames  []*C.char
+	outNames []*C.char
+}
+
+func createSession(model []byte, so *ort.SessionOptions, pp *prepacked) (*csession, error) {
+	if len(model) == 0 {
+		return nil, errors.New("empty model")
+	}
+	var c *C.OrtPrepackedWeightsContainer
+	if pp != nil {
+		c = pp.c
+	}
+	cs := &csession{}
+	data := C.CBytes(model)
+	defer C.free(data)
+	if err := cerr(C.tdb_create_session(theEnv, data, C.size_t(len(model)), sessionOptionsPtr(so), c, &cs.s)); err != nil {
+		return nil, err
+	}
+	return cs, nil
+}
+
+func (cs *csession) setNames(inputs, outputs []string) {
+	for _, n := range inputs {
+		cs.inNames = append(cs.inNames, C.CString(n))
+	}
+	for _, n := range outputs {
+		cs.outNames = append(cs.outNames, C.CString(n))
+	}
+}
+
+func (cs *csession) release() {
+	if cs == nil {
+		return
+	}
+	if cs.s != nil {
+		C.tdb_release_session(cs.s)
+		cs.s = nil
+	}
+	for _, p := range append(cs.inNames, cs.outNames...) {
+		C.free(unsafe.Pointer(p))
+	}
+	cs.inNames, cs.outNames = nil, nil
+}
+
+// runOptions lets a run be stopped from another goroutine.
+type runOptions struct{ ro *C.OrtRunOptions }
+
+func newRunOptions() (*runOptions, error) {
+	r := &runOptions{}
+	if err := cerr(C.tdb_create_run_options(&r.ro)); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *runOptions) terminate() { cerr(C.tdb_terminate(r.ro)) }
+
+func (r *runOptions) release() {
+	if r.ro != nil {
+		C.tdb_release_run_options(r.ro)
+		r.ro = nil
+	}
+}
+
+// run feeds inputs (in the session's input order) and returns ORT-allocated
+// outputs (in its output order), owned by the caller.
+func (cs *csession) run(ro *runOptions, ins []*value) ([]*value, error) {
+	if len(ins) != len(cs.inNames) {
+		return nil, fmt.Errorf("session takes %d inputs, got %d", len(cs.inNames), len(ins))
+	}
+	nIn, nOut := len(ins), len(cs.outNames)
+	// C-allocated arrays of C pointers: no Go pointer crosses into C.
+	cin := (*[1 << 20]*C.OrtValue)(C.malloc(C.size_t(max(nIn, 1)) * C.size_t(unsafe.Sizeof(uintptr(0)))))[:max(nIn, 1):max(nIn, 1)]
+	defer C.free(unsafe.Pointer(&cin[0]))
+	cout := (*[1 << 20]*C.OrtValue)(C.malloc(C.size_t(max(nOut, 1)) * C.size_t(unsafe.Sizeof(uintptr(0)))))[:max(nOut, 1):max(nOut, 1)]
+	defer C.free(unsafe.Pointer(&cout[0]))
+	cinNames := (*[1 << 20]*C.char)(C.malloc(C.size_t(max(nIn, 1)) * C.size_t(unsafe.Sizeof(uintptr(0)))))[:max(nIn, 1):max(nIn, 1)]
+	defer C.free(unsafe.Pointer(&cinNames[0]))
+	coutNames := (*[1 << 20]*C.char)(C.malloc(C.size_t(max(nOut, 1)) * C.size_t(unsafe.Sizeof(uintptr(0)))))[:max(nOut, 1):max(nOut, 1)]
+	defer C.free(unsafe.Pointer(&coutNames[0]))
+	for i, v := range ins {
+		cin[i] = v.v
+		cinNames[i] = cs.inNames[i]
+	}
+	for i := 0; i < nOut; i++ {
+		cout[i] = nil
+		coutNames[i] = cs.outNames[i]
+	}
+	var cro *C.OrtRunOptions
+	if ro != nil {
+		cro = ro.ro
+	}
+	err := cerr(C.tdb_run(cs.s, cro, &cinNames[0], &cin[0], C.size_t(nIn), &coutNames[0], C.size_t(nOut), &cout[0]))
+	goruntime.KeepAlive(ins)
+	if err != nil {
+		for i := 0; i < nOut; i++ {
+			if cout[i] != nil {
+				C.tdb_release_value(cout[i])
+			}
+		}
+		return nil, err
+	}
+	outs := make([]*value, nOut)
+	for i := range outs {
+		v, err := wrapValue(cout[i])
+		if err != nil {
+			for j := i; j < nOut; j++ {
+				C.tdb_release_value(cout[j])
+			}
+			releaseAll(outs[:i])
+			return nil, err
+		}
+		outs[i] = v
+	}
+	return outs, nil
+}
+
+// Element types (ONNXTensorElementDataType).
+const (
+	elemFloat = 1
+	elemInt64 = 7
+	elemBool  = 9
+)
+
+// value is an OrtValue holding a tensor, over Go memory (kept alive and
+// pinned until release) or ORT's (freed by release).
+type value struct {
+	v     *C.OrtValue
+	shape []int64
+	elem  int
+	data  unsafe.Pointer
+	n     int // elements
+	pin   goruntime.Pinner
+	keep  any // the Go slice backing a Go-memory value
+}
+
+func numel(shape []int64) int {
+	n := 1
+	for _, d := range shape {
+		n *= int(d)
+	}
+	return n
+}
+
+// newValue wraps a Go slice ([]float32, []int64 or []bool) without copying.
+func newValue(shape []int64, data any) (*value, error) {
+	n := numel(shape)
+	v := &value{shape: append([]int64(nil), shape...), n: n, keep: data}
+	var ptr unsafe.Pointer
+	var size int
+	switch d := data.(type) {
+	case []float32:
+		v.elem, size = elemFloat, 4
+		if len(d) < n {
+			return nil, fmt.Errorf("shape %v needs %d values, got %d", shape, n, len(d))
+		}
+		if n > 0 {
+			ptr = unsafe.Pointer(&d[0])
+		}
+	case []int64:
+		v.elem, size = elemInt64, 8
+		if len(d) < n {
+			return nil, fmt.Errorf("shape %v needs %d values, got %d", shape, n, len(d))
+		}
+		if n > 0 {
+			ptr = unsafe.Pointer(&d[0])
+		}
+	case []bool:
+		v.elem, size = elemBool, 1
+		if len(d) < n {
+			return nil, fmt.Errorf("shape %v needs %d values, got %d", shape, n, len(d))
+		}
+		if n > 0 {
+			ptr = unsafe.Pointer(&d[0])
+		}
+	default:
+		return nil, fmt.Errorf("unsupported tensor data %T", data)
+	}
+	var dummy C.int64_t
+	if ptr == nil {
+		ptr = unsafe.Pointer(&dummy) // ORT wants a non-null pointer even for empty tensors
+	}
+	v.pin.Pin(ptr)
+	v.data = ptr
+	cshape := (*C.int64_t)(C.malloc(C.size_t(max(len(shape), 1)) * 8))
+	defer C.free(unsafe.Pointer(cshape))
+	dims := unsafe.Slice(cshape, max(len(shape), 1))
+	for i, d := range shape {
+		dims[i] = C.int64_t(d)
+	}
+	if err := cerr(C.tdb_tensor(ptr, C.size_t(n*size), cshape, C.size_t(len(shape)), C.int(v.elem), &v.v)); err != nil {
+		v.pin.Unpin()
+		return nil, err
+	}
+	return v, nil
+}
+
+// newExternalValue wraps float32 data that lives outside the Go heap (the
+// weights' memory map).
+func newExternalValue(shape []int64, data unsafe.Pointer) (*value, error) {
+	n := numel(shape)
+	v := &value{shape: append([]int64(nil), shape...), n: n, elem: elemFloat, data: data}
+	cshape := (*C.int64_t)(C.malloc(C.size_t(max(len(shape), 1)) * 8))
+	defer C.free(unsafe.Pointer(cshape))
+	dims := unsafe.Slice(cshape, max(len(shape), 1))
+	for i, d := range shape {
+		dims[i] = C.int64_t(d)
+	}
+	if err := cerr(C.tdb_tensor(data, C.size_t(n*4), cshape, C.size_t(len(shape)), elemFloat, &v.v)); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// wrapValue takes ownership of an ORT-allocated tensor.
+func wrapValue(cv *C.OrtValue) (*value, error) {
+	var dims [16]C.int64_t
+	var rank C.size_t
+	var elem C.int
+	var data unsafe.Pointer
+	if err := cerr(C.tdb_describe(cv, &dims[0], &rank, &elem, &data)); err != nil {
+		return nil, fmt.Errorf("output tensor: %w", err)
+	}
+	v := &value{v: cv, elem: int(elem), data: data}
+	for i := 0; i < int(rank); i++ {
+		v.shape = append(v.shape, int64(dims[i]))
+	}
+	v.n = numel(v.shape)
+	return v, nil
+}
+
+func (v *value) release() {
+	if v == nil || v.v == nil {
+		return
+	}
+	C.tdb_release_value(v.v)
+	v.v = nil
+	v.pin.Unpin()
+	v.keep = nil
+}
+
+func releaseAll(vs []*value) {
+	for _, v := range vs {
+		v.release()
+	}
+}
+
+// f32 views a float32 tensor's data (no copy; valid until release).
+func (v *value) f32() []float32 {
+	if v.elem != elemFloat || v.n == 0 {
+		return []float32{}
+	}
+	return unsafe.Slice((*float32)(v.data), v.n)
+}
+
+func (v *value) i64() []int64 {
+	if v.elem != elemInt64 || v.n == 0 {
+		return []int64{}
+	}
+	return unsafe.Slice((*int64)(v.data), v.n)
+}
+
+func (v *value) bools() []bool {
+	if v.elem != elemBool || v.n == 0 {
+		return []bool{}
+	}
+	return unsafe.Slice((*bool)(v.data), v.n)
+}

@@ -1,0 +1,165 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
+)
+
+// weightStore maps a model's external weight files once and wraps each
+// initializer as an OrtValue over the mapping. Every session of the engine
+// gets these values through AddInitializer, so the weights are held once,
+// however many sessions and plans exist; prepacked copies are shared through
+// one PrepackedWeightsContainer.
+type weightStore struct {
+	maps   map[string][]byte // file -> mapping
+	values map[string]*value // initializer name -> value over the mapping
+}
+
+func externalInfo(t *onnxpb.TensorProto) (location string, offset, length int64, ok bool) {
+	if t.GetDataLocation() != onnxpb.TensorProto_EXTERNAL {
+		return "", 0, 0, false
+	}
+	length = -1
+	for _, kv := range t.GetExternalData() {
+		switch kv.GetKey() {
+		case "location":
+			location = kv.GetValue()
+		case "offset":
+			offset, _ = strconv.ParseInt(kv.GetValue(), 10, 64)
+		case "length":
+			length, _ = strconv.ParseInt(kv.GetValue(), 10, 64)
+		}
+	}
+	return location, offset, length, location != ""
+}
+
+// newWeightStore maps the external float32 initializers of m found under dir.
+// Other initializers stay in the graphs.
+func newWeightStore(m *onnxpb.ModelProto, dir string) (*weightStore, error) {
+	ws := &weightStore{maps: map[string][]byte{}, values: map[string]*value{}}
+	for _, t := range m.GetGraph().GetInitializer() {
+		loc, off, length, ok := externalInfo(t)
+		if !ok || onnxpb.TensorProto_DataType(t.GetDataType()) != onnxpb.TensorProto_FLOAT {
+			continue
+		}
+		data, ok := ws.maps[loc]
+		if !ok {
+			var err error
+			data, err = mapFile(filepath.Join(dir, loc))
+			if err != nil {
+				ws.release()
+				return nil, err
+			}
+			ws.maps[loc] = data
+		}
+		n := int64(4)
+		for _, d := range t.GetDims() {
+			n *= d
+		}
+		if length >= 0 && length != n {
+			ws.release()
+			return nil, fmt.Errorf("weights %s: %s has length %d, its dims need %d bytes", loc, t.GetName(), length, n)
+		}
+		if off < 0 || off%4 != 0 || off+n > int64(len(data)) {
+			ws.release()
+			return nil, fmt.Errorf("weights %s: %s at [%d,%d) lies outside the %d-byte file", loc, t.GetName(), off, off+n, len(data))
+		}
+		var ptr unsafe.Pointer
+		if n > 0 {
+			ptr = unsafe.Pointer(&data[off])
+		} else {
+			ptr = unsafe.Pointer(&data[0])
+		}
+		v, err := newExternalValue(t.GetDims(), ptr)
+		if err != nil {
+			ws.release()
+			return nil, fmt.Errorf("weights %s: %w", t.GetName(), err)
+		}
+		ws.values[t.GetName()] = v
+	}
+	return ws, nil
+}
+
+func mapFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("weights: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("weights: %w", err)
+	}
+	if st.Size() == 0 {
+		return nil, fmt.Errorf("weights: %s is empty", path)
+	}
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("weights: map %s: %w", path, err)
+	}
+	return data, nil
+}
+
+// dropResident tells the kernel the mapped pages are not needed now: the
+// pages read while prepacking leave the process's resident set (they stay
+// in the page cache and come back on the next read).
+func (ws *weightStore) dropResident() {
+	for _, d := range ws.maps {
+		syscall.Madvise(d, syscall.MADV_DONTNEED)
+	}
+}
+
+// pager drops the mapping's resident pages every interval until stopped (and
+// once more then).
+func (ws *weightStore) pager(every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				ws.dropResident()
+				return
+			case <-t.C:
+				ws.dropResident()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// Bytes is the size of the mapped weight files.
+func (ws *weightStore) bytes() int64 {
+	var n int64
+	for _, d := range ws.maps {
+		n += int64(len(d))
+	}
+	return n
+}
+
+func (ws *weightStore) release() error {
+	var errs []error
+	for _, v := range ws.values {
+		v.release()
+	}
+	ws.values = nil
+	for _, d := range ws.maps {
+		errs = append(errs, syscall.Munmap(d))
+	}
+	ws.maps = nil
+	return errors.Join(errs...)
+}
