@@ -151,10 +151,11 @@ type segRun struct {
 }
 
 type plan struct {
-	segs    []*segRun
-	sites   []siteRef
-	lastUse map[string]int // last segment index that reads a tensor
-	wanted  map[string]bool
+	segs     []*segRun
+	sites    []siteRef
+	cutSites map[string][]int // cut tensor -> indices of the sites it carries
+	lastUse  map[string]int   // last segment index that reads a tensor
+	wanted   map[string]bool
 }
 
 func (p *plan) close() error {
@@ -241,6 +242,12 @@ func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, 
 	segs, err := graphs.Split(model, graphs.Spec{Outputs: outputs, Reads: reads, Cuts: cuts})
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
+	}
+	p.cutSites = map[string][]int{}
+	for i, s := range p.sites {
+		if cutSeen[s.ref.Tensor] {
+			p.cutSites[s.ref.Tensor] = append(p.cutSites[s.ref.Tensor], i)
+		}
 	}
 	for _, o := range outputs {
 		p.wanted[o] = true

@@ -11,16 +11,17 @@ import (
 // stay in ONNX Runtime's memory: hooks see them without a copy, and the next
 // segment reads them as they are.
 type execution struct {
-	p     *plan
-	hs    *hooks.Set
-	ro    *runOptions
-	vals  map[string]*value
-	owned []*value
-	next  int // next segment to run
+	p      *plan
+	hs     *hooks.Set
+	ro     *runOptions
+	vals   map[string]*value
+	owned  []*value
+	next   int    // next segment to run
+	called []bool // sites whose hooks have run
 }
 
 func newExec(p *plan, hs *hooks.Set) *execution {
-	return &execution{p: p, hs: hs, vals: map[string]*value{}}
+	return &execution{p: p, hs: hs, vals: map[string]*value{}, called: make([]bool, len(p.sites))}
 }
 
 func (x *execution) own(v *value) { x.owned = append(x.owned, v) }
@@ -38,6 +39,15 @@ func (x *execution) runSegment(ctx context.Context) error {
 	}
 	i := x.next
 	sg := x.p.segs[i]
+	// The hooks of every cut this segment reads run first, even where the
+	// model's hook order would call them later (it does not for GPT-2).
+	for _, name := range sg.inputs {
+		for _, si := range x.p.cutSites[name] {
+			if err := x.callOnce(si); err != nil {
+				return err
+			}
+		}
+	}
 	ins := make([]*value, len(sg.inputs))
 	for j, name := range sg.inputs {
 		v, ok := x.vals[name]
@@ -74,11 +84,14 @@ func (x *execution) ensure(ctx context.Context, name string) error {
 }
 
 func (x *execution) run(ctx context.Context) error {
-	for _, s := range x.p.sites {
+	for i, s := range x.p.sites {
+		if x.called[i] {
+			continue
+		}
 		if err := x.ensure(ctx, s.ref.Tensor); err != nil {
 			return err
 		}
-		if err := x.callSite(s); err != nil {
+		if err := x.callOnce(i); err != nil {
 			return err
 		}
 	}
@@ -88,6 +101,14 @@ func (x *execution) run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+func (x *execution) callOnce(i int) error {
+	if x.called[i] {
+		return nil
+	}
+	x.called[i] = true
+	return x.callSite(x.p.sites[i])
 }
 
 // callSite hands the site's tensor to its hooks and, for a written site,
