@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 
 	"os"
@@ -30,6 +29,7 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "paths", Value: "whole,no-hooks,one-write,all-read,per-stage", Usage: "which paths to run"},
 			&cli.DurationFlag{Name: "min-time", Value: 3 * time.Second, Usage: "time spent per measurement (after a warm-up run)"},
 			&cli.IntFlag{Name: "min-runs", Value: 3},
+			&cli.StringFlag{Name: "sample", Value: "1,4", Usage: "batch sizes of the decoding rows (16-token prompt, 32 new tokens, KV cache); empty for none"},
 		},
 		Action: runBench,
 	}
@@ -168,11 +168,20 @@ func benchPaths(m *modelctx.Transformer) map[string][]modelctx.ForwardOption {
 	}
 }
 
+type benchRow struct {
+	shape, path string
+	tps         float64
+}
+
+// runBench measures the whole-graph baseline first (then closes it), resets
+// the peak-RSS counter, and measures the hooked paths of the per-block model,
+// so the peak it reports is the per-block model's with all its plans.
 func runBench(c *cli.Context) error {
 	shapes, err := parseShapes(c.String("shapes"))
 	if err != nil {
 		return err
 	}
+	paths := strings.Split(c.String("paths"), ",")
 	m, dir, err := benchModel(c)
 	if err != nil {
 		return err
@@ -180,64 +189,147 @@ func runBench(c *cli.Context) error {
 	defer m.Close()
 	man := m.Manifest()
 	w := c.App.Writer
-	ctx := context.Background()
+	ctx := c.Context
 	_, libVersion := runtime.Library()
 	fmt.Fprintf(w, "model %s: %d layers, d_model %d, weights %.0f MB; onnxruntime %s, %s, %d threads, %d CPUs\n",
 		man.Name, man.Config.NLayers, man.Config.DModel, float64(man.Weights.Bytes)/1e6, libVersion,
 		m.Engine().Options().Device, threadsOf(m), goruntime.NumCPU())
-
-	var whole *modelctx.Transformer
-	paths := strings.Split(c.String("paths"), ",")
-	for _, p := range paths {
-		if p == "whole" {
-			whole, err = openWhole(c, dir)
-			if err != nil {
-				return err
+	minTime, minRuns := c.Duration("min-time"), c.Int("min-runs")
+	sampleShapes := []int{}
+	for _, b := range strings.Split(c.String("sample"), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			n, err := strconv.Atoi(b)
+			if err != nil || n <= 0 {
+				return fmt.Errorf("--sample: %q is not a batch size", b)
 			}
-			defer whole.Close()
+			sampleShapes = append(sampleShapes, n)
 		}
 	}
+
+	forward := func(model *modelctx.Transformer, s benchShape, fo []modelctx.ForwardOption) (float64, error) {
+		rows := benchRows(s, man.Config.NVocab)
+		d, err := measure(minTime, minRuns, func() error {
+			_, err := model.Forward(ctx, rows, fo...)
+			return err
+		})
+		if err != nil {
+			return 0, err
+		}
+		return float64(s.B*s.T) / d.Seconds(), nil
+	}
+	sample := func(model *modelctx.Transformer, batch int, so []modelctx.SampleOption) (float64, error) {
+		rows := benchRows(benchShape{batch, 16}, man.Config.NVocab)
+		so = append(so, modelctx.WithNumTokens(32), modelctx.WithSeed(1))
+		d, err := measure(minTime, minRuns, func() error {
+			_, err := model.Sample(ctx, modelctx.TokenPrompts(rows...), so...)
+			return err
+		})
+		if err != nil {
+			return 0, err
+		}
+		return float64(batch*32) / d.Seconds(), nil
+	}
+
+	// Phase 1: the baseline, the exported model as one plain graph.
+	base := map[string]float64{}
+	if contains(paths, "whole") {
+		whole, err := openWhole(c, dir)
+		if err != nil {
+			return err
+		}
+		for _, s := range shapes {
+			if s.T > man.Config.NCtx {
+				continue
+			}
+			if base[s.String()], err = forward(whole, s, nil); err != nil {
+				whole.Close()
+				return fmt.Errorf("whole %s: %w", s, err)
+			}
+		}
+		for _, b := range sampleShapes {
+			if base[sampleKey(b)], err = sample(whole, b, nil); err != nil {
+				whole.Close()
+				return fmt.Errorf("whole sample batch %d: %w", b, err)
+			}
+		}
+		whole.Close()
+	}
+	resetPeakRSS()
+
+	// Phase 2: the per-block model, every path on the same engine.
 	opts := benchPaths(m)
-	fmt.Fprintf(w, "\n%-10s %-10s %12s %10s %12s\n", "shape", "path", "tokens/s", "vs whole", "peak RSS")
+	fmt.Fprintf(w, "\n%-14s %-10s %12s %10s %12s\n", "shape", "path", "tokens/s", "vs whole", "peak RSS")
+	row := func(shape, path string, tps float64) {
+		ratio := "-"
+		if b := base[shape]; b > 0 && path != "whole" {
+			ratio = fmt.Sprintf("%.3f", tps/b)
+		}
+		fmt.Fprintf(w, "%-14s %-10s %12.1f %10s %10.0f MB\n", shape, path, tps, ratio, float64(peakRSS())/1e6)
+	}
 	for _, s := range shapes {
 		if s.T > man.Config.NCtx {
-			fmt.Fprintf(w, "%-10s skipped: longer than the context window %d\n", fmt.Sprintf("%dx%d", s.B, s.T), man.Config.NCtx)
+			fmt.Fprintf(w, "%-14s skipped: longer than the context window %d\n", s, man.Config.NCtx)
 			continue
 		}
-		rows := benchRows(s, man.Config.NVocab)
-		var base float64
+		if b, ok := base[s.String()]; ok {
+			row(s.String(), "whole", b)
+		}
 		for _, p := range paths {
-			var model *modelctx.Transformer
-			var fo []modelctx.ForwardOption
-			switch {
-			case p == "whole":
-				model = whole
-			default:
-				o, ok := opts[p]
-				if !ok {
-					return fmt.Errorf("--paths: unknown path %q", p)
-				}
-				model, fo = m, o
-			}
-			d, err := measure(c.Duration("min-time"), c.Int("min-runs"), func() error {
-				_, err := model.Forward(ctx, rows, fo...)
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("%s %dx%d: %w", p, s.B, s.T, err)
-			}
-			tps := float64(s.B*s.T) / d.Seconds()
-			ratio := "-"
 			if p == "whole" {
-				base = tps
-			} else if base > 0 {
-				ratio = fmt.Sprintf("%.3f", tps/base)
+				continue
 			}
-			fmt.Fprintf(w, "%-10s %-10s %12.1f %10s %10.0f MB\n", fmt.Sprintf("%dx%d", s.B, s.T), p, tps, ratio, float64(peakRSS())/1e6)
+			fo, ok := opts[p]
+			if !ok {
+				return fmt.Errorf("--paths: unknown path %q", p)
+			}
+			tps, err := forward(m, s, fo)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", p, s, err)
+			}
+			row(s.String(), p, tps)
 		}
 	}
+	for _, b := range sampleShapes {
+		key := sampleKey(b)
+		if v, ok := base[key]; ok {
+			row(key, "whole", v)
+		}
+		for _, p := range []string{"no-hooks", "one-write"} {
+			if !contains(paths, p) {
+				continue
+			}
+			var so []modelctx.SampleOption
+			for _, o := range opts[p] {
+				so = append(so, o)
+			}
+			tps, err := sample(m, b, so)
+			if err != nil {
+				return fmt.Errorf("sample %s batch %d: %w", p, b, err)
+			}
+			row(key, p, tps)
+		}
+	}
+	weights := m.Engine().WeightBytes()
+	fmt.Fprintf(w, "\npeak RSS of the per-block model with all its plans: %.0f MB = %.2f x the weights (%.0f MB)\n",
+		float64(peakRSS())/1e6, float64(peakRSS())/float64(weights), float64(weights)/1e6)
 	return nil
 }
+
+func (s benchShape) String() string { return fmt.Sprintf("%dx%d", s.B, s.T) }
+
+func sampleKey(batch int) string { return fmt.Sprintf("decode b%d", batch) }
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if strings.TrimSpace(x) == s {
+			return true
+		}
+	}
+	return false
+}
+
+// resetPeakRSS resets the kernel's peak-RSS counter (VmHWM) of this process.
+func resetPeakRSS() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 
 func threadsOf(m *modelctx.Transformer) int {
 	if n := m.Engine().Options().Threads; n > 0 {
