@@ -7,14 +7,15 @@ import (
 
 // BwdUses resolves the gradient (bwd) registrations against a model with
 // nLayers layers: each site they touch, Write where a hook may replace the
-// gradient, Read where only observers look at it.
+// gradient, Read where only observers look at it. As in Uses, the SAE points
+// are left out: they are not sites of the model's graph.
 func (s *Set) BwdUses(nLayers int) (map[Site]Use, error) {
 	if err := s.Err(); err != nil {
 		return nil, err
 	}
 	uses := map[Site]Use{}
 	for _, e := range s.entries {
-		if e.stage != Bwd {
+		if e.stage != Bwd || e.point.IsSAE() {
 			continue
 		}
 		use := Read
