@@ -46,6 +46,18 @@ type Context struct {
 	Site  Site
 	Stage Stage
 	vals  map[string]any
+	set   *Set
+}
+
+// Set is the snapshot of hooks this call belongs to. A hook that computes
+// nested points (an autoencoder splice calling the hooks of sae.latents,
+// sae.reconstruction and sae.error) calls them through it, so that they run
+// with every registration of the pass.
+func (c *Context) Set() *Set {
+	if c.set == nil {
+		return &Set{}
+	}
+	return c.set
 }
 
 // Point is the hook point being called.
@@ -252,14 +264,16 @@ func (s *Set) Empty() bool {
 }
 
 // Uses resolves the forward (fwd and fwd2) registrations against a model with
-// nLayers layers and lists each site they touch with how.
+// nLayers layers and lists each site they touch with how. The SAE points
+// (sae.latents, ...) are not sites of the model's graph: the splice hook at
+// the autoencoder's input point calls them, so they are left out.
 func (s *Set) Uses(nLayers int) (map[Site]Use, error) {
 	if err := s.Err(); err != nil {
 		return nil, err
 	}
 	uses := map[Site]Use{}
 	for _, e := range s.entries {
-		if e.stage == Bwd {
+		if e.stage == Bwd || e.point.IsSAE() {
 			continue
 		}
 		use := Read
@@ -316,7 +330,7 @@ func (s *Set) Call(site Site, t *Tensor, shared bool) (*Tensor, error) {
 			if e.stage != stage || !e.matches(site) {
 				continue
 			}
-			ctx := &Context{Site: site, Stage: stage, vals: e.vals}
+			ctx := &Context{Site: site, Stage: stage, vals: e.vals, set: s}
 			var err error
 			if e.fn != nil {
 				var out *Tensor

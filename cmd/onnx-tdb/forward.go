@@ -39,7 +39,7 @@ func forwardCommand() *cli.Command {
 			&cli.StringFlag{Name: "save-activations", Usage: "write <dot path>.L<layer>.npy / <dot path>.npy / logits.npy here"},
 			&cli.IntFlag{Name: "top", Value: 5, Usage: "next tokens to print per row"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
-		), interventionFlags()...),
+		), append(interventionFlags(), saeFlags()...)...),
 		Action: runForward,
 	}
 }
@@ -106,6 +106,14 @@ func runForward(c *cli.Context) error {
 	opts := []modelctx.ForwardOption{modelctx.WithPad(side)}
 	if filter != nil {
 		opts = append(opts, modelctx.Capture(filter))
+	}
+	sh, closeSAE, err := saeHooks(c, m)
+	if err != nil {
+		return err
+	}
+	defer closeSAE()
+	if sh != nil {
+		opts = append(opts, modelctx.WithHooks(sh))
 	}
 	hs, err := interventionHooks(c, m)
 	if err != nil {

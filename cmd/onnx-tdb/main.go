@@ -39,6 +39,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			exportCommand(),
 			forwardCommand(),
+			saeCommand(),
 			sampleCommand(),
 			infoCommand(),
 			randomCheckpointCommand(),

@@ -1,0 +1,368 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/onnx-tdb/onnx-tdb/export/npy"
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+	"github.com/onnx-tdb/onnx-tdb/modelctx"
+	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
+	"github.com/onnx-tdb/onnx-tdb/runtime"
+	"github.com/onnx-tdb/onnx-tdb/sae"
+	"github.com/urfave/cli/v2"
+)
+
+const saeRefHelp = "a .pt state dict, a converted folder, an az:// or https location, or a registered family (" +
+	"ae-mlp-post-act-v1|v4, ae-resid-delta-mlp-v1|v4, ae-resid-delta-attn-v4: the layer comes from --at)"
+
+func saeCommand() *cli.Command {
+	common := func() []cli.Flag {
+		return []cli.Flag{
+			modelFlag(),
+			&cli.StringFlag{Name: "sae", Required: true, Usage: "the autoencoder: " + saeRefHelp},
+			&cli.StringFlag{Name: "at", Required: true, Usage: "POINT@LAYER the autoencoder reads (mlp.post_act, resid.torso.delta_mlp or resid.torso.delta_attn)"},
+		}
+	}
+	return &cli.Command{
+		Name:  "sae",
+		Usage: "sparse autoencoders: encode a hook point into latents, list each token's strongest latents",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "encode",
+				Usage: "write latents.npy [B,T,n_latents] and reconstruction.npy [B,T,n_inputs] (float32) of the activations at --at",
+				Flags: append(append(common(), inputFlags()...),
+					&cli.StringFlag{Name: "out", Required: true, Usage: "folder to write latents.npy and reconstruction.npy into"},
+				),
+				Action: runSAEEncode,
+			},
+			{
+				Name:  "top",
+				Usage: "print, for each token, its strongest latents",
+				Flags: append(append(common(), inputFlags()...),
+					&cli.IntFlag{Name: "k", Aliases: []string{"n"}, Value: 10, Usage: "latents to print per token"},
+					&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
+				),
+				Action: runSAETop,
+			},
+		},
+	}
+}
+
+// saeOptions are the load options the global flags give (cache, blob
+// endpoint, device, threads).
+func saeOptions(c *cli.Context) ([]sae.Option, error) {
+	dev, id, err := runtime.ParseDevice(c.String("device"))
+	if err != nil {
+		return nil, err
+	}
+	return []sae.Option{
+		sae.WithFetch(fetchOptions(c)),
+		sae.WithRuntime(runtime.Options{Device: dev, DeviceID: id, Threads: c.Int("threads")}),
+	}, nil
+}
+
+// parseSAESite reads POINT@LAYER and checks that the model has it.
+func parseSAESite(s string, m *modelctx.Transformer) (hooks.Site, error) {
+	site, err := hooks.ParseSite(s)
+	if err != nil {
+		return hooks.Site{}, err
+	}
+	if site.Point.IsSAE() || !site.Point.PerLayer() {
+		return hooks.Site{}, fmt.Errorf("%s: an autoencoder reads a per-layer point of the model (mlp.post_act@L, resid.torso.delta_mlp@L, resid.torso.delta_attn@L)", s)
+	}
+	if site.Layer >= m.NLayers() {
+		return hooks.Site{}, fmt.Errorf("%s: layer %d out of range [0,%d)", s, site.Layer, m.NLayers())
+	}
+	if !m.HasSite(site) {
+		return hooks.Site{}, fmt.Errorf("%w: %s", modelctx.ErrNoPoint, site)
+	}
+	return site, nil
+}
+
+// openSAE loads the autoencoder ref for a site: a registered family name
+// gives the site's layer, and must read the site's point.
+func openSAE(c *cli.Context, m *modelctx.Transformer, ref string, site hooks.Site) (*sae.Autoencoder, error) {
+	resolved, input, err := sae.Resolve(ref, site.Layer)
+	if err != nil {
+		return nil, err
+	}
+	if input != "" && input.Point() != site.Point {
+		return nil, fmt.Errorf("autoencoder %s reads %s, not %s", ref, input.Point(), site.Point)
+	}
+	opts, err := saeOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	ae, err := sae.Open(c.Context, resolved, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if w := pointWidth(m, site.Point); w > 0 && w != ae.NInputs {
+		ae.Close()
+		return nil, fmt.Errorf("%s has width %d, the autoencoder takes %d inputs", site, w, ae.NInputs)
+	}
+	return ae, nil
+}
+
+// pointWidth is the size of a point's last axis in the model (0: unknown).
+func pointWidth(m *modelctx.Transformer, p hooks.Point) int {
+	shape := p.Shape()
+	cfg := m.Manifest().Config
+	switch shape[len(shape)-1] {
+	case hooks.FF:
+		return cfg.DFF
+	case hooks.Model:
+		return cfg.DModel
+	case hooks.HeadDim:
+		return cfg.DHead
+	}
+	return 0
+}
+
+// saeInput runs the model over the rows and returns the activations at the
+// site, [B,T,n], padded positions included.
+func saeInput(c *cli.Context, m *modelctx.Transformer, rows [][]int, site hooks.Site) (*hooks.Tensor, *modelctx.Output, error) {
+	side, err := modelctx.ParsePadSide(c.String("pad"))
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := m.Forward(c.Context, rows, modelctx.WithPad(side),
+		modelctx.Capture(&modelctx.Filter{Points: []hooks.Point{site.Point}, Layers: []int{site.Layer}}))
+	if err != nil {
+		return nil, nil, err
+	}
+	x, ok := out.Activations[site]
+	if !ok {
+		return nil, nil, fmt.Errorf("%s was not captured", site)
+	}
+	return x, out, nil
+}
+
+// saeRun opens the model and the autoencoder and encodes the input rows.
+type saeRun struct {
+	m       *modelctx.Transformer
+	ae      *sae.Autoencoder
+	rows    [][]int
+	prompts []string
+	out     *modelctx.Output
+	x, z    *hooks.Tensor
+}
+
+func (r *saeRun) close() {
+	if r.ae != nil {
+		r.ae.Close()
+	}
+	if r.m != nil {
+		r.m.Close()
+	}
+}
+
+func startSAERun(c *cli.Context) (*saeRun, error) {
+	r := &saeRun{}
+	var err error
+	if r.m, err = openModel(c); err != nil {
+		return r, err
+	}
+	site, err := parseSAESite(c.String("at"), r.m)
+	if err != nil {
+		return r, fmt.Errorf("--at %w", err)
+	}
+	if r.rows, r.prompts, err = inputRows(c, r.m); err != nil {
+		return r, err
+	}
+	if r.ae, err = openSAE(c, r.m, c.String("sae"), site); err != nil {
+		return r, err
+	}
+	if r.x, r.out, err = saeInput(c, r.m, r.rows, site); err != nil {
+		return r, err
+	}
+	r.z, err = r.ae.Encode(c.Context, r.x)
+	return r, err
+}
+
+func runSAEEncode(c *cli.Context) error {
+	r, err := startSAERun(c)
+	defer r.close()
+	if err != nil {
+		return err
+	}
+	rec, err := r.ae.Decode(c.Context, r.z)
+	if err != nil {
+		return err
+	}
+	dir := c.String("out")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		t    *hooks.Tensor
+	}{{"latents.npy", r.z}, {"reconstruction.npy", rec}} {
+		if err := npy.Write(filepath.Join(dir, f.name), f.t.Shape, f.t.Data); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "wrote %s %v\n", filepath.Join(dir, f.name), f.t.Shape)
+	}
+	return nil
+}
+
+type saeLatent struct {
+	Latent int     `json:"latent"`
+	Value  float32 `json:"value"`
+}
+
+type saeToken struct {
+	Position int         `json:"position"`
+	ID       int         `json:"id"`
+	Token    string      `json:"token,omitempty"`
+	Latents  []saeLatent `json:"latents"`
+}
+
+type saeRow struct {
+	Prompt string     `json:"prompt,omitempty"`
+	Tokens []saeToken `json:"tokens"`
+}
+
+func runSAETop(c *cli.Context) error {
+	r, err := startSAERun(c)
+	defer r.close()
+	if err != nil {
+		return err
+	}
+	k := c.Int("k")
+	if k <= 0 {
+		return fmt.Errorf("-k %d: want a positive count", k)
+	}
+	tok, _ := modelTokenizer(r.m)
+	side, _ := modelctx.ParsePadSide(c.String("pad"))
+	rows := topLatents(r.z, modelctx.PadRows(r.rows, side), k, tok)
+	for b := range rows {
+		if r.prompts != nil {
+			rows[b].Prompt = r.prompts[b]
+		}
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"sae": r.ae.Source, "latents": r.ae.NLatents, "rows": rows})
+	}
+	fmt.Fprintf(c.App.Writer, "%s at %s: top %d latents per token\n", r.ae, c.String("at"), k)
+	printSAETop(c.App.Writer, rows)
+	return nil
+}
+
+// topLatents lists each real token's k strongest nonzero latents.
+func topLatents(z *hooks.Tensor, batch modelctx.Batch, k int, tok *tokenizer.Tokenizer) []saeRow {
+	B, T, N := z.Shape[0], z.Shape[1], z.Shape[2]
+	tokens := make([]saeRow, B)
+	for b := 0; b < B; b++ {
+		for t := 0; t < T; t++ {
+			if batch.Pad[b][t] {
+				continue
+			}
+			row := z.Data[(b*T+t)*N : (b*T+t+1)*N]
+			id := batch.Tokens[b][t]
+			st := saeToken{Position: t, ID: id, Latents: []saeLatent{}}
+			if tok != nil {
+				st.Token, _ = tok.DecodeToken(id)
+			}
+			for _, i := range topK(row, k) {
+				if row[i] == 0 {
+					break
+				}
+				st.Latents = append(st.Latents, saeLatent{Latent: i, Value: row[i]})
+			}
+			tokens[b].Tokens = append(tokens[b].Tokens, st)
+		}
+	}
+	return tokens
+}
+
+func printSAETop(w io.Writer, rows []saeRow) {
+	for b, r := range rows {
+		head := fmt.Sprintf("row %d", b)
+		if r.Prompt != "" {
+			head += fmt.Sprintf(": %q", r.Prompt)
+		}
+		fmt.Fprintln(w, head)
+		for _, t := range r.Tokens {
+			parts := make([]string, len(t.Latents))
+			for i, l := range t.Latents {
+				parts[i] = fmt.Sprintf("%d:%.4f", l.Latent, l.Value)
+			}
+			if len(parts) == 0 {
+				parts = []string{"(none active)"}
+			}
+			fmt.Fprintf(w, "  %4d %6d %-16s %s\n", t.Position, t.ID, strconv.Quote(t.Token), strings.Join(parts, "  "))
+		}
+	}
+}
+
+// saeFlags are the splice flags of forward and sample.
+func saeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "sae", Usage: "POINT@LAYER=AUTOENCODER: splice an autoencoder in at its input point, with the hook points sae.latents@LAYER, sae.reconstruction@LAYER and sae.error@LAYER (--ablate sae.latents@LAYER:I ...); AUTOENCODER is " + saeRefHelp + "; repeatable"},
+		&cli.BoolFlag{Name: "sae-replace", Usage: "the autoencoders replace the activation (the original's add_error=False) instead of adding back the unedited error"},
+	}
+}
+
+// saeHooks builds the splices of --sae (with --sae-replace), for forward and
+// sample. It returns nil hooks when there are none; release frees the
+// autoencoders after the run. SAE edits (--ablate sae.latents@L:I, ...)
+// need a splice at their layer.
+func saeHooks(c *cli.Context, m *modelctx.Transformer) (h *hooks.Hooks, release func(), err error) {
+	var aes []*sae.Autoencoder
+	release = func() {
+		for _, ae := range aes {
+			ae.Close()
+		}
+	}
+	defer func() {
+		if err != nil {
+			release()
+			h, release = nil, func() {}
+		}
+	}()
+	specs := c.StringSlice("sae")
+	spliced := map[int]bool{}
+	if len(specs) > 0 {
+		h = hooks.New()
+	}
+	for _, s := range specs {
+		at, ref, ok := strings.Cut(s, "=")
+		if !ok || ref == "" {
+			return nil, release, fmt.Errorf("--sae %s: want POINT@LAYER=AUTOENCODER", s)
+		}
+		site, err := parseSAESite(at, m)
+		if err != nil {
+			return nil, release, fmt.Errorf("--sae %w", err)
+		}
+		ae, err := openSAE(c, m, ref, site)
+		if err != nil {
+			return nil, release, fmt.Errorf("--sae %s: %w", s, err)
+		}
+		aes = append(aes, ae)
+		sae.Splice(h, ae, site, !c.Bool("sae-replace"))
+		spliced[site.Layer] = true
+	}
+	edits, err := parseEdits(c)
+	if err != nil {
+		return nil, release, err
+	}
+	for _, e := range edits {
+		if e.Site.Point.IsSAE() && !spliced[e.Site.Layer] {
+			return nil, release, fmt.Errorf("%s: no autoencoder is spliced at layer %d (add --sae POINT@%d=AUTOENCODER)", e.Site, e.Site.Layer, e.Site.Layer)
+		}
+	}
+	if c.Bool("sae-replace") && len(specs) == 0 {
+		return nil, release, errors.New("--sae-replace without --sae")
+	}
+	return h, release, nil
+}

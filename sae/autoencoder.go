@@ -1,0 +1,426 @@
+// Package sae runs the sparse autoencoders of the original Transformer
+// Debugger: it reads their torch state dicts (.pt), converts each once into a
+// cached folder (an ONNX graph for encode and decode over a page-aligned
+// weights file), runs them on ONNX Runtime, and splices them into a forward
+// pass at their input point with the hook points sae.latents,
+// sae.reconstruction and sae.error, as the original's AutoencoderHooks.
+//
+// An Autoencoder computes, with no input normalisation (TDB's Autoencoder
+// has none; upstream sparse_autoencoder normalises its v5 TopK SAEs):
+//
+//	encode(x) = act((x − pre_bias) · encoderᵀ + latent_bias)
+//	decode(z) = z · decoderᵀ + pre_bias
+//
+// The encoder's weights are read only by the encode session and the
+// decoder's only by the decode session, so a GPT-2-small MLP autoencoder
+// (2 × 32768 × 3072 floats) is held once.
+//
+// AutoencoderContext and MultiAutoencoderContext are the original's
+// per-layer families of autoencoders; Families lists the public gpt2-small
+// ones, fetched from az://openaipublic/sparse-autoencoder.
+package sae
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+
+	"github.com/onnx-tdb/onnx-tdb/export/fetch"
+	"github.com/onnx-tdb/onnx-tdb/export/torchpt"
+	"github.com/onnx-tdb/onnx-tdb/graphs"
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+	"github.com/onnx-tdb/onnx-tdb/runtime"
+)
+
+// Errors of loading and running autoencoders.
+var (
+	ErrBadStateDict = errors.New("not an SAE state dict")
+	ErrNotConverted = errors.New("not a converted SAE folder")
+	ErrShape        = errors.New("tensor does not fit the autoencoder")
+	ErrClosed       = errors.New("autoencoder is closed")
+	ErrTrim         = errors.New("bad latent count to keep")
+)
+
+// Option configures loading.
+type Option func(*options)
+
+type options struct {
+	cache    string
+	fetch    fetch.Options
+	rt       runtime.Options
+	omitDead bool // contexts only
+}
+
+// WithCache sets the cache root (converted SAEs go to <root>/sae). Default:
+// the download cache's root ($ONNX_TDB_CACHE, else ~/.cache/onnx-tdb).
+func WithCache(dir string) Option { return func(o *options) { o.cache = dir } }
+
+// WithFetch sets how az:// and https locations are downloaded (cache root,
+// blob endpoint, progress).
+func WithFetch(f fetch.Options) Option { return func(o *options) { o.fetch = f } }
+
+// WithRuntime sets the ONNX Runtime options of the autoencoder's sessions.
+func WithRuntime(r runtime.Options) Option { return func(o *options) { o.rt = r } }
+
+func collect(opts []Option) options {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// root resolves the cache root: WithCache, else the fetch cache's.
+func (o options) root() (string, error) {
+	if o.cache != "" {
+		return filepath.Abs(o.cache)
+	}
+	f := o.fetch
+	f.Progress = nil
+	c, err := fetch.New(f)
+	if err != nil {
+		return "", err
+	}
+	return c.Dir(), nil
+}
+
+// Autoencoder is one sparse autoencoder on ONNX Runtime. Its methods are
+// safe for concurrent use; Close releases its sessions.
+type Autoencoder struct {
+	NInputs    int        // n: width of the input point
+	NLatents   int        // N: latents
+	Activation Activation // ReLU, TopK or Identity
+	Source     string     // the file or location it was loaded from
+
+	dir    string
+	man    *folderManifest
+	eng    *runtime.Engine
+	opts   options
+	ownDir bool // dir is private (LoadStateDict): removed on Close
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// Load opens an autoencoder from a .pt state dict (converted into the cache
+// on first use), a converted folder, or an az:// / https location.
+func Load(path string, opts ...Option) (*Autoencoder, error) {
+	return Open(context.Background(), path, opts...)
+}
+
+// Open is Load with a context for downloads.
+func Open(ctx context.Context, ref string, opts ...Option) (*Autoencoder, error) {
+	o := collect(opts)
+	if isRemote(ref) {
+		return openRemote(ctx, ref, o)
+	}
+	st, err := os.Stat(ref)
+	if err != nil {
+		return nil, fmt.Errorf("load sae: %w", err)
+	}
+	if st.IsDir() {
+		return openFolder(ref, ref, o, false)
+	}
+	abs, err := filepath.Abs(ref)
+	if err != nil {
+		return nil, fmt.Errorf("load sae %s: %w", ref, err)
+	}
+	root, err := o.root()
+	if err != nil {
+		return nil, fmt.Errorf("load sae %s: %w", ref, err)
+	}
+	key := cacheKey(fmt.Sprintf("file\x00%s\x00%d\x00%d", abs, st.Size(), st.ModTime().UnixNano()))
+	stem := strings.TrimSuffix(filepath.Base(abs), filepath.Ext(abs))
+	dir := filepath.Join(root, "sae", "local", stem+"-"+key)
+	return convertAndOpen(abs, dir, o)
+}
+
+func isRemote(ref string) bool {
+	l := strings.ToLower(ref)
+	return strings.HasPrefix(l, "az://") || strings.HasPrefix(l, "https://")
+}
+
+func openRemote(ctx context.Context, ref string, o options) (*Autoencoder, error) {
+	loc, err := fetch.Parse(ref)
+	if err != nil {
+		return nil, fmt.Errorf("load sae: %w", err)
+	}
+	root, err := o.root()
+	if err != nil {
+		return nil, fmt.Errorf("load sae %s: %w", ref, err)
+	}
+	dir := filepath.Join(root, "sae", "blobs", loc.Account, loc.Container, filepath.FromSlash(strings.TrimSuffix(loc.Path, ".pt")))
+	if isConverted(dir) {
+		return openFolder(dir, loc.URL(), o, false)
+	}
+	fo := o.fetch
+	if fo.Dir == "" {
+		fo.Dir = root
+	}
+	c, err := fetch.New(fo)
+	if err != nil {
+		return nil, fmt.Errorf("load sae %s: %w", ref, err)
+	}
+	path, err := c.Fetch(ctx, loc)
+	if err != nil {
+		return nil, fmt.Errorf("load sae: %w", err)
+	}
+	ae, err := convertAndOpen(path, dir, o)
+	if err != nil {
+		return nil, err
+	}
+	ae.Source = loc.URL()
+	return ae, nil
+}
+
+func cacheKey(s string) string {
+	h := sha256.Sum256([]byte(folderFormat + "\x00" + s))
+	return hex.EncodeToString(h[:8])
+}
+
+// converting holds one lock per cache folder: one conversion of a folder at
+// a time in this process (other processes race safely: writeFolder renames).
+var converting sync.Map
+
+func lockFolder(dir string) (unlock func()) {
+	mu, _ := converting.LoadOrStore(dir, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	return mu.(*sync.Mutex).Unlock
+}
+
+func convertAndOpen(pt, dir string, o options) (*Autoencoder, error) {
+	defer lockFolder(dir)()
+	if !isConverted(dir) {
+		if err := convertFile(pt, dir); err != nil {
+			return nil, fmt.Errorf("load sae %s: %w", pt, err)
+		}
+	}
+	return openFolder(dir, pt, o, false)
+}
+
+// convertFile reads a .pt state dict and writes its converted folder.
+func convertFile(pt, dir string) error {
+	sd, err := torchpt.LoadStateDict(pt)
+	if err != nil {
+		return err
+	}
+	p, err := fromStateDict(sd)
+	if err != nil {
+		return err
+	}
+	sd = nil
+	big := len(p.encoder) > 1<<24
+	err = writeFolder(dir, manifestOf(p, pt), func(ww *weightWriter) error { return writeParams(ww, p) })
+	if big {
+		// The state dict was read into Go memory once; give it back now
+		// rather than when the collector gets to it.
+		p = nil
+		debug.FreeOSMemory()
+	}
+	return err
+}
+
+func manifestOf(p *params, source string) folderManifest {
+	return folderManifest{Source: source, NInputs: p.nInputs, NLatents: p.nLatents, Activation: p.act}
+}
+
+// LoadStateDict opens an autoencoder from a state dict already in memory
+// (torchpt.LoadStateDict's result, or one built in Go). Its converted
+// folder is private and removed by Close.
+func LoadStateDict(sd *torchpt.StateDict, opts ...Option) (*Autoencoder, error) {
+	p, err := fromStateDict(sd)
+	if err != nil {
+		return nil, fmt.Errorf("load sae: %w", err)
+	}
+	return fromParams(p, "state dict", collect(opts))
+}
+
+func fromParams(p *params, source string, o options) (*Autoencoder, error) {
+	tmp, err := os.MkdirTemp("", "onnx-tdb-sae-")
+	if err != nil {
+		return nil, fmt.Errorf("load sae: %w", err)
+	}
+	dir := filepath.Join(tmp, "sae")
+	if err := writeFolder(dir, manifestOf(p, source), func(ww *weightWriter) error { return writeParams(ww, p) }); err != nil {
+		os.RemoveAll(tmp)
+		return nil, fmt.Errorf("load sae: %w", err)
+	}
+	ae, err := openFolder(dir, source, o, true)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	return ae, nil
+}
+
+// openFolder opens a converted folder. owned folders live in a private
+// temporary parent, removed on Close.
+func openFolder(dir, source string, o options, owned bool) (*Autoencoder, error) {
+	man, err := readManifest(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			err = fmt.Errorf("%w: %s has no %s", ErrNotConverted, dir, manifestName)
+		}
+		return nil, fmt.Errorf("load sae: %w", err)
+	}
+	model, err := graphs.ReadModel(filepath.Join(dir, man.Graph))
+	if err != nil {
+		return nil, fmt.Errorf("load sae %s: %w", dir, err)
+	}
+	eng, err := runtime.NewEngine(&runtime.Graph{Model: model, Dir: dir}, o.rt)
+	if err != nil {
+		return nil, fmt.Errorf("load sae %s: %w", dir, err)
+	}
+	if source == "" {
+		source = man.Source
+	}
+	return &Autoencoder{
+		NInputs: man.NInputs, NLatents: man.NLatents, Activation: man.Activation, Source: source,
+		dir: dir, man: man, eng: eng, opts: o, ownDir: owned,
+	}, nil
+}
+
+// Dir is the converted folder the autoencoder runs from.
+func (a *Autoencoder) Dir() string { return a.dir }
+
+// Close releases the autoencoder's sessions (and its private folder).
+func (a *Autoencoder) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
+	err := a.eng.Close()
+	if a.ownDir {
+		err = errors.Join(err, os.RemoveAll(filepath.Dir(a.dir)))
+	}
+	return err
+}
+
+func (a *Autoencoder) isClosed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.closed
+}
+
+// String describes the autoencoder.
+func (a *Autoencoder) String() string {
+	return fmt.Sprintf("sae(%d inputs → %d latents, %s, %s)", a.NInputs, a.NLatents, a.Activation, a.Source)
+}
+
+// Encode computes the latents of x, whose last axis is the input width:
+// x [..., n] gives [..., N].
+func (a *Autoencoder) Encode(ctx context.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
+	out, err := a.run(ctx, x, a.NInputs, inX, outLatents, a.NLatents, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sae encode: %w", err)
+	}
+	return out, nil
+}
+
+// Decode computes the reconstruction of latents z [..., N]: [..., n].
+func (a *Autoencoder) Decode(ctx context.Context, z *hooks.Tensor) (*hooks.Tensor, error) {
+	out, err := a.run(ctx, z, a.NLatents, inZ, outRecon, a.NInputs, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sae decode: %w", err)
+	}
+	return out, nil
+}
+
+// EncodePreAct computes the pre-activations of the chosen latents (all, in
+// order, when latents is nil): x [..., n] gives [..., len(latents)], the
+// original's encode_pre_act(x, latent_slice). Only the encoder rows of the
+// chosen latents are read.
+func (a *Autoencoder) EncodePreAct(ctx context.Context, x *hooks.Tensor, latents []int) (*hooks.Tensor, error) {
+	var idx []int64
+	if latents == nil {
+		idx = make([]int64, a.NLatents)
+		for i := range idx {
+			idx[i] = int64(i)
+		}
+	} else {
+		if len(latents) == 0 {
+			return nil, fmt.Errorf("sae encode_pre_act: %w: empty latent list", ErrShape)
+		}
+		idx = make([]int64, len(latents))
+		for i, l := range latents {
+			if l < 0 || l >= a.NLatents {
+				return nil, fmt.Errorf("sae encode_pre_act: %w: latent %d out of range [0,%d)", ErrShape, l, a.NLatents)
+			}
+			idx[i] = int64(l)
+		}
+	}
+	extra := map[string]*runtime.Tensor{inLatentIdx: {Shape: []int64{int64(len(idx))}, I64: idx}}
+	out, err := a.run(ctx, x, a.NInputs, inX, outPreAct, len(idx), extra)
+	if err != nil {
+		return nil, fmt.Errorf("sae encode_pre_act: %w", err)
+	}
+	return out, nil
+}
+
+// run feeds x, flattened to [rows, width], to the graph and returns output
+// with x's leading axes and outWidth.
+func (a *Autoencoder) run(ctx context.Context, x *hooks.Tensor, width int, in, output string, outWidth int, extra map[string]*runtime.Tensor) (*hooks.Tensor, error) {
+	if x == nil || len(x.Shape) == 0 || x.Shape[len(x.Shape)-1] != width {
+		shape := []int(nil)
+		if x != nil {
+			shape = x.Shape
+		}
+		return nil, fmt.Errorf("%w: input of shape %v, want [..., %d]", ErrShape, shape, width)
+	}
+	numel := x.Numel()
+	if numel < 0 || numel != len(x.Data) {
+		return nil, fmt.Errorf("%w: shape %v with %d values", ErrShape, x.Shape, len(x.Data))
+	}
+	if a.isClosed() {
+		return nil, ErrClosed
+	}
+	rows := numel / width
+	shape := append(append([]int(nil), x.Shape[:len(x.Shape)-1]...), outWidth)
+	if rows == 0 {
+		return hooks.Zeros(shape...), nil
+	}
+	inputs := map[string]*runtime.Tensor{in: {Shape: []int64{int64(rows), int64(width)}, F32: x.Data}}
+	for k, v := range extra {
+		inputs[k] = v
+	}
+	res, err := a.eng.Run(ctx, runtime.Request{Inputs: inputs, Outputs: []string{output}})
+	if err != nil {
+		if errors.Is(err, runtime.ErrClosed) {
+			return nil, ErrClosed
+		}
+		return nil, err
+	}
+	t := res[output]
+	if t == nil || len(t.F32) != rows*outWidth {
+		return nil, fmt.Errorf("%s: unexpected result", output)
+	}
+	return &hooks.Tensor{Shape: shape, Data: t.F32}, nil
+}
+
+// Tensor reads one of the autoencoder's tensors by its state-dict key
+// (pre_bias, encoder.weight, latent_bias, decoder.weight,
+// latents_activation_frequency, latents_mean_square) into Go memory.
+func (a *Autoencoder) Tensor(key string) ([]float32, []int, error) {
+	ref, ok := a.man.Tensors[key]
+	if !ok || ref.DType != "float32" {
+		return nil, nil, fmt.Errorf("sae %s: no float32 tensor %q", a.dir, key)
+	}
+	v, err := readF32(a.dir, ref)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sae %s: %s: %w", a.dir, key, err)
+	}
+	shape := make([]int, len(ref.Dims))
+	for i, d := range ref.Dims {
+		shape[i] = int(d)
+	}
+	return v, shape, nil
+}

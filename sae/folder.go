@@ -1,0 +1,270 @@
+package sae
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"unsafe"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// A converted SAE is a folder: sae.json (this manifest), sae.onnx (the graph
+// of buildGraph) and weights.bin (every tensor at a page-aligned offset, so
+// ONNX Runtime maps the file and a session reads only the pages it needs).
+const (
+	folderFormat = "onnx-tdb-sae/1"
+	manifestName = "sae.json"
+	graphName    = "sae.onnx"
+	weightsName  = "weights.bin"
+	alignment    = 4096
+)
+
+type folderManifest struct {
+	Format     string               `json:"format"`
+	Source     string               `json:"source,omitempty"`
+	NInputs    int                  `json:"n_inputs"`
+	NLatents   int                  `json:"n_latents"`
+	Activation Activation           `json:"activation"`
+	Graph      string               `json:"graph"`
+	Weights    string               `json:"weights"`
+	Tensors    map[string]weightRef `json:"tensors"`
+}
+
+func readManifest(dir string) (*folderManifest, error) {
+	b, err := os.ReadFile(filepath.Join(dir, manifestName))
+	if err != nil {
+		return nil, err
+	}
+	var m folderManifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, manifestName), err)
+	}
+	if m.Format != folderFormat {
+		return nil, fmt.Errorf("%w: %s has format %q, this build reads %q", ErrNotConverted, dir, m.Format, folderFormat)
+	}
+	if err := m.Activation.validate(m.NLatents); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	return &m, nil
+}
+
+// isConverted reports whether dir holds a converted SAE of this format.
+func isConverted(dir string) bool {
+	_, err := readManifest(dir)
+	return err == nil
+}
+
+// weightWriter appends tensors to weights.bin at page-aligned offsets.
+type weightWriter struct {
+	f    *os.File
+	w    *bufio.Writer
+	off  int64
+	refs map[string]weightRef
+}
+
+func newWeightWriter(path string) (*weightWriter, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	return &weightWriter{f: f, w: bufio.NewWriterSize(f, 1<<20), refs: map[string]weightRef{}}, nil
+}
+
+func (ww *weightWriter) Write(p []byte) (int, error) {
+	n, err := ww.w.Write(p)
+	ww.off += int64(n)
+	return n, err
+}
+
+// put writes one tensor: fill writes its bytes, which must be exactly
+// numel(dims) elements of dtype.
+func (ww *weightWriter) put(name, dtype string, dims []int64, fill func(w io.Writer) error) error {
+	if pad := (alignment - ww.off%alignment) % alignment; pad > 0 {
+		if _, err := ww.Write(make([]byte, pad)); err != nil {
+			return err
+		}
+	}
+	start := ww.off
+	if err := fill(ww); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	want := int64(4)
+	if dtype == "int64" {
+		want = 8
+	}
+	for _, d := range dims {
+		want *= d
+	}
+	if got := ww.off - start; got != want {
+		return fmt.Errorf("write %s: %d bytes, dims %v need %d", name, got, dims, want)
+	}
+	ww.refs[name] = weightRef{Dims: dims, DType: dtype, Offset: start, Length: want}
+	return nil
+}
+
+func (ww *weightWriter) putF32(name string, dims []int64, v []float32) error {
+	return ww.put(name, "float32", dims, func(w io.Writer) error {
+		_, err := w.Write(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*4))
+		return err
+	})
+}
+
+func (ww *weightWriter) putI64(name string, dims []int64, v []int64) error {
+	return ww.put(name, "int64", dims, func(w io.Writer) error {
+		_, err := w.Write(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*8))
+		return err
+	})
+}
+
+func (ww *weightWriter) close() error {
+	err := ww.w.Flush()
+	if err == nil {
+		err = ww.f.Sync()
+	}
+	if cerr := ww.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// writeParams writes a converted folder's weights from Go memory.
+func writeParams(ww *weightWriter, p *params) error {
+	N, n := int64(p.nLatents), int64(p.nInputs)
+	for _, t := range []struct {
+		key  string
+		dims []int64
+		v    []float32
+	}{
+		{keyPreBias, []int64{n}, p.preBias},
+		{keyEncoder, []int64{N, n}, p.encoder},
+		{keyLatentBias, []int64{N}, p.latentBias},
+		{keyDecoder, []int64{n, N}, p.decoder},
+		{keyFrequency, []int64{N}, p.frequency},
+		{keyMeanSquare, []int64{N}, p.meanSquare},
+	} {
+		if err := ww.putF32(t.key, t.dims, t.v); err != nil {
+			return err
+		}
+	}
+	return ww.putI64(keyLastNZ, []int64{N}, p.lastNonzero)
+}
+
+// writeFolder makes a converted folder at out, atomically: it is filled
+// under a temporary name beside out and renamed when complete. fill writes
+// the weights; the graph and manifest are written from what it wrote. When
+// another writer completed out first, its folder is kept.
+func writeFolder(out string, m folderManifest, fill func(ww *weightWriter) error) (err error) {
+	out = filepath.Clean(out)
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	tmp := out + ".tmp-" + randomSuffix()
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	ww, err := newWeightWriter(filepath.Join(tmp, weightsName))
+	if err != nil {
+		return err
+	}
+	if err := fill(ww); err != nil {
+		ww.close()
+		return err
+	}
+	if err := ww.close(); err != nil {
+		return fmt.Errorf("write weights: %w", err)
+	}
+	m.Format, m.Graph, m.Weights, m.Tensors = folderFormat, graphName, weightsName, ww.refs
+	g, err := buildGraph(m.NInputs, m.NLatents, m.Activation, weightsName, ww.refs)
+	if err != nil {
+		return err
+	}
+	gb, err := proto.Marshal(g)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, graphName), gb, 0o644); err != nil {
+		return err
+	}
+	mb, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, manifestName), append(mb, '\n'), 0o644); err != nil {
+		return err
+	}
+	if _, statErr := os.Stat(out); statErr == nil {
+		if isConverted(out) {
+			os.RemoveAll(tmp) // another process finished first
+			return nil
+		}
+		// A stale folder (older format, or half-removed): move it aside.
+		old := out + ".old-" + randomSuffix()
+		if err := os.Rename(out, old); err == nil {
+			defer os.RemoveAll(old)
+		}
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		if isConverted(out) {
+			os.RemoveAll(tmp) // another process finished first
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// readF32 reads a float32 tensor of a converted folder into Go memory.
+func readF32(dir string, ref weightRef) ([]float32, error) {
+	if ref.DType != "float32" {
+		return nil, fmt.Errorf("tensor is %s, not float32", ref.DType)
+	}
+	v := make([]float32, ref.Length/4)
+	if err := readAt(dir, ref, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*4)); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func readI64(dir string, ref weightRef) ([]int64, error) {
+	if ref.DType != "int64" {
+		return nil, fmt.Errorf("tensor is %s, not int64", ref.DType)
+	}
+	v := make([]int64, ref.Length/8)
+	if err := readAt(dir, ref, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*8)); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func readAt(dir string, ref weightRef, dst []byte) error {
+	f, err := os.Open(filepath.Join(dir, weightsName))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(dst, ref.Offset); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: %s is truncated", ErrNotConverted, filepath.Join(dir, weightsName))
+		}
+		return err
+	}
+	return nil
+}

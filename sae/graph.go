@@ -1,0 +1,91 @@
+package sae
+
+import (
+	"fmt"
+
+	"github.com/onnx-tdb/onnx-tdb/graphs"
+	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Tensor names of an SAE graph. The runtime cuts the graph by output: a run
+// asking for latents runs only the encoder (and holds only its weights), one
+// asking for reconstruction only the decoder.
+const (
+	inX         = "x"          // float [R, n]: inputs to encode
+	inZ         = "z"          // float [R, N]: latents to decode
+	inLatentIdx = "latent_idx" // int64 [S]: latents whose pre-activation is wanted
+	outLatents  = "latents"    // float [R, N]
+	outRecon    = "reconstruction"
+	outPreAct   = "pre_act" // float [R, S]: pre-activations of latent_idx
+)
+
+// weightRef is where an initializer's data is in the weights file.
+type weightRef struct {
+	Dims   []int64 `json:"dims"`
+	DType  string  `json:"dtype"` // float32 or int64
+	Offset int64   `json:"offset"`
+	Length int64   `json:"length"`
+}
+
+// buildGraph builds the SAE as one ONNX graph over external weights:
+//
+//	xc             = x - pre_bias
+//	latents        = act(xc · encoderᵀ + latent_bias)
+//	reconstruction = z · decoderᵀ + pre_bias
+//	pre_act        = xc · encoder[latent_idx]ᵀ + latent_bias[latent_idx]
+//
+// act is ReLU, Identity, or TopK: the k largest pre-activations per row
+// (ONNX TopK, ties to the lower index), postact_fn applied to them,
+// scattered into zeros.
+func buildGraph(nInputs, nLatents int, act Activation, location string, w map[string]weightRef) (*onnxpb.ModelProto, error) {
+	n, N := fmt.Sprint(nInputs), fmt.Sprint(nLatents)
+	b := graphs.NewBuilder("sae")
+	b.SetPrefix("sae/")
+	b.Input(inX, graphs.Float, "R", n)
+	b.Input(inZ, graphs.Float, "R", N)
+	b.Input(inLatentIdx, graphs.Int64, "S")
+	for _, key := range []string{keyPreBias, keyEncoder, keyLatentBias, keyDecoder} {
+		ref, ok := w[key]
+		if !ok {
+			return nil, fmt.Errorf("sae graph: no weight %s", key)
+		}
+		b.External(key, ref.Dims, location, ref.Offset, ref.Length)
+	}
+	transB := graphs.AttrInt("transB", 1)
+
+	xc := b.Type(b.Op("Sub", "x_centered", []string{inX, keyPreBias}), graphs.Float, "R", n)
+	pre := b.Type(b.Op("Gemm", "latents_pre_act", []string{xc, keyEncoder, keyLatentBias}, transB), graphs.Float, "R", N)
+	switch act.Name {
+	case ReLU:
+		b.Op("Relu", outLatents, []string{pre})
+	case Identity:
+		b.Op("Identity", outLatents, []string{pre})
+	case TopK:
+		k := b.ConstI64("topk_k", []int64{1}, int64(act.K))
+		vals, idx := "topk_values", "topk_indices"
+		b.OpN("TopK", []string{vals, idx}, []string{pre, k},
+			graphs.AttrInt("axis", -1), graphs.AttrInt("largest", 1), graphs.AttrInt("sorted", 1))
+		b.Type(vals, graphs.Float, "R", fmt.Sprint(act.K))
+		b.Type(idx, graphs.Int64, "R", fmt.Sprint(act.K))
+		if act.PostAct == ReLU {
+			vals = b.Op("Relu", "topk_postact", []string{vals})
+		}
+		shape := b.Op("Shape", "latents_shape", []string{pre})
+		zero := &onnxpb.TensorProto{Dims: []int64{1}, DataType: proto.Int32(int32(graphs.Float)), FloatData: []float32{0}}
+		zeros := b.Op("ConstantOfShape", "latents_zeros", []string{shape}, graphs.AttrTensor("value", zero))
+		b.Op("ScatterElements", outLatents, []string{zeros, idx, vals}, graphs.AttrInt("axis", -1))
+	default:
+		return nil, fmt.Errorf("sae graph: activation %q", act.Name)
+	}
+	b.Output(outLatents, graphs.Float, "R", N)
+
+	b.Op("Gemm", outRecon, []string{inZ, keyDecoder, keyPreBias}, transB)
+	b.Output(outRecon, graphs.Float, "R", n)
+
+	wSel := b.Type(b.Op("Gather", "encoder_rows", []string{keyEncoder, inLatentIdx}, graphs.AttrInt("axis", 0)), graphs.Float, "S", n)
+	bSel := b.Type(b.Op("Gather", "latent_bias_sel", []string{keyLatentBias, inLatentIdx}, graphs.AttrInt("axis", 0)), graphs.Float, "S")
+	b.Op("Gemm", outPreAct, []string{xc, wSel, bSel}, transB)
+	b.Output(outPreAct, graphs.Float, "R", "S")
+	return b.Model(), nil
+}

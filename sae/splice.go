@@ -1,0 +1,117 @@
+package sae
+
+import (
+	"context"
+	"errors"
+
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+)
+
+// Splice attaches an autoencoder to a forward pass at its input point (for
+// the original's SAEs: mlp.post_act, resid.torso.delta_mlp or
+// resid.torso.delta_attn) at one layer, as a fwd2 hook there, with the
+// original's AutoencoderHooks semantics (spec §3.1):
+//
+//  1. lat = encode(x)
+//  2. the hooks at sae.latents@L run on lat (on a copy when addError)
+//  3. rec = the hooks at sae.reconstruction@L run on decode(hooked lat)
+//  4. with addError: err = the hooks at sae.error@L run on
+//     x − decode(unhooked lat), and the point continues with rec + err, so a
+//     splice without latent edits changes nothing and latent edits do;
+//     without: the hooks at sae.error@L see x − rec for observation only
+//     (what they return is dropped) and the point continues with rec: the
+//     autoencoder replaces the activation.
+//
+// The sae.* hooks are ordinary registrations (Add or Observe with AtLayers)
+// on any of the hook sets of the pass. Because the splice writes, the pass
+// is cut at the input point. Remove undoes the registration.
+func Splice(h *hooks.Hooks, ae *Autoencoder, at hooks.Site, addError bool) (remove func()) {
+	s := &splice{ae: ae, addError: addError}
+	return h.Add(at.Point, s.hook, hooks.AtLayers(at.Layer), hooks.InStage(hooks.Fwd2))
+}
+
+type splice struct {
+	ae       *Autoencoder
+	addError bool
+}
+
+// ErrNoAutoencoder is returned by a splice made with a nil autoencoder.
+var ErrNoAutoencoder = errors.New("no autoencoder")
+
+func (s *splice) hook(hc *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
+	if s.ae == nil {
+		return nil, ErrNoAutoencoder
+	}
+	ctx := context.Background()
+	set, layer := hc.Set(), hc.Layer()
+	site := func(p hooks.Point) hooks.Site { return hooks.Site{Point: p, Layer: layer} }
+
+	lat, err := s.ae.Encode(ctx, x)
+	if err != nil {
+		return nil, err
+	}
+	var clean *hooks.Tensor // the unhooked latents, for the error term
+	if s.addError {
+		clean = lat
+		lat = lat.Clone()
+	}
+	if lat, err = set.Call(site(hooks.SAELatents), lat, true); err != nil {
+		return nil, err
+	}
+	dec, err := s.ae.Decode(ctx, lat)
+	if err != nil {
+		return nil, err
+	}
+	var errT *hooks.Tensor
+	if s.addError {
+		// decode(clean) is dec when the latent hooks changed nothing: skip
+		// the second decode. Take it before the reconstruction hooks, which
+		// may edit dec in place.
+		cleanDec := dec
+		if !sameValues(lat.Data, clean.Data) {
+			if cleanDec, err = s.ae.Decode(ctx, clean); err != nil {
+				return nil, err
+			}
+		}
+		errT = difference(x, cleanDec)
+	}
+	rec, err := set.Call(site(hooks.SAEReconstruction), dec, true)
+	if err != nil {
+		return nil, err
+	}
+	if !s.addError {
+		// Observation only: what the error hooks return is dropped.
+		if _, err := set.Call(site(hooks.SAEError), difference(x, rec), false); err != nil {
+			return nil, err
+		}
+		copy(x.Data, rec.Data)
+		return x, nil
+	}
+	if errT, err = set.Call(site(hooks.SAEError), errT, true); err != nil {
+		return nil, err
+	}
+	for i := range x.Data {
+		x.Data[i] = rec.Data[i] + errT.Data[i]
+	}
+	return x, nil
+}
+
+func sameValues(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func difference(x, y *hooks.Tensor) *hooks.Tensor {
+	out := &hooks.Tensor{Shape: append([]int(nil), x.Shape...), Data: make([]float32, len(x.Data))}
+	for i := range out.Data {
+		out.Data[i] = x.Data[i] - y.Data[i]
+	}
+	return out
+}

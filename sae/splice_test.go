@@ -1,0 +1,338 @@
+package sae
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/onnx-tdb/onnx-tdb/export"
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+	"github.com/onnx-tdb/onnx-tdb/internal/golden"
+	"github.com/onnx-tdb/onnx-tdb/modelctx"
+)
+
+var (
+	modelOnce sync.Once
+	modelTmp  string
+	modelDir  string
+	modelErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if modelTmp != "" {
+		os.RemoveAll(modelTmp)
+	}
+	os.Exit(code)
+}
+
+// goldenModelDir exports the golden checkpoint once per test binary.
+func goldenModelDir(t testing.TB) string {
+	t.Helper()
+	modelOnce.Do(func() {
+		ck, err := export.OpenCheckpoint(golden.ModelDir())
+		if err != nil {
+			modelErr = err
+			return
+		}
+		modelTmp, err = os.MkdirTemp("", "onnx-tdb-sae-test-")
+		if err != nil {
+			modelErr = err
+			return
+		}
+		modelDir = filepath.Join(modelTmp, "golden")
+		_, modelErr = export.WriteGPT2(ck, modelDir, export.WriteOptions{Name: "golden"})
+	})
+	if modelErr != nil {
+		t.Fatal(modelErr)
+	}
+	return modelDir
+}
+
+func openModel(t testing.TB) *modelctx.Transformer {
+	t.Helper()
+	m, err := modelctx.Open(goldenModelDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// lastLogits picks each row's logits at its last real position.
+func lastLogits(lg *hooks.Tensor, last []int) []float32 {
+	V := lg.Shape[2]
+	var out []float32
+	for b, p := range last {
+		off := (b*lg.Shape[1] + p) * V
+		out = append(out, lg.Data[off:off+V]...)
+	}
+	return out
+}
+
+// goldenSplice says how each golden SAE intervention is made.
+var goldenSplices = map[string]struct {
+	sae      string
+	addError bool
+	ablate   bool // zero the intervention's latent at sae.latents
+}{
+	"sae_mlp_post_act_add_error":     {"mlp_post_act", true, false},
+	"sae_mlp_post_act_no_error":      {"mlp_post_act", false, false},
+	"sae_mlp_post_act_ablate_latent": {"mlp_post_act", true, true},
+	"sae_resid_delta_mlp_no_error":   {"resid_delta_mlp", false, false},
+	"sae_topk_no_error":              {"resid_delta_mlp_topk", false, false},
+}
+
+func saeSite(t testing.TB, info golden.SAEInfo) hooks.Site {
+	t.Helper()
+	p, err := hooks.Parse(info.Location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hooks.Site{Point: p, Layer: info.Layer}
+}
+
+func TestGoldenSpliceInterventions(t *testing.T) {
+	c := golden.Load(t)
+	m := openModel(t)
+	in := c.Input("batch_right")
+	aes := map[string]*Autoencoder{}
+	for name, info := range c.SAEs {
+		aes[name] = loadGolden(t, info)
+	}
+	n := 0
+	for _, iv := range in.Interventions {
+		spec, ok := goldenSplices[iv.Name]
+		if !ok {
+			continue
+		}
+		n++
+		t.Run(iv.Name, func(t *testing.T) {
+			info := c.SAEs[spec.sae]
+			site := saeSite(t, info)
+			h := hooks.New()
+			defer Splice(h, aes[spec.sae], site, spec.addError)()
+			if spec.ablate {
+				if iv.Latent == nil {
+					t.Fatal("intervention has no latent")
+				}
+				h.Add(hooks.SAE.Latents, func(_ *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
+					return x, x.FillTrailing(0, *iv.Latent)
+				}, hooks.AtLayers(site.Layer))
+			}
+			out, err := m.Forward(context.Background(), in.Rows, modelctx.WithHooks(h))
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden.Check(t, "logits_last", lastLogits(out.Logits, in.LastRealPosition), iv.LogitsLast)
+		})
+	}
+	if n != len(goldenSplices) {
+		t.Errorf("ran %d SAE interventions, want %d", n, len(goldenSplices))
+	}
+}
+
+// TestSpliceHookPoints checks what sae.latents, sae.reconstruction and
+// sae.error see, with and without add_error, and that the splice's writes
+// reach the pass.
+func TestSpliceHookPoints(t *testing.T) {
+	c := golden.Load(t)
+	m := openModel(t)
+	info := c.SAEs["mlp_post_act"]
+	ae := loadGolden(t, info)
+	site := saeSite(t, info)
+	in := c.Input("prompt")
+	ctx := context.Background()
+
+	plain, err := m.Forward(ctx, in.Rows, modelctx.Capture(&modelctx.Filter{Points: []hooks.Point{site.Point}, Layers: []int{site.Layer}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := plain.Activations[site]
+	wantLat, _ := ae.Encode(ctx, x)
+	wantRec, _ := ae.Decode(ctx, wantLat)
+
+	for _, addError := range []bool{true, false} {
+		h := hooks.New()
+		Splice(h, ae, site, addError)
+		// Observers in a second hook set: the splice calls every set of the pass.
+		obs := hooks.New()
+		got := map[hooks.Point]*hooks.Tensor{}
+		after := map[hooks.Point]*hooks.Tensor{}
+		for _, p := range []hooks.Point{hooks.SAE.Latents, hooks.SAE.Reconstruction, hooks.SAE.Error} {
+			obs.Observe(p, func(hc *hooks.Context, t *hooks.Tensor) error {
+				if hc.Layer() != site.Layer {
+					return errors.New("wrong layer")
+				}
+				got[hc.Point()] = t.Clone()
+				return nil
+			}, hooks.AtLayers(site.Layer))
+		}
+		obs.Observe(site.Point, func(_ *hooks.Context, t *hooks.Tensor) error {
+			after[site.Point] = t.Clone()
+			return nil
+		}, hooks.AtLayers(site.Layer), hooks.InStage(hooks.Fwd2))
+		out, err := m.Forward(ctx, in.Rows, modelctx.WithHooks(h, obs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		maxAbs := func(v []float32) float64 {
+			m := 0.0
+			for _, x := range v {
+				m = math.Max(m, math.Abs(float64(x)))
+			}
+			return m
+		}
+		check := func(name string, got, want []float32) {
+			t.Helper()
+			if _, fail := golden.Diff(got, want, golden.Tolerance(maxAbs(want))); fail != "" {
+				t.Errorf("add_error=%v: %s: %s", addError, name, fail)
+			}
+		}
+		check("sae.latents", got[hooks.SAELatents].Data, wantLat.Data)
+		check("sae.reconstruction", got[hooks.SAEReconstruction].Data, wantRec.Data)
+		check("sae.error", got[hooks.SAEError].Data, difference(x, wantRec).Data)
+		if addError {
+			check("point after splice (add_error)", after[site.Point].Data, x.Data)
+			check("logits (add_error)", out.Logits.Data, plain.Logits.Data)
+		} else {
+			check("point after splice (replace)", after[site.Point].Data, wantRec.Data)
+		}
+	}
+}
+
+// TestSpliceEdits checks the writable SAE points: a reconstruction edit
+// reaches the pass, an error edit reaches it only with add_error.
+func TestSpliceEdits(t *testing.T) {
+	c := golden.Load(t)
+	m := openModel(t)
+	info := c.SAEs["resid_delta_mlp"]
+	ae := loadGolden(t, info)
+	site := saeSite(t, info)
+	in := c.Input("prompt")
+	ctx := context.Background()
+	run := func(addError bool, edit hooks.Point) []float32 {
+		h := hooks.New()
+		Splice(h, ae, site, addError)
+		if edit.Valid() {
+			h.Add(edit, func(_ *hooks.Context, t *hooks.Tensor) (*hooks.Tensor, error) {
+				return t, t.FillTrailing(0)
+			}, hooks.AtLayers(site.Layer))
+		}
+		obs := hooks.New()
+		var after []float32
+		obs.Observe(site.Point, func(_ *hooks.Context, t *hooks.Tensor) error {
+			after = append([]float32(nil), t.Data...)
+			return nil
+		}, hooks.AtLayers(site.Layer), hooks.InStage(hooks.Fwd2))
+		if _, err := m.Forward(ctx, in.Rows, modelctx.WithHooks(h, obs)); err != nil {
+			t.Fatal(err)
+		}
+		return after
+	}
+	same := func(a, b []float32) bool { _, fail := golden.Diff(a, b, 1e-6); return fail == "" }
+	plainErr, plainNo := run(true, 0), run(false, 0)
+	if same(plainErr, plainNo) {
+		t.Fatal("replacing the activation changed nothing: the test cannot tell the modes apart")
+	}
+	if got := run(false, hooks.SAE.Error); !same(got, plainNo) {
+		t.Error("without add_error, an edit at sae.error changed the pass")
+	}
+	if got := run(true, hooks.SAE.Error); same(got, plainErr) {
+		t.Error("with add_error, zeroing sae.error changed nothing")
+	}
+	recOnly := run(false, 0)
+	if got := run(true, hooks.SAE.Error); !same(got, recOnly) {
+		t.Error("with add_error and a zero error, the point is not the reconstruction")
+	}
+	for _, addError := range []bool{true, false} {
+		got := run(addError, hooks.SAE.Reconstruction)
+		if addError {
+			// rec zeroed: the point is the error alone, x - decode(encode(x)).
+			if same(got, plainErr) {
+				t.Error("with add_error, zeroing sae.reconstruction changed nothing")
+			}
+			continue
+		}
+		for i, v := range got {
+			if v != 0 {
+				t.Fatalf("without add_error, zeroed reconstruction: value %d is %v", i, v)
+			}
+		}
+	}
+}
+
+func TestSpliceErrorsNameTheSite(t *testing.T) {
+	c := golden.Load(t)
+	m := openModel(t)
+	info := c.SAEs["mlp_post_act"]
+	ae := loadGolden(t, info)
+	in := c.Input("single")
+	ctx := context.Background()
+
+	// An SAE on a point of another width.
+	h := hooks.New()
+	Splice(h, ae, hooks.Site{Point: hooks.Resid.Torso.DeltaMLP, Layer: 0}, true)
+	_, err := m.Forward(ctx, in.Rows, modelctx.WithHooks(h))
+	if !errors.Is(err, ErrShape) {
+		t.Errorf("width mismatch: got %v, want ErrShape", err)
+	}
+
+	// A failing latent hook.
+	h = hooks.New()
+	site := saeSite(t, info)
+	Splice(h, ae, site, true)
+	boom := errors.New("boom")
+	h.Add(hooks.SAE.Latents, func(*hooks.Context, *hooks.Tensor) (*hooks.Tensor, error) { return nil, boom }, hooks.AtLayers(site.Layer))
+	_, err = m.Forward(ctx, in.Rows, modelctx.WithHooks(h))
+	if !errors.Is(err, boom) || !errors.Is(err, hooks.ErrHookFailed) {
+		t.Errorf("failing latent hook: got %v", err)
+	}
+	for _, s := range []string{"sae.latents layer 1", "mlp.post_act layer 1"} {
+		if err == nil || !strings.Contains(err.Error(), s) {
+			t.Errorf("error %v does not name %q", err, s)
+		}
+	}
+
+	// Nil autoencoder.
+	h = hooks.New()
+	Splice(h, nil, site, true)
+	if _, err := m.Forward(ctx, in.Rows, modelctx.WithHooks(h)); !errors.Is(err, ErrNoAutoencoder) {
+		t.Errorf("nil autoencoder: got %v", err)
+	}
+}
+
+func TestSpliceRemove(t *testing.T) {
+	c := golden.Load(t)
+	m := openModel(t)
+	info := c.SAEs["mlp_post_act"]
+	ae := loadGolden(t, info)
+	in := c.Input("prompt")
+	ctx := context.Background()
+	h := hooks.New()
+	plain, err := m.Forward(ctx, in.Rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remove := Splice(h, ae, saeSite(t, info), false)
+	spliced, err := m.Forward(ctx, in.Rows, modelctx.WithHooks(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	remove()
+	again, err := m.Forward(ctx, in.Rows, modelctx.WithHooks(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, fail := golden.Diff(spliced.Logits.Data, plain.Logits.Data, 1e-3); fail == "" {
+		t.Error("splice without add_error did not change the logits")
+	}
+	if _, fail := golden.Diff(again.Logits.Data, plain.Logits.Data, 0); fail != "" {
+		t.Errorf("after remove: %s", fail)
+	}
+}
