@@ -48,6 +48,9 @@ type Manifest struct {
 	// Whole names an optional one-graph copy of the model (the benchmark
 	// baseline), written by export with --whole.
 	Whole string `json:"whole,omitempty"`
+	// Aliases are an imported model's own names for its hook sites
+	// (mlp_hidden for mlp.post_act, ...), from its hook map.
+	Aliases []Alias `json:"aliases,omitempty"`
 }
 
 // IO names the graph inputs and outputs the runtime feeds and reads.

@@ -321,16 +321,31 @@ func Split(m *onnxpb.ModelProto, spec Spec) ([]*Segment, error) {
 		}
 	}
 
+	// Scalars never cross segments (onnxruntime_go cannot hold a rank-0
+	// tensor): a segment recomputes each scalar it reads from an earlier
+	// one, with the scalars that one depends on.
+	recompute := scalarRecompute(m, nodes, order, needed, level, producer, wanted, cutIdx, maxLevel)
+
 	// Which tensors later segments read.
 	lastUse := map[string]int{}
-	for _, i := range order {
-		if !needed[i] {
-			continue
-		}
+	use := func(i, s int) {
 		for _, in := range nodeInputs(nodes[i]) {
-			if level[i] > lastUse[in] {
-				lastUse[in] = level[i]
+			if q, ok := producer[in]; ok && recompute[s][q] {
+				continue
 			}
+			if s > lastUse[in] {
+				lastUse[in] = s
+			}
+		}
+	}
+	for _, i := range order {
+		if needed[i] {
+			use(i, level[i])
+		}
+	}
+	for s, set := range recompute {
+		for i := range set {
+			use(i, s)
 		}
 	}
 	types := InferTypes(m)
@@ -343,7 +358,7 @@ func Split(m *onnxpb.ModelProto, spec Spec) ([]*Segment, error) {
 		initSet := map[string]bool{}
 		var ins, outs []string
 		for _, i := range order {
-			if !needed[i] || level[i] != s {
+			if !(needed[i] && level[i] == s) && !recompute[s][i] {
 				continue
 			}
 			n := nodes[i]
@@ -409,6 +424,52 @@ func Split(m *onnxpb.ModelProto, spec Spec) ([]*Segment, error) {
 		})
 	}
 	return segs, nil
+}
+
+// scalarRecompute lists, per segment, the nodes of earlier segments that
+// it runs again because they compute a scalar (rank 0, by InferShapes) it
+// reads. Hooked, cut and requested tensors are never recomputed.
+func scalarRecompute(m *onnxpb.ModelProto, nodes []*onnxpb.NodeProto, order []int, needed []bool, level []int,
+	producer map[string]int, wanted map[string]bool, cutIdx map[string]int, maxLevel int) []map[int]bool {
+	recompute := make([]map[int]bool, maxLevel+1)
+	for s := range recompute {
+		recompute[s] = map[int]bool{}
+	}
+	if maxLevel == 0 {
+		return recompute
+	}
+	shapes := InferShapes(m)
+	earlierScalar := func(t string, s int) (int, bool) {
+		q, ok := producer[t]
+		if !ok || wanted[t] || cutIdx[t] != 0 || level[q] >= s {
+			return 0, false
+		}
+		sh, known := shapes[t]
+		return q, known && len(sh) == 0
+	}
+	var add func(s, p int)
+	add = func(s, p int) {
+		if recompute[s][p] {
+			return
+		}
+		recompute[s][p] = true
+		for _, in := range nodeInputs(nodes[p]) {
+			if q, ok := earlierScalar(in, s); ok {
+				add(s, q)
+			}
+		}
+	}
+	for _, i := range order {
+		if !needed[i] {
+			continue
+		}
+		for _, in := range nodeInputs(nodes[i]) {
+			if q, ok := earlierScalar(in, level[i]); ok {
+				add(level[i], q)
+			}
+		}
+	}
+	return recompute
 }
 
 func isProduced(producer map[string]int, t string) bool {

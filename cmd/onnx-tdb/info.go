@@ -37,6 +37,7 @@ func infoCommand() *cli.Command {
 				for _, s := range m.Sites() {
 					fmt.Fprintf(w, "  %-48s\n", s.String())
 				}
+				printAliases(w, man)
 			}
 			return nil
 		},

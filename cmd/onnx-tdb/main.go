@@ -42,6 +42,7 @@ func newApp() *cli.App {
 			saeCommand(),
 			sampleCommand(),
 			infoCommand(),
+			importCommand(),
 			randomCheckpointCommand(),
 			benchCommand(),
 		},
