@@ -1,0 +1,72 @@
+package modelctx
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/onnx-tdb/onnx-tdb/graphs"
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+	"github.com/onnx-tdb/onnx-tdb/runtime"
+)
+
+// optimizedOps runs one forward and counts the op types of the graphs ONNX
+// Runtime optimised (written by Options.OptimizedDir).
+func optimizedOps(t *testing.T, h *hooks.Hooks) map[string]int {
+	t.Helper()
+	out := t.TempDir()
+	m, err := Open(goldenModel(t), WithRuntime(runtime.Options{OptimizedDir: out}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var opts []ForwardOption
+	if h != nil {
+		opts = append(opts, WithHooks(h))
+	}
+	if _, err := m.Forward(context.Background(), [][]int{{464, 2068, 7586}}, opts...); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(out, "*.onnx"))
+	if len(files) == 0 {
+		t.Fatal("no optimised graph written")
+	}
+	ops := map[string]int{}
+	for _, f := range files {
+		mm, err := graphs.ReadModel(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range mm.GetGraph().GetNode() {
+			ops[n.GetOpType()]++
+		}
+	}
+	return ops
+}
+
+// TestFusionsFireOnStageGraphs checks that ONNX Runtime's graph optimisations
+// still fuse the primitive LayerNorm and tanh-GELU of the stage graphs when no
+// hook needs their inner tensors, and that the transposes around the
+// [B,T,Tk,H] hook layout cancel.
+func TestFusionsFireOnStageGraphs(t *testing.T) {
+	ops := optimizedOps(t, nil)
+	// 2 layers x 2 LayerNorms + the final one; one GELU per layer.
+	if ops["LayerNormalization"] != 5 || ops["FastGelu"] != 2 {
+		t.Errorf("fused ops: LayerNormalization %d (want 5), FastGelu %d (want 2); all: %v", ops["LayerNormalization"], ops["FastGelu"], ops)
+	}
+	if ops["Transpose"] > 4*2+1 {
+		t.Errorf("%d Transposes left: the [B,T,Tk,H] round trips did not cancel (%v)", ops["Transpose"], ops)
+	}
+	if ops["Tanh"] != 0 || ops["Sqrt"] != 0 {
+		t.Errorf("unfused primitives left: %v", ops)
+	}
+
+	// Reading the LayerNorm scale of layer 1 keeps that LayerNorm unfused:
+	// the tensor is needed as an output. The others stay fused.
+	h := hooks.New()
+	h.Observe(hooks.Resid.Torso.LnAttn.Scale, func(*hooks.Context, *hooks.Tensor) error { return nil }, hooks.AtLayers(1))
+	ops = optimizedOps(t, h)
+	if ops["LayerNormalization"] != 4 || ops["Sqrt"] != 1 {
+		t.Errorf("with ln_attn.scale@1 read: LayerNormalization %d (want 4), Sqrt %d (want 1)", ops["LayerNormalization"], ops["Sqrt"])
+	}
+}
