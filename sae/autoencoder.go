@@ -215,7 +215,6 @@ func convertFile(pt, dir string) error {
 	if err != nil {
 		return err
 	}
-	sd = nil
 	big := len(p.encoder) > 1<<24
 	err = writeFolder(dir, manifestOf(p, pt), func(ww *weightWriter) error { return writeParams(ww, p) })
 	if big {

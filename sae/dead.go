@@ -47,7 +47,9 @@ func (a *Autoencoder) DeadLatents() (int, error) {
 // Unlike the original, which builds a fresh Autoencoder and forgets to copy
 // pre_bias (left at zero) and the activation (reset to ReLU), Trim keeps
 // both: the trimmed autoencoder computes exactly the kept latents of this
-// one. The receiver stays open; the caller closes both.
+// one. The trimmed folder is written once beside this one (<dir>.keep<K>),
+// or privately for an autoencoder from LoadStateDict. The receiver stays
+// open; the caller closes both.
 func (a *Autoencoder) Trim(keep int) (*Autoencoder, error) {
 	if keep <= 0 || keep > a.NLatents {
 		return nil, fmt.Errorf("%w: keep %d of %d latents", ErrTrim, keep, a.NLatents)
@@ -55,7 +57,7 @@ func (a *Autoencoder) Trim(keep int) (*Autoencoder, error) {
 	if a.Activation.Name == TopK && keep < a.Activation.K {
 		return nil, fmt.Errorf("%w: keep %d latents, fewer than TopK's k=%d", ErrTrim, keep, a.Activation.K)
 	}
-	if keep == a.NLatents {
+	if keep == a.NLatents && !a.ownDir {
 		return openFolder(a.dir, a.Source, a.opts, false)
 	}
 	m := folderManifest{Source: a.Source, NInputs: a.NInputs, NLatents: keep, Activation: a.Activation}

@@ -24,7 +24,13 @@ import (
 //
 // The sae.* hooks are ordinary registrations (Add or Observe with AtLayers)
 // on any of the hook sets of the pass. Because the splice writes, the pass
-// is cut at the input point. Remove undoes the registration.
+// is cut at the input point. The original splices autoencoders before any
+// other fwd2 hook of the point: register the splice first (or pass its hook
+// set first to Forward) to keep that order. Remove undoes the registration.
+//
+// The splice is a Go hook: a backward pass treats it as any hook that
+// writes (the gradient passes the point unchanged), not differentiating
+// through the autoencoder, and the sae.* points have no bwd stage.
 func Splice(h *hooks.Hooks, ae *Autoencoder, at hooks.Site, addError bool) (remove func()) {
 	s := &splice{ae: ae, addError: addError}
 	return h.Add(at.Point, s.hook, hooks.AtLayers(at.Layer), hooks.InStage(hooks.Fwd2))
