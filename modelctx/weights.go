@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 
 	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
@@ -81,7 +82,7 @@ func openWeights(dir string, m *export.Manifest) (*weightFile, error) {
 	if m.Weights.File == "" {
 		return wf, nil
 	}
-	f, err := os.Open(dir + string(os.PathSeparator) + m.Weights.File)
+	f, err := os.Open(filepath.Join(dir, m.Weights.File))
 	if err != nil {
 		return nil, fmt.Errorf("open weights: %w", err)
 	}
@@ -89,13 +90,13 @@ func openWeights(dir string, m *export.Manifest) (*weightFile, error) {
 	return wf, nil
 }
 
+// close closes the file; reads after it fail with os.ErrClosed. Callers
+// close once.
 func (wf *weightFile) close() error {
 	if wf == nil || wf.f == nil {
 		return nil
 	}
-	err := wf.f.Close()
-	wf.f = nil
-	return err
+	return wf.f.Close()
 }
 
 // piece reads the checkpoint tensor stored under key, as a view in the
