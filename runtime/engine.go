@@ -318,16 +318,23 @@ func (e *Engine) Run(ctx context.Context, req Request) (map[string]*Tensor, erro
 		if err != nil {
 			return nil, err
 		}
-		defer ro.release()
 		x.ro = ro
 		finished := make(chan struct{})
-		defer close(finished)
+		watcher := make(chan struct{})
 		go func() {
+			defer close(watcher)
 			select {
 			case <-done:
 				ro.terminate()
 			case <-finished:
 			}
+		}()
+		// Stop the watcher and wait for it before the options are freed: it
+		// may be inside terminate right now.
+		defer func() {
+			close(finished)
+			<-watcher
+			ro.release()
 		}()
 	}
 	if err := x.run(ctx); err != nil {
