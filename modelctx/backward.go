@@ -82,7 +82,10 @@ func (t *Transformer) sitesOf(points ...hooks.Point) []hooks.Site {
 type Grads struct {
 	// Loss is the value of the loss.
 	Loss float64
-	// Logits are the forward logits [B,T,V] when the loss is on them.
+	// Logits are the forward logits [B,T,V] when the loss is on them and
+	// they were computed in full: a logit loss reads one position per row,
+	// so the logits of the other positions are computed only when the
+	// logits point has hooks (Capture of the logits, for example).
 	Logits *hooks.Tensor
 	// Grads holds d(loss)/d(value) at each selected site, shaped as the
 	// site's value (spec §3.2): the gradient as it arrives at the site,
@@ -143,22 +146,38 @@ func (t *Transformer) Backward(ctx context.Context, rows [][]int, loss Loss, opt
 		out.Activations = acts
 		hs = append(append([]*hooks.Hooks{}, hs...), capture)
 	}
-	res, err := t.eng.Backward(ctx, runtime.BackwardRequest{
+	req := runtime.BackwardRequest{
 		Inputs: t.inputs(batch),
 		Hooks:  hooks.Snapshot(hs...),
 		Root:   root,
-		Seed: func(v *hooks.Tensor) (*hooks.Tensor, error) {
+		Grads:  sites,
+		Stop:   stop,
+	}
+	if loss.Kind == LossActivation {
+		req.Seed = func(v *hooks.Tensor) (*hooks.Tensor, error) {
 			val, g, err := loss.grad(v, batch.Pad)
 			out.Loss = val
 			return g, err
-		},
-		Grads: sites,
-		Stop:  stop,
-	})
+		}
+	} else {
+		// A logit loss reads one position per row: the engine computes the
+		// logits of those rows only, unless the logits are hooked.
+		rows, err := loss.rows(batch.Pad, len(batch.Tokens), len(batch.Tokens[0]))
+		if err != nil {
+			return nil, err
+		}
+		req.RootRows = rows
+		req.SeedRows = func(v *hooks.Tensor) (*hooks.Tensor, error) {
+			val, g, err := loss.gradRows(v)
+			out.Loss = val
+			return g, err
+		}
+	}
+	res, err := t.eng.Backward(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	if root.Point == hooks.Logits {
+	if root.Point == hooks.Logits && res.Root != nil {
 		out.Logits = res.Root
 	}
 	out.Grads = res.Grads

@@ -41,9 +41,24 @@ func TestGoldenGradientsEveryPoint(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			V := g.Logits.Shape[2]
-			if want := float64(g.Logits.Data[(tg.Batch*g.Logits.Shape[1]+tg.Position)*V+tg.Token]); g.Loss != want {
-				t.Errorf("loss %v, want the logit %v", g.Loss, want)
+			// The same with the logits computed in full (a capture at the
+			// logits takes the engine off its rows-only path).
+			full, err := m.Backward(context.Background(), in.Rows, LogitLoss(tg.Batch, tg.Position, tg.Token), WithPad(padSideOf(&in)),
+				Capture(&Filter{Points: []hooks.Point{hooks.Logits}}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g.Logits != nil || full.Logits == nil {
+				t.Fatalf("logits computed in full: rows-only path %v, captured %v", g.Logits != nil, full.Logits != nil)
+			}
+			V := full.Logits.Shape[2]
+			if want := float64(full.Logits.Data[(tg.Batch*full.Logits.Shape[1]+tg.Position)*V+tg.Token]); g.Loss != want || full.Loss != want {
+				t.Errorf("loss %v and %v, want the logit %v", g.Loss, full.Loss, want)
+			}
+			for s, x := range full.Grads {
+				if d := maxDiff(x.Data, g.Grads[s].Data, 1); d > 1e-5 {
+					t.Errorf("%s: the two paths differ by %g", s, d)
+				}
 			}
 			for _, a := range in.Grads.Tensors {
 				s := gradSite(t, a)

@@ -134,43 +134,83 @@ func (l Loss) grad(v *hooks.Tensor, pad [][]bool) (float64, *hooks.Tensor, error
 		return 0, nil, fmt.Errorf("%w: logits of shape %v", ErrLoss, v.Shape)
 	}
 	B, T, V := v.Shape[0], v.Shape[1], v.Shape[2]
-	if l.Kind == LossZero {
-		return 0, g, nil
-	}
-	if len(l.Targets) == 0 {
-		return 0, nil, fmt.Errorf("%w: %s needs at least one target token", ErrLoss, l)
-	}
-	for _, t := range append(append([]int(nil), l.Targets...), l.Distractors...) {
-		if t < 0 || t >= V {
-			return 0, nil, fmt.Errorf("%w: token %d out of range [0,%d)", ErrLoss, t, V)
-		}
-	}
-	if l.Kind != LossLogitDiff && len(l.Distractors) > 0 {
-		return 0, nil, fmt.Errorf("%w: distractors only go with the logit-diff loss", ErrLoss)
-	}
-	rows := l.Rows
-	if rows == nil {
-		for b := 0; b < B; b++ {
-			rows = append(rows, b)
-		}
+	rows, err := l.rows(pad, B, T)
+	if err != nil {
+		return 0, nil, err
 	}
 	total := 0.0
-	for _, b := range rows {
+	for _, r := range rows {
+		off := (r[0]*T + r[1]) * V
+		val, err := l.gradRow(v.Data[off:off+V], g.Data[off:off+V])
+		if err != nil {
+			return 0, nil, err
+		}
+		total += val
+	}
+	return total, g, nil
+}
+
+// rows lists the (batch, position) rows of the logits a logit loss reads
+// (empty for the zero loss).
+func (l Loss) rows(pad [][]bool, B, T int) ([][]int, error) {
+	rows := [][]int{}
+	if l.Kind == LossZero {
+		return rows, nil
+	}
+	bs := l.Rows
+	if bs == nil {
+		for b := 0; b < B; b++ {
+			bs = append(bs, b)
+		}
+	}
+	for _, b := range bs {
 		if b < 0 || b >= B {
-			return 0, nil, fmt.Errorf("%w: row %d out of range [0,%d)", ErrLoss, b, B)
+			return nil, fmt.Errorf("%w: row %d out of range [0,%d)", ErrLoss, b, B)
 		}
 		pos := l.Position
 		if pos < 0 {
 			pos = lastReal(pad, b, T)
 		}
 		if pos >= T {
-			return 0, nil, fmt.Errorf("%w: position %d out of range [0,%d)", ErrLoss, pos, T)
+			return nil, fmt.Errorf("%w: position %d out of range [0,%d)", ErrLoss, pos, T)
 		}
-		row := v.Data[(b*T+pos)*V : (b*T+pos+1)*V]
-		grow := g.Data[(b*T+pos)*V : (b*T+pos+1)*V]
-		total += l.rowLoss(row, grow)
+		rows = append(rows, []int{b, pos})
+	}
+	return rows, nil
+}
+
+// gradRows is the loss on the logit rows it reads ([len(rows), V]) and
+// its gradient there.
+func (l Loss) gradRows(v *hooks.Tensor) (float64, *hooks.Tensor, error) {
+	g := hooks.Zeros(v.Shape...)
+	V := v.Shape[1]
+	total := 0.0
+	for r := 0; r < v.Shape[0]; r++ {
+		val, err := l.gradRow(v.Data[r*V:(r+1)*V], g.Data[r*V:(r+1)*V])
+		if err != nil {
+			return 0, nil, err
+		}
+		total += val
 	}
 	return total, g, nil
+}
+
+// gradRow checks the tokens against the vocabulary and adds one row's
+// gradient into g, returning its loss.
+func (l Loss) gradRow(logits, g []float32) (float64, error) {
+	V := len(logits)
+	if len(l.Targets) == 0 {
+		return 0, fmt.Errorf("%w: %s needs at least one target token", ErrLoss, l)
+	}
+	for _, t := range append(append([]int(nil), l.Targets...), l.Distractors...) {
+		if t < 0 || t >= V {
+			return 0, fmt.Errorf("%w: token %d out of range [0,%d)", ErrLoss, t, V)
+		}
+	}
+	if l.Kind != LossLogitDiff && len(l.Distractors) > 0 {
+		return 0, fmt.Errorf("%w: distractors only go with the logit-diff loss", ErrLoss)
+	}
+	return l.rowLoss(logits, g), nil
 }
 
 // rowLoss adds the gradient of one row's loss into g and returns its value.

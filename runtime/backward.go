@@ -29,8 +29,17 @@ type BackwardRequest struct {
 	// fwd2 "grab").
 	Root hooks.Site
 	// Seed returns d(loss)/d(value at Root) given that value, both in the
-	// layout hooks see.
+	// layout hooks see. Used when RootRows is nil.
 	Seed func(root *hooks.Tensor) (*hooks.Tensor, error)
+	// RootRows, when not nil, are the rows of the root value the loss reads:
+	// index tuples over all its axes but the last ((batch, position) for the
+	// logits). SeedRows then gets those rows, [len(RootRows), last axis],
+	// and returns their gradient; the rest of the root gets none. Where the
+	// root is computed from a hook site by row-wise operations only (the
+	// logits from resid.post_ln_f) and has no hooks, the engine computes
+	// those rows alone (BackwardResult.Root is then nil).
+	RootRows [][]int
+	SeedRows func(rows *hooks.Tensor) (*hooks.Tensor, error)
 	// Grads are the sites whose gradients to return: d(loss)/d(value at the
 	// site) as it arrives there, before that site's bwd hooks.
 	Grads []hooks.Site
@@ -42,7 +51,7 @@ type BackwardRequest struct {
 // BackwardResult holds the forward outputs and the gradients.
 type BackwardResult struct {
 	Outputs map[string]*Tensor
-	Root    *hooks.Tensor                // forward value at the root
+	Root    *hooks.Tensor                // forward value at the root (nil when only its rows were computed)
 	Grads   map[hooks.Site]*hooks.Tensor // zero where no gradient reaches
 }
 
@@ -93,6 +102,7 @@ type bwdSlot struct {
 type bwdPlans struct {
 	mu    sync.Mutex
 	slots map[string]*bwdSlot
+	heads map[hooks.Site]*headSlot
 }
 
 func (c *bwdPlans) close() error {
@@ -107,7 +117,10 @@ func (c *bwdPlans) close() error {
 			errs = append(errs, s.p.close())
 		}
 	}
-	c.slots = nil
+	for _, h := range c.heads {
+		errs = append(errs, h.h.close())
+	}
+	c.slots, c.heads = nil, nil
 	return errors.Join(errs...)
 }
 
@@ -339,8 +352,12 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 	if hs == nil {
 		hs = hooks.Snapshot()
 	}
-	if req.Seed == nil {
+	if (req.RootRows == nil && req.Seed == nil) || (req.RootRows != nil && req.SeedRows == nil) {
 		return nil, fmt.Errorf("%w: no loss", ErrSeed)
+	}
+	rootRef, ok := e.g.Points[req.Root]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNoPoint, req.Root)
 	}
 	fwdUses, err := hs.Uses(e.g.NLayers)
 	if err != nil {
@@ -364,18 +381,26 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 		}
 	}
 	for _, sw := range e.g.Switches {
-		for _, m := range []map[hooks.Site]hooks.Use{fwdUses, bwdUses} {
+		for _, m := range []map[hooks.Site]hooks.Use{fwdUses, bwdUses, toUses(k.want)} {
 			for s := range m {
 				if sw.Point == s.Point.Path() && sw.Layer == s.Layer {
 					k.switched[s] = true
 				}
 			}
 		}
-		for s := range k.want {
-			if sw.Point == s.Point.Path() && sw.Layer == s.Layer {
-				k.switched[s] = true
-			}
+	}
+	// The row head: compute only the root rows the loss reads.
+	var head *rowHead
+	if req.RootRows != nil && fwdUses[req.Root] == hooks.Unused && bwdUses[req.Root] == hooks.Unused &&
+		!k.stop[req.Root] && !contains(req.Outputs, rootRef.Tensor) && (rootRef.Perm == nil || isIdentity(rootRef.Perm)) {
+		if head, err = e.rowHeadFor(req.Root); err != nil {
+			return nil, err
 		}
+	}
+	wantRoot := k.want[req.Root]
+	if head != nil {
+		k.root = head.site
+		delete(k.want, req.Root)
 	}
 	p, err := e.backwardPlan(k)
 	if err != nil {
@@ -406,33 +431,45 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 	for _, o := range req.Outputs {
 		res.Outputs[o] = fres[o]
 	}
-	rootRef := e.g.Points[req.Root]
-	rv := fres[p.root]
-	if rv == nil || rv.F32 == nil {
-		return nil, fmt.Errorf("%w: root %s is not a float32 tensor", ErrSeed, req.Root)
-	}
-	res.Root = toRef(&hooks.Tensor{Shape: toInts(rv.Shape), Data: rv.F32}, rootRef.Perm)
-	seed, err := req.Seed(res.Root)
-	if err != nil {
-		return nil, fmt.Errorf("loss at %s: %w", req.Root, err)
-	}
-	if seed == nil || !res.Root.SameShape(seed) || len(seed.Data) != seed.Numel() {
-		got := "nil"
-		if seed != nil {
-			got = fmt.Sprint(seed.Shape)
-		}
-		return nil, fmt.Errorf("%w: gradient of shape %s for a root of shape %v", ErrSeed, got, res.Root.Shape)
-	}
 	for _, s := range p.zero {
 		t := fres[e.g.Points[s].Tensor]
 		res.Grads[s] = toRef(&hooks.Tensor{Shape: toInts(t.Shape), Data: make([]float32, len(t.F32))}, e.g.Points[s].Perm)
 	}
+	x := &bwdExec{p: p, hs: hs, vals: map[string]*value{}}
+	defer x.release()
+	ro, done, err := cancelOnDone(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	x.ro = ro
+
+	// The gradient at the plan's root.
+	var seed *hooks.Tensor // graph layout
+	rv := fres[p.root]
+	if rv == nil || rv.F32 == nil {
+		return nil, fmt.Errorf("%w: root %s is not a float32 tensor", ErrSeed, req.Root)
+	}
+	if head != nil {
+		var gRoot *hooks.Tensor
+		seed, gRoot, err = x.runHead(head, rv, req.RootRows, req.SeedRows, wantRoot)
+		if err != nil {
+			return nil, fmt.Errorf("loss at %s: %w", req.Root, err)
+		}
+		if wantRoot {
+			res.Grads[req.Root] = gRoot
+		}
+	} else {
+		res.Root = toRef(&hooks.Tensor{Shape: toInts(rv.Shape), Data: rv.F32}, rootRef.Perm)
+		g, err := rootSeed(req, res.Root)
+		if err != nil {
+			return nil, fmt.Errorf("loss at %s: %w", req.Root, err)
+		}
+		seed = fromRef(g, rootRef.Perm)
+	}
 	if p.seed == "" {
 		return res, nil
 	}
-	x := &bwdExec{p: p, hs: hs, vals: map[string]*value{}}
-	defer x.release()
-	seed = fromRef(seed, rootRef.Perm)
 	if err := x.put(p.seed, &Tensor{Shape: toInt64s(seed.Shape), F32: seed.Data}); err != nil {
 		return nil, err
 	}
@@ -447,12 +484,6 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 		}
 	}
 	fres = nil // the backward values hold what they need
-	ro, done, err := cancelOnDone(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	x.ro = ro
 	if err := x.run(ctx, res.Grads); err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("backward: %w", ctx.Err())
@@ -460,6 +491,54 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 		return nil, err
 	}
 	return res, nil
+}
+
+// rootSeed asks the loss for its gradient at the whole root value (in the
+// layout hooks see), by rows when the loss reads rows.
+func rootSeed(req BackwardRequest, root *hooks.Tensor) (*hooks.Tensor, error) {
+	var g *hooks.Tensor
+	if req.RootRows == nil {
+		var err error
+		if g, err = req.Seed(root); err != nil {
+			return nil, err
+		}
+	} else {
+		in, offs, err := gatherRows(root.Shape, root.Data, req.RootRows)
+		if err != nil {
+			return nil, err
+		}
+		width := root.Shape[len(root.Shape)-1]
+		rows := &hooks.Tensor{Shape: []int{len(req.RootRows), width}, Data: in}
+		gr, err := req.SeedRows(rows)
+		if err != nil {
+			return nil, err
+		}
+		if gr == nil || !gr.SameShape(rows) || len(gr.Data) != gr.Numel() {
+			return nil, fmt.Errorf("%w: gradient rows of shape %v for rows of shape %v", ErrSeed, shapeOf(gr), rows.Shape)
+		}
+		g = &hooks.Tensor{Shape: root.Shape, Data: scatterRows(len(root.Data), width, gr.Data, offs)}
+	}
+	if g == nil || !root.SameShape(g) || len(g.Data) != g.Numel() {
+		return nil, fmt.Errorf("%w: gradient of shape %v for a root of shape %v", ErrSeed, shapeOf(g), root.Shape)
+	}
+	return g, nil
+}
+
+func toUses(m map[hooks.Site]bool) map[hooks.Site]hooks.Use {
+	u := map[hooks.Site]hooks.Use{}
+	for s := range m {
+		u[s] = hooks.Read
+	}
+	return u
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func toRef(t *hooks.Tensor, perm []int) *hooks.Tensor {
