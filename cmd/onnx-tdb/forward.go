@@ -202,7 +202,11 @@ func printTop(w io.Writer, results []rowResult) {
 		}
 		fmt.Fprintln(w, head)
 		for i, t := range r.Top {
-			fmt.Fprintf(w, "  %d. %6d  %-20s logit %.4f\n", i+1, t.ID, strconv.Quote(t.Token), t.Logit)
+			tok := strconv.Quote(t.Token)
+			if t.Token == "" {
+				tok = "" // a model without a tokenizer: ids only
+			}
+			fmt.Fprintf(w, "  %d. %6d  %-20s logit %.4f\n", i+1, t.ID, tok, t.Logit)
 		}
 	}
 }
