@@ -41,6 +41,8 @@ func newApp() *cli.App {
 			forwardCommand(),
 			saeCommand(),
 			sampleCommand(),
+			gradCommand(),
+			attributeCommand(),
 			infoCommand(),
 			importCommand(),
 			randomCheckpointCommand(),
