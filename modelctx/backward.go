@@ -88,8 +88,8 @@ type Grads struct {
 	// logits point has hooks (Capture of the logits, for example).
 	Logits *hooks.Tensor
 	// Grads holds d(loss)/d(value) at each selected site, shaped as the
-	// site's value (spec §3.2): the gradient as it arrives at the site,
-	// before that site's bwd hooks. Sites no gradient reaches (downstream
+	// site's value (spec §3.2): the gradient that site's bwd hooks receive,
+	// before they run. Sites no gradient reaches (downstream
 	// of an activation loss, or cut off by a stop) hold zeros.
 	Grads map[hooks.Site]*hooks.Tensor
 	// Activations holds the forward values captured with Capture.
@@ -105,9 +105,10 @@ type Grads struct {
 // at one point the last registered first) and may replace it: what a hook
 // returns flows on upstream.
 //
-// A writing fwd hook is treated as the identity by the backward pass (its
-// gradient passes straight through); to reproduce the original, where an
-// ablated slice gets no gradient, add the same ablation as a bwd hook.
+// A writing fwd or fwd2 hook is treated as the identity by the backward
+// pass (its gradient passes straight through) unless it registers its
+// vector-Jacobian product with hooks.VJPOf; to reproduce the original, where
+// an ablated slice gets no gradient, add the same ablation as a bwd hook.
 func (t *Transformer) Backward(ctx context.Context, rows [][]int, loss Loss, opts ...BackwardOption) (*Grads, error) {
 	c := backwardConfig{grads: AllPoints}
 	for _, o := range opts {

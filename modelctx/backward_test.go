@@ -86,7 +86,7 @@ func TestGoldenGradientsEveryPoint(t *testing.T) {
 
 // lossValue evaluates a loss on a plain forward pass with post_emb moved by
 // e*dir (a fwd write hook).
-func lossValue(t *testing.T, m *Transformer, rows [][]int, loss Loss, dir []float32, e float32) float64 {
+func lossValue(t *testing.T, m *Transformer, rows [][]int, loss Loss, dir []float32, e float32, extra ...*hooks.Hooks) float64 {
 	t.Helper()
 	h := hooks.New()
 	h.Add(hooks.ResidPostEmb, func(_ *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
@@ -95,7 +95,7 @@ func lossValue(t *testing.T, m *Transformer, rows [][]int, loss Loss, dir []floa
 		}
 		return x, nil
 	})
-	opts := []ForwardOption{WithHooks(h)}
+	opts := []ForwardOption{WithHooks(h), WithHooks(extra...)}
 	if loss.Kind == LossActivation {
 		opts = append(opts, Capture(&Filter{Points: []hooks.Point{loss.Site.Point}, Layers: layersOf(loss.Site)}))
 	}
@@ -345,5 +345,64 @@ func TestBackwardPlansAreCached(t *testing.T) {
 	}
 	if _, err := m.Backward(context.Background(), rows, LogitLoss(3, -1, 5)); err == nil {
 		t.Error("out-of-range row accepted")
+	}
+}
+
+// TestBackwardThroughASpliceWithItsVJP: a writing fwd2 hook (a stand-in for
+// an autoencoder splice) that doubles mlp.post_act@1, with its VJP
+// registered through hooks.VJPOf, is differentiated through; the gradient
+// hooks at the point see the gradient with respect to the value entering
+// fwd2. Without the VJP the splice is the identity to the backward pass.
+func TestBackwardThroughASpliceWithItsVJP(t *testing.T) {
+	m := openGolden(t)
+	rows := [][]int{{464, 2068, 7586, 21831, 18045}}
+	loss := LogitLoss(0, -1, 0)
+	site := hooks.Site{Point: hooks.MLPPostAct, Layer: 1}
+	double := func(_ *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
+		y := x.Clone()
+		for i := range y.Data {
+			y.Data[i] *= 2
+		}
+		return y, nil
+	}
+	splice := hooks.New()
+	splice.Add(site.Point, double, hooks.InStage(hooks.Fwd2), hooks.AtLayers(1))
+	vjp := hooks.New()
+	vjp.Add(site.Point, double, hooks.InStage(hooks.Bwd), hooks.VJPOf(hooks.Fwd2), hooks.AtLayers(1))
+	var seen *hooks.Tensor
+	obs := hooks.New()
+	obs.Observe(site.Point, func(_ *hooks.Context, x *hooks.Tensor) error { seen = x.Clone(); return nil },
+		hooks.InStage(hooks.Bwd), hooks.AtLayers(1))
+	postEmb := hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}
+	dirDeriv := func(hs ...*hooks.Hooks) (float64, *Grads) {
+		g, err := m.Backward(context.Background(), rows, loss, WithHooks(hs...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		an := 0.0
+		for i, x := range g.Grads[postEmb].Data {
+			an += float64(x) * float64((i*7919)%13-6) / 6
+		}
+		return an, g
+	}
+	dir := make([]float32, 5*64)
+	for i := range dir {
+		dir[i] = float32((i*7919)%13-6) / 6
+	}
+	const e = 1e-4
+	num := (lossValue(t, m, rows, loss, dir, e, splice) - lossValue(t, m, rows, loss, dir, -e, splice)) / (2 * e)
+	with, g := dirDeriv(splice, vjp, obs)
+	if math.Abs(with-num) > 2e-3+2e-2*math.Abs(num) {
+		t.Errorf("with the VJP: directional derivative %.6g, finite difference %.6g", with, num)
+	}
+	if d := maxDiff(seen.Data, g.Grads[site].Data, 1); d != 0 {
+		t.Errorf("the reported gradient at %s is not what its gradient hooks saw (off by %g)", site, d)
+	}
+	if d := maxDiff(seen.Data, make([]float32, len(seen.Data)), 1); d == 0 {
+		t.Error("zero gradient at the splice")
+	}
+	without, _ := dirDeriv(splice)
+	if math.Abs(without-num) < 1e-2*math.Abs(num) {
+		t.Errorf("without the VJP the splice should look like the identity: %.6g vs %.6g", without, num)
 	}
 }

@@ -41,7 +41,8 @@ type BackwardRequest struct {
 	RootRows [][]int
 	SeedRows func(rows *hooks.Tensor) (*hooks.Tensor, error)
 	// Grads are the sites whose gradients to return: d(loss)/d(value at the
-	// site) as it arrives there, before that site's bwd hooks.
+	// site) as that site's bwd hooks receive it (after the VJP of a writing
+	// fwd2 hook, see hooks.VJPOf), before they run.
 	Grads []hooks.Site
 	// Stop are sites where the gradient stops (the original's detach): the
 	// gradient at the site is still computed, nothing flows upstream of it.
@@ -670,14 +671,18 @@ func (x *bwdExec) callSite(s bwdSite, grads map[hooks.Site]*hooks.Tensor) error 
 	if perm != nil {
 		ht = transpose(ht, perm)
 	}
-	if s.want {
-		grads[s.site] = ht.Clone()
-	}
 	if !s.hook {
+		if s.want {
+			grads[s.site] = ht.Clone()
+		}
 		return nil
 	}
+	var arrived func(*hooks.Tensor)
+	if s.want {
+		arrived = func(t *hooks.Tensor) { grads[s.site] = t.Clone() }
+	}
 	shared := !s.write && perm == nil
-	out, err := x.hs.CallBwd(s.site, ht, shared)
+	out, err := x.hs.CallBwd(s.site, ht, shared, arrived)
 	if err != nil {
 		return err
 	}
