@@ -62,17 +62,18 @@ type Gradient struct {
 
 // differ holds the state of one differentiation.
 type differ struct {
-	m        *onnxpb.ModelProto
-	nodes    []*onnxpb.NodeProto
-	order    []int
-	pos      map[int]int // node index -> position in order
-	producer map[string]int
-	users    map[string][]int
-	inits    map[string]*onnxpb.TensorProto
-	inputs   map[string]bool
-	types    map[string]onnxpb.TensorProto_DataType
-	shapes   map[string]Shape
-	opset    int64
+	m         *onnxpb.ModelProto
+	nodes     []*onnxpb.NodeProto
+	order     []int
+	pos       map[int]int // node index -> position in order
+	producer  map[string]int
+	users     map[string][]int
+	inits     map[string]*onnxpb.TensorProto
+	constVals map[string]*onnxpb.TensorProto // initializers and Constant nodes' values
+	inputs    map[string]bool
+	types     map[string]onnxpb.TensorProto_DataType
+	shapes    map[string]Shape
+	opset     int64
 
 	wrt, stop, saved, replaced, seed map[string]bool
 	active                           map[string]bool
@@ -152,8 +153,15 @@ func newDiffer(m *onnxpb.ModelProto, spec GradSpec) (*differ, error) {
 			d.users[in] = append(d.users[in], i)
 		}
 	}
+	d.constVals = map[string]*onnxpb.TensorProto{}
 	for _, t := range g.GetInitializer() {
 		d.inits[t.GetName()] = t
+		d.constVals[t.GetName()] = t
+	}
+	for _, n := range d.nodes {
+		if a := attr(n, "value"); n.GetOpType() == "Constant" && a != nil && a.GetT() != nil && len(n.GetOutput()) == 1 {
+			d.constVals[n.GetOutput()[0]] = a.GetT()
+		}
 	}
 	for _, in := range g.GetInput() {
 		d.inputs[in.GetName()] = true

@@ -289,6 +289,22 @@ func opCases() []opCase {
 		{"ScatterElements", []input{fIn("data", 3, 4), {name: "idx", shape: []int64{3, 2}, elem: onnxpb.TensorProto_INT64, i64: idx(0, 2, 3, 1, 1, 0)}, fIn("upd", 3, 2)}, func(b *graphs.Builder, in []string) string {
 			return op(b, "ScatterElements", in, graphs.AttrInt("axis", 1))
 		}},
+		{"Cos", []input{fIn("x", 2, 3)}, func(b *graphs.Builder, in []string) string { return op(b, "Cos", in) }},
+		{"Sin", []input{fIn("x", 2, 3)}, func(b *graphs.Builder, in []string) string { return op(b, "Sin", in) }},
+		{"Slice static (rotary halves)", []input{fIn("x", 2, 3, 6)}, func(b *graphs.Builder, in []string) string {
+			lo := op(b, "Slice", []string{in[0], b.ConstI64("s0", []int64{1}, 0), b.ConstI64("e0", []int64{1}, 3), b.ConstI64("a0", []int64{1}, -1)})
+			hi := op(b, "Slice", []string{in[0], b.ConstI64("s1", []int64{1}, 3), b.ConstI64("e1", []int64{1}, math.MaxInt64), b.ConstI64("a1", []int64{1}, -1)})
+			return op(b, "Concat", []string{op(b, "Neg", []string{hi}), lo}, graphs.AttrInt("axis", -1))
+		}},
+		{"Slice symbolic, two axes", []input{{name: "x", shape: []int64{4, 5}, dims: []string{"T", "K"}, elem: onnxpb.TensorProto_DOUBLE, wrt: true}}, func(b *graphs.Builder, in []string) string {
+			return op(b, "Slice", []string{in[0], b.ConstI64("s", []int64{2}, 1, -3), b.ConstI64("e", []int64{2}, -1, 100), b.ConstI64("a", []int64{2}, 0, 1)})
+		}},
+		{"Einsum attention", []input{fIn("q", 2, 3, 2, 4), fIn("k", 2, 5, 2, 4)}, func(b *graphs.Builder, in []string) string {
+			return op(b, "Einsum", in, &onnxpb.AttributeProto{Name: proto.String("equation"), Type: onnxpb.AttributeProto_STRING.Enum(), S: []byte("bqhd,bkhd->bhqk")})
+		}},
+		{"Einsum weighted sum", []input{fIn("p", 2, 2, 3, 5), fIn("v", 2, 5, 2, 4)}, func(b *graphs.Builder, in []string) string {
+			return op(b, "Einsum", in, &onnxpb.AttributeProto{Name: proto.String("equation"), Type: onnxpb.AttributeProto_STRING.Enum(), S: []byte("bhqk,bkhd->bqhd")})
+		}},
 		{"GatherElements", []input{fIn("data", 3, 4), {name: "idx", shape: []int64{3, 2}, elem: onnxpb.TensorProto_INT64, i64: idx(0, 0, 3, 1, 2, 2)}}, func(b *graphs.Builder, in []string) string {
 			return op(b, "GatherElements", in, graphs.AttrInt("axis", 1))
 		}},

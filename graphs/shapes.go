@@ -2,6 +2,7 @@ package graphs
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
 )
@@ -217,7 +218,8 @@ func (s *shaper) infer(n *onnxpb.NodeProto) []Shape {
 	x, xok := s.in(n, 0)
 	switch n.GetOpType() {
 	case "Identity", "Neg", "Sqrt", "Exp", "Log", "Tanh", "Relu", "Sigmoid", "Abs", "Erf", "Cast", "CastLike",
-		"Not", "Softmax", "LogSoftmax", "CumSum", "IsNaN", "IsInf", "Sign", "Reciprocal", "Floor", "Ceil":
+		"Not", "Softmax", "LogSoftmax", "CumSum", "IsNaN", "IsInf", "Sign", "Reciprocal", "Floor", "Ceil",
+		"Cos", "Sin", "Trilu", "Dropout":
 		if xok {
 			return one(x)
 		}
@@ -455,6 +457,10 @@ func (s *shaper) infer(n *onnxpb.NodeProto) []Shape {
 		}
 	case "Range":
 		return one(Shape{s.newSym()})
+	case "Einsum":
+		if out := s.einsum(n); out != nil {
+			return one(out)
+		}
 	case "Slice":
 		if !xok {
 			return nil
@@ -617,4 +623,52 @@ func (s *shaper) reshape(n *onnxpb.NodeProto, x Shape, xok bool) Shape {
 		}
 	}
 	return out
+}
+
+// einsum infers the output of an explicit einsum ("ab,bc->ac").
+func (s *shaper) einsum(n *onnxpb.NodeProto) Shape {
+	a := attr(n, "equation")
+	if a == nil {
+		return nil
+	}
+	ins, out, ok := parseEinsum(string(a.GetS()))
+	if !ok || len(ins) != len(n.GetInput()) {
+		return nil
+	}
+	size := map[rune]Dim{}
+	for i, term := range ins {
+		sh, ok := s.in(n, i)
+		if !ok || len(sh) != len(term) {
+			return nil
+		}
+		for j, c := range term {
+			if d, seen := size[c]; !seen || d.isOne() {
+				size[c] = sh[j]
+			}
+		}
+	}
+	var res Shape
+	for _, c := range out {
+		d, ok := size[c]
+		if !ok {
+			return nil
+		}
+		res = append(res, d)
+	}
+	return res
+}
+
+// parseEinsum splits an explicit einsum equation without ellipses into its
+// input terms and output term.
+func parseEinsum(eq string) ([][]rune, []rune, bool) {
+	eq = strings.ReplaceAll(eq, " ", "")
+	lhs, rhs, ok := strings.Cut(eq, "->")
+	if !ok || strings.Contains(eq, ".") {
+		return nil, nil, false
+	}
+	var ins [][]rune
+	for _, t := range strings.Split(lhs, ",") {
+		ins = append(ins, []rune(t))
+	}
+	return ins, []rune(rhs), true
 }

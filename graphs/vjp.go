@@ -1,9 +1,11 @@
 package graphs
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
 	"google.golang.org/protobuf/proto"
@@ -59,6 +61,10 @@ func init() {
 		"TopK":            vjpTopK,
 		"ScatterElements": vjpScatterElements,
 		"GatherElements":  vjpGatherElements,
+		"Cos":             vjpCos,
+		"Sin":             vjpSin,
+		"Slice":           vjpSlice,
+		"Einsum":          vjpEinsum,
 	}
 }
 
@@ -343,15 +349,20 @@ func vjpDiv(v *vjp) ([]string, error) {
 
 // constScalar returns the value of a scalar (or one-element) constant.
 func (v *vjp) constScalar(t string) (float64, bool) {
-	c := v.d.inits[t]
+	c := v.d.constVals[t]
 	if c == nil {
 		return 0, false
 	}
+	raw := c.GetRawData()
 	switch {
 	case len(c.GetFloatData()) == 1:
 		return float64(c.GetFloatData()[0]), true
 	case len(c.GetDoubleData()) == 1:
 		return c.GetDoubleData()[0], true
+	case c.GetDataType() == int32(Float) && len(raw) == 4:
+		return float64(math.Float32frombits(binary.LittleEndian.Uint32(raw))), true
+	case c.GetDataType() == int32(onnxpb.TensorProto_DOUBLE) && len(raw) == 8:
+		return math.Float64frombits(binary.LittleEndian.Uint64(raw)), true
 	}
 	return 0, false
 }
@@ -497,7 +508,7 @@ func vjpReduce(mean bool) vjpRule {
 		if err != nil {
 			return nil, err
 		}
-		sh := &shaper{consts: v.d.inits}
+		sh := &shaper{consts: v.d.constVals}
 		axes, ok := sh.reduceAxes(v.n, len(xsh))
 		if !ok {
 			return nil, fmt.Errorf("%w: axes of %s are not constant", ErrGrad, v.n.GetOpType())
@@ -682,7 +693,7 @@ func (v *vjp) axes(inputIdx int) ([]int64, bool) {
 		return a.GetInts(), true
 	}
 	if inputIdx < len(v.n.GetInput()) {
-		sh := &shaper{consts: v.d.inits}
+		sh := &shaper{consts: v.d.constVals}
 		return sh.constInts(v.n.GetInput()[inputIdx])
 	}
 	return nil, false
@@ -814,4 +825,149 @@ func DifferentiableOps() []string {
 	}
 	sort.Strings(ops)
 	return ops
+}
+
+func vjpCos(v *vjp) ([]string, error) {
+	d := v.op("Neg", []string{v.op("Sin", []string{v.fwd(v.in(0))})})
+	return []string{v.op("Mul", []string{v.gy[0], d})}, nil
+}
+
+func vjpSin(v *vjp) ([]string, error) {
+	return []string{v.op("Mul", []string{v.gy[0], v.op("Cos", []string{v.fwd(v.in(0))})})}, nil
+}
+
+// vjpSlice pads the gradient with zeros back to the input's shape (steps of
+// 1 only): a constant padding where the sliced sizes are known, else one
+// computed from the input's shape.
+func vjpSlice(v *vjp) ([]string, error) {
+	xsh, err := v.shape(v.in(0))
+	if err != nil {
+		return nil, err
+	}
+	r := len(xsh)
+	sh := &shaper{consts: v.d.constVals}
+	starts, ok1 := sh.constInts(inputName(v.n, 1))
+	ends, ok2 := sh.constInts(inputName(v.n, 2))
+	if !ok1 || !ok2 || len(starts) != len(ends) {
+		return nil, fmt.Errorf("%w: Slice with starts/ends that are not constant", ErrNoVJP)
+	}
+	axes := make([]int64, len(starts))
+	for i := range axes {
+		axes[i] = int64(i)
+	}
+	if a, ok := sh.constInts(inputName(v.n, 3)); ok && inputName(v.n, 3) != "" {
+		axes = a
+	}
+	if st, ok := sh.constInts(inputName(v.n, 4)); ok && inputName(v.n, 4) != "" {
+		for _, x := range st {
+			if x != 1 {
+				return nil, fmt.Errorf("%w: Slice with step %d", ErrNoVJP, x)
+			}
+		}
+	}
+	// Per axis: the padding before and after, as int64 scalars in 1-D.
+	begin := make([]string, r)
+	after := make([]string, r)
+	static := true
+	bv, av := make([]int64, r), make([]int64, r)
+	for i := range begin {
+		begin[i], after[i] = v.ints(0), v.ints(0)
+	}
+	var dims string
+	for i, a := range axes {
+		ax := normAxis(a, r)
+		s, e := starts[i], ends[i]
+		if d := xsh[ax]; d.known() {
+			b, en := clampSlice(s, d.N), clampSlice(e, d.N)
+			if en < b {
+				en = b
+			}
+			bv[ax], av[ax] = b, d.N-en
+			begin[ax], after[ax] = v.ints(b), v.ints(d.N-en)
+			continue
+		}
+		static = false
+		if dims == "" {
+			dims = v.op("Shape", []string{v.fwd(v.in(0))})
+		}
+		D := v.op("Slice", []string{dims, v.ints(int64(ax)), v.ints(int64(ax) + 1)})
+		b := v.clampDyn(s, D)
+		en := v.op("Max", []string{v.clampDyn(e, D), b})
+		begin[ax], after[ax] = b, v.op("Sub", []string{D, en})
+	}
+	var pads string
+	if static {
+		pads = v.ints(append(bv, av...)...)
+	} else {
+		pads = v.op("Concat", append(append([]string{}, begin...), after...), AttrInt("axis", 0))
+	}
+	out := make([]string, len(v.n.GetInput()))
+	out[0] = v.op("Pad", []string{v.gy[0], pads})
+	return out, nil
+}
+
+// clampSlice is Slice's reading of an index on an axis of size d.
+func clampSlice(i, d int64) int64 {
+	if i < 0 {
+		i += d
+	}
+	return max(0, min(i, d))
+}
+
+// clampDyn is clampSlice with d a 1-D int64 tensor.
+func (v *vjp) clampDyn(i int64, d string) string {
+	if i >= 0 {
+		return v.op("Min", []string{v.ints(i), d})
+	}
+	return v.op("Max", []string{v.op("Add", []string{d, v.ints(i)}), v.ints(0)})
+}
+
+// vjpEinsum: the gradient of an input is the einsum of the output gradient
+// with the other inputs, written to the input's indices. Each index of an
+// input must appear in the output or in another input.
+func vjpEinsum(v *vjp) ([]string, error) {
+	a := attr(v.n, "equation")
+	if a == nil {
+		return nil, fmt.Errorf("%w: Einsum without equation", ErrGrad)
+	}
+	ins, out, ok := parseEinsum(string(a.GetS()))
+	if !ok || len(ins) != len(v.n.GetInput()) {
+		return nil, fmt.Errorf("%w: Einsum %q (explicit equations without ... only)", ErrNoVJP, a.GetS())
+	}
+	res := make([]string, len(ins))
+	for i := range ins {
+		if !v.want[i] {
+			continue
+		}
+		have := map[rune]bool{}
+		for _, c := range out {
+			have[c] = true
+		}
+		terms := []string{string(out)}
+		operands := []string{v.gy[0]}
+		for j, t := range ins {
+			if j == i {
+				continue
+			}
+			for _, c := range t {
+				have[c] = true
+			}
+			terms = append(terms, string(t))
+			x := v.in(j)
+			if !v.isConst(x) {
+				x = v.fwd(x)
+			}
+			operands = append(operands, x)
+		}
+		seen := map[rune]bool{}
+		for _, c := range ins[i] {
+			if !have[c] || seen[c] {
+				return nil, fmt.Errorf("%w: Einsum %q: index %c of input %d", ErrNoVJP, a.GetS(), c, i)
+			}
+			seen[c] = true
+		}
+		eq := strings.Join(terms, ",") + "->" + string(ins[i])
+		res[i] = v.op("Einsum", operands, &onnxpb.AttributeProto{Name: proto.String("equation"), Type: onnxpb.AttributeProto_STRING.Enum(), S: []byte(eq)})
+	}
+	return res, nil
 }
