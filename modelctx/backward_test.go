@@ -406,3 +406,46 @@ func TestBackwardThroughASpliceWithItsVJP(t *testing.T) {
 		t.Errorf("without the VJP the splice should look like the identity: %.6g vs %.6g", without, num)
 	}
 }
+
+// TestBackwardThroughAForwardEdit: with head 1 of attn.qk_probs@0 halved
+// in the forward pass (a fwd writer with its VJP, hooks.VJPOf) and head 2
+// ablated there (with the same ablation on its gradient, so the ablated
+// entries pass none, as in the original), the gradient matches finite
+// differences of the edited model. The softmax's gradient must use the
+// probabilities it computed, not the edited ones the hooks left.
+func TestBackwardThroughAForwardEdit(t *testing.T) {
+	m := openGolden(t)
+	rows := [][]int{{464, 2068, 7586, 21831, 18045}}
+	loss := LogitLoss(0, -1, 0)
+	scale := func(head int, k float32) hooks.Func {
+		return func(_ *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
+			H := x.Shape[3] // [B,T,Tk,H]
+			for i := head; i < len(x.Data); i += H {
+				x.Data[i] *= k
+			}
+			return x, nil
+		}
+	}
+	fwd := hooks.New()
+	fwd.Add(hooks.AttnQKProbs, scale(1, 0.5), hooks.AtLayers(0))
+	fwd.Add(hooks.AttnQKProbs, scale(2, 0), hooks.AtLayers(0))
+	bwd := hooks.New()
+	bwd.Add(hooks.AttnQKProbs, scale(1, 0.5), hooks.InStage(hooks.Bwd), hooks.VJPOf(hooks.Fwd), hooks.AtLayers(0))
+	bwd.Add(hooks.AttnQKProbs, scale(2, 0), hooks.InStage(hooks.Bwd), hooks.AtLayers(0))
+	g, err := m.Backward(context.Background(), rows, loss, WithHooks(fwd, bwd), GradsAt(&Filter{Points: []hooks.Point{hooks.ResidPostEmb}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ge := g.Grads[hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}]
+	dir := make([]float32, len(ge.Data))
+	an := 0.0
+	for i := range dir {
+		dir[i] = (float32((i*7919)%13) - 6) / 6
+		an += float64(ge.Data[i]) * float64(dir[i])
+	}
+	const e = 1e-4
+	num := (lossValue(t, m, rows, loss, dir, e, fwd) - lossValue(t, m, rows, loss, dir, -e, fwd)) / (2 * e)
+	if math.Abs(an-num) > 2e-3+2e-2*math.Abs(num) {
+		t.Errorf("directional derivative %.6g, finite difference %.6g", an, num)
+	}
+}
