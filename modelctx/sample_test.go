@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	goruntime "runtime"
 	"testing"
 
 	"github.com/onnx-tdb/onnx-tdb/hooks"
@@ -350,21 +351,39 @@ func TestSampleTopPZeroIsGreedy(t *testing.T) {
 	}
 }
 
+// TestSampleAllocsPerStep bounds what one incremental step allocates: the
+// engine's outputs (the new logits and the grown cache, copied out of ONNX
+// Runtime) and small bookkeeping, nothing that grows with the prompt's
+// logits or is copied twice. It logs the figures.
 func TestSampleAllocsPerStep(t *testing.T) {
-	if testing.Short() {
-		t.Skip("short")
-	}
 	m := openGolden(t)
 	ctx := context.Background()
 	p := TextPrompts("Hello, my name is", "In 1998 the")
-	run := func(n int) float64 {
-		return testing.AllocsPerRun(3, func() {
+	measure := func(n int) (objects, bytes float64) {
+		var before, after goruntime.MemStats
+		goruntime.ReadMemStats(&before)
+		const runs = 3
+		for i := 0; i < runs; i++ {
 			if _, err := m.Sample(ctx, p, WithNumTokens(n), WithSeed(1)); err != nil {
 				t.Fatal(err)
 			}
-		})
+		}
+		goruntime.ReadMemStats(&after)
+		return float64(after.Mallocs-before.Mallocs) / runs, float64(after.TotalAlloc-before.TotalAlloc) / runs
 	}
-	a8, a24 := run(8), run(24)
-	perStep := (a24 - a8) / 16
-	t.Logf("allocations per incremental step: %.0f", perStep)
+	measure(2) // plans and sessions
+	o8, b8 := measure(8)
+	o24, b24 := measure(24)
+	objects, bytes := (o24-o8)/16, (b24-b8)/16
+	// Per step: logits [B,1,V] and the cache of every layer, [B,~Tk,D] for K and V.
+	man := m.Manifest()
+	B, Tk := 2, 5+16
+	want := float64(4 * (B*man.Config.NVocab + 2*man.Config.NLayers*B*Tk*man.Config.DModel))
+	t.Logf("per incremental step: %.0f allocations, %.0f bytes (logits + cache: %.0f bytes)", objects, bytes, want)
+	if objects > 300 {
+		t.Errorf("%.0f allocations per step, want at most 300", objects)
+	}
+	if bytes > 2*want {
+		t.Errorf("%.0f bytes allocated per step, want at most twice the step's outputs (%.0f)", bytes, want)
+	}
 }
