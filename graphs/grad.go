@@ -60,6 +60,12 @@ type Gradient struct {
 	Zero    []string // wrt tensors no gradient reaches (from no seed, or cut off by Stop)
 }
 
+// bwdTranspose records a Transpose the backward graph made.
+type bwdTranspose struct {
+	in   string
+	perm []int64
+}
+
 // differ holds the state of one differentiation.
 type differ struct {
 	m         *onnxpb.ModelProto
@@ -84,10 +90,11 @@ type differ struct {
 	need     []string
 	needSet  map[string]bool
 	consts   map[string]string
-	fwdNodes map[int]bool        // forward nodes copied for recomputation
-	renamed  map[int]string      // node index -> output renamed to computedSuffix
-	inverse  []*onnxpb.NodeProto // nodes recomputing a tensor from a saved consumer output
-	used     map[string]bool     // forward tensors read as graph inputs
+	fwdNodes map[int]bool            // forward nodes copied for recomputation
+	renamed  map[int]string          // node index -> output renamed to computedSuffix
+	inverse  []*onnxpb.NodeProto     // nodes recomputing a tensor from a saved consumer output
+	used     map[string]bool         // forward tensors read as graph inputs
+	bwdT     map[string]bwdTranspose // backward tensors made by a Transpose
 	initUsed map[string]bool
 }
 
@@ -130,6 +137,7 @@ func newDiffer(m *onnxpb.ModelProto, spec GradSpec) (*differ, error) {
 		b: NewBuilder(g.GetName() + ".backward"), contrib: map[string][]string{},
 		final: map[string]string{}, needSet: map[string]bool{}, consts: map[string]string{},
 		fwdNodes: map[int]bool{}, renamed: map[int]string{}, used: map[string]bool{}, initUsed: map[string]bool{},
+		bwdT: map[string]bwdTranspose{},
 	}
 	d.b.SetPrefix("bwd/")
 	for _, o := range m.GetOpsetImport() {
@@ -327,17 +335,23 @@ func (d *differ) finalGrad(t string) string {
 	if d.seed[t] {
 		parts = append([]string{SeedName(t)}, parts...)
 	}
+	// A chain of binary Adds: ONNX Runtime's Add is faster than its Sum.
 	var g string
 	switch {
 	case len(parts) == 0:
 	case d.wrt[t] && len(parts) == 1:
 		g = d.b.Op("Identity", GradName(t), parts)
-	case d.wrt[t]:
-		g = d.b.Op("Sum", GradName(t), parts)
 	case len(parts) == 1:
 		g = parts[0]
 	default:
-		g = d.b.Op("Sum", "", parts)
+		g = parts[0]
+		for i, p := range parts[1:] {
+			name := ""
+			if i == len(parts)-2 && d.wrt[t] {
+				name = GradName(t)
+			}
+			g = d.b.Op("Add", name, []string{g, p})
+		}
 	}
 	d.final[t] = g
 	return g
@@ -464,7 +478,7 @@ func (d *differ) assemble(spec GradSpec) (*Gradient, error) {
 	g := &onnxpb.GraphProto{Name: proto.String(d.m.GetGraph().GetName() + ".backward")}
 	fg := d.m.GetGraph()
 	// Inputs: the seeds that feed something, then forward values.
-	bwdNodes := d.b.Graph().GetNode()
+	bwdNodes := elideIdentities(d.b.Graph().GetNode())
 	read := map[string]bool{}
 	for _, n := range bwdNodes {
 		for _, in := range n.GetInput() {
@@ -571,4 +585,44 @@ func (d *differ) valueInfo(name, t string) *onnxpb.ValueInfoProto {
 		}
 	}
 	return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{TensorType: tt}}}
+}
+
+// elideIdentities drops Identity(c) -> out where c is made by another
+// backward node, read by nothing else and not itself an output: that node
+// writes out directly (saves a copy per gradient output).
+func elideIdentities(nodes []*onnxpb.NodeProto) []*onnxpb.NodeProto {
+	producer := map[string]*onnxpb.NodeProto{}
+	reads := map[string]int{}
+	for _, n := range nodes {
+		for _, o := range n.GetOutput() {
+			producer[o] = n
+		}
+		for _, in := range n.GetInput() {
+			reads[in]++
+		}
+	}
+	drop := map[*onnxpb.NodeProto]bool{}
+	for _, n := range nodes {
+		if n.GetOpType() != "Identity" || len(n.GetInput()) != 1 {
+			continue
+		}
+		c := n.GetInput()[0]
+		p, ok := producer[c]
+		if !ok || reads[c] != 1 || drop[p] || strings.HasPrefix(c, gradPrefix) {
+			continue
+		}
+		for j, o := range p.Output {
+			if o == c {
+				p.Output[j] = n.GetOutput()[0]
+			}
+		}
+		drop[n] = true
+	}
+	out := nodes[:0:0]
+	for _, n := range nodes {
+		if !drop[n] {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -445,3 +445,25 @@ func TestBackwardErrors(t *testing.T) {
 		t.Fatal("unknown seed accepted")
 	}
 }
+
+// TestChainedWrtOutputs: y = Identity(Identity(x)) with gradients asked
+// at x, the middle tensor and y: every output exists and equals the seed.
+func TestChainedWrtOutputs(t *testing.T) {
+	initORT(t)
+	b := graphs.NewBuilder("chain")
+	x := b.Input("x", onnxpb.TensorProto_DOUBLE, "3")
+	mid := b.Op("Identity", "mid", []string{x})
+	y := b.Op("Identity", "y", []string{mid})
+	b.Output(y, onnxpb.TensorProto_DOUBLE, "3")
+	gr, err := graphs.Backward(b.Model(), graphs.GradSpec{Seeds: []string{y}, Wrt: []string{x, mid, y}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := value{shape: []int64{3}, f64: []float64{1, 2, 3}}
+	got := run(t, gr.Model, map[string]value{graphs.SeedName(y): seed}, gr.Outputs)
+	for _, w := range []string{x, mid, y} {
+		if fmt.Sprint(got[graphs.GradName(w)].f64) != "[1 2 3]" {
+			t.Errorf("d/d%s = %v", w, got[graphs.GradName(w)].f64)
+		}
+	}
+}

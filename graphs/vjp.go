@@ -234,14 +234,78 @@ func (v *vjp) zerosLike(x string) string {
 	return v.op("Expand", []string{v.zero(), v.shapeOf(x)})
 }
 
-// transposeLast2 swaps the last two axes of a tensor of the given rank.
+// transposeLast2 swaps the last two axes of a forward tensor of the given
+// rank.
 func (v *vjp) transposeLast2(t string, rank int) string {
 	perm := make([]int64, rank)
 	for i := range perm {
 		perm[i] = int64(i)
 	}
 	perm[rank-2], perm[rank-1] = perm[rank-1], perm[rank-2]
-	return v.op("Transpose", []string{t}, AttrInts("perm", perm...))
+	return v.transposeFwd(t, perm)
+}
+
+func isIdentityPerm(p []int64) bool {
+	for i, x := range p {
+		if x != int64(i) {
+			return false
+		}
+	}
+	return true
+}
+
+// compose is the permutation of Transpose(Transpose(x, p1), p2).
+func compose(p1, p2 []int64) []int64 {
+	c := make([]int64, len(p2))
+	for i, j := range p2 {
+		c[i] = p1[j]
+	}
+	return c
+}
+
+// transposeFwd transposes a forward value, folding it into the transposes
+// that computed it: Transpose(Transpose(y, p1), p2) reads y once.
+func (v *vjp) transposeFwd(x string, perm []int64) string {
+	d := v.d
+	for !(d.saved[x] || d.inputs[x] || d.inits[x] != nil) {
+		p, ok := d.producer[x]
+		if !ok {
+			break
+		}
+		n := d.nodes[p]
+		if n.GetOpType() != "Transpose" || len(n.GetInput()) != 1 {
+			break
+		}
+		sh, ok := d.shapes[n.GetInput()[0]]
+		if !ok || len(sh) != len(perm) {
+			break
+		}
+		p1 := make([]int64, len(perm))
+		for i, q := range permOf(n, len(sh)) {
+			p1[i] = int64(q)
+		}
+		perm = compose(p1, perm)
+		x = n.GetInput()[0]
+	}
+	if isIdentityPerm(perm) {
+		return v.fwd(x)
+	}
+	return v.op("Transpose", []string{v.fwd(x)}, AttrInts("perm", perm...))
+}
+
+// transposeGrad transposes a backward tensor, folding consecutive
+// transposes the backward graph made.
+func (v *vjp) transposeGrad(g string, perm []int64) string {
+	if t, ok := v.d.bwdT[g]; ok {
+		perm = compose(t.perm, perm)
+		g = t.in
+	}
+	if isIdentityPerm(perm) {
+		return g
+	}
+	out := v.op("Transpose", []string{g}, AttrInts("perm", perm...))
+	v.d.bwdT[out] = bwdTranspose{in: g, perm: perm}
+	return out
 }
 
 func (v *vjp) isConst(t string) bool { return v.d.inits[t] != nil }
@@ -642,7 +706,7 @@ func vjpGemm(v *vjp) ([]string, error) {
 		// d op(A) = alpha g op(B)ᵀ
 		r := v.op("Gemm", []string{g, ref(v.in(1))}, AttrFloat("alpha", float32(alpha)), AttrInt("transB", 1-transB))
 		if transA != 0 {
-			r = v.op("Transpose", []string{r}, AttrInts("perm", 1, 0))
+			r = v.transposeGrad(r, []int64{1, 0})
 		}
 		out[0] = r
 	}
@@ -650,7 +714,7 @@ func vjpGemm(v *vjp) ([]string, error) {
 		// d op(B) = alpha op(A)ᵀ g
 		r := v.op("Gemm", []string{ref(v.in(0)), g}, AttrFloat("alpha", float32(alpha)), AttrInt("transA", 1-transA))
 		if transB != 0 {
-			r = v.op("Transpose", []string{r}, AttrInts("perm", 1, 0))
+			r = v.transposeGrad(r, []int64{1, 0})
 		}
 		out[1] = r
 	}
@@ -677,7 +741,7 @@ func vjpTranspose(v *vjp) ([]string, error) {
 	for i, p := range perm {
 		inv[p] = int64(i)
 	}
-	return []string{v.op("Transpose", []string{v.gy[0]}, AttrInts("perm", inv...))}, nil
+	return []string{v.transposeGrad(v.gy[0], inv)}, nil
 }
 
 func vjpReshape(v *vjp) ([]string, error) {
