@@ -424,19 +424,24 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 			outs = append(outs, n)
 		}
 	}
-	fres, err := e.Run(ctx, Request{Inputs: req.Inputs, Outputs: outs, Hooks: hs})
+	// The forward values stay in ONNX Runtime's memory until the backward
+	// pass is over: the backward graph reads them without a copy.
+	fres, releaseFwd, err := e.forwardValues(ctx, Request{Inputs: req.Inputs, Outputs: outs, Hooks: hs})
 	if err != nil {
 		return nil, err
 	}
+	defer releaseFwd()
 	res := &BackwardResult{Outputs: map[string]*Tensor{}, Grads: map[hooks.Site]*hooks.Tensor{}}
 	for _, o := range req.Outputs {
-		res.Outputs[o] = fres[o]
+		if res.Outputs[o], err = fromValue(fres[o]); err != nil {
+			return nil, fmt.Errorf("output %s: %w", o, err)
+		}
 	}
 	for _, s := range p.zero {
-		t := fres[e.g.Points[s].Tensor]
-		res.Grads[s] = toRef(&hooks.Tensor{Shape: toInts(t.Shape), Data: make([]float32, len(t.F32))}, e.g.Points[s].Perm)
+		shape, _, _ := valueF32(fres[e.g.Points[s].Tensor])
+		res.Grads[s] = toRef(hooks.Zeros(toInts(shape)...), e.g.Points[s].Perm)
 	}
-	x := &bwdExec{p: p, hs: hs, vals: map[string]*value{}}
+	x := &bwdExec{p: p, hs: hs, vals: map[string]*value{}, owned: map[*value]bool{}}
 	defer x.release()
 	ro, done, err := cancelOnDone(ctx)
 	if err != nil {
@@ -447,10 +452,11 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 
 	// The gradient at the plan's root.
 	var seed *hooks.Tensor // graph layout
-	rv := fres[p.root]
-	if rv == nil || rv.F32 == nil {
+	rshape, rdata, ok := valueF32(fres[p.root])
+	if !ok {
 		return nil, fmt.Errorf("%w: root %s is not a float32 tensor", ErrSeed, req.Root)
 	}
+	rv := &hooks.Tensor{Shape: toInts(rshape), Data: rdata} // a view, valid until releaseFwd
 	if head != nil {
 		var gRoot *hooks.Tensor
 		seed, gRoot, err = x.runHead(head, rv, req.RootRows, req.SeedRows, wantRoot)
@@ -461,7 +467,7 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 			res.Grads[req.Root] = gRoot
 		}
 	} else {
-		res.Root = toRef(&hooks.Tensor{Shape: toInts(rv.Shape), Data: rv.F32}, rootRef.Perm)
+		res.Root = toRef(rv.Clone(), rootRef.Perm)
 		g, err := rootSeed(req, res.Root)
 		if err != nil {
 			return nil, fmt.Errorf("loss at %s: %w", req.Root, err)
@@ -475,16 +481,17 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 		return nil, err
 	}
 	for _, f := range p.forward {
-		if err := x.put(f, fres[f]); err != nil {
-			return nil, err
+		v, ok := fres[f]
+		if !ok {
+			return nil, fmt.Errorf("backward: forward value %s missing", f)
 		}
+		x.vals[f] = v // borrowed: releaseFwd frees it
 	}
 	for _, f := range p.inputs {
 		if err := x.put(f, req.Inputs[f]); err != nil {
 			return nil, err
 		}
 	}
-	fres = nil // the backward values hold what they need
 	if err := x.run(ctx, res.Grads); err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("backward: %w", ctx.Err())
@@ -556,13 +563,33 @@ func fromRef(t *hooks.Tensor, perm []int) *hooks.Tensor {
 	return transpose(t, inversePerm(perm))
 }
 
-// bwdExec is the state of one backward run.
+// bwdExec is the state of one backward run. It owns the values it made
+// (owned) and borrows the forward pass's.
 type bwdExec struct {
-	p    *bwdPlan
-	hs   *hooks.Set
-	ro   *runOptions
-	vals map[string]*value
-	next int
+	p     *bwdPlan
+	hs    *hooks.Set
+	ro    *runOptions
+	vals  map[string]*value
+	owned map[*value]bool
+	next  int
+}
+
+// drop forgets a value, freeing it when owned.
+func (x *bwdExec) drop(name string) {
+	if v, ok := x.vals[name]; ok {
+		if x.owned[v] {
+			v.release()
+			delete(x.owned, v)
+		}
+		delete(x.vals, name)
+	}
+}
+
+// set stores a value the run owns.
+func (x *bwdExec) set(name string, v *value) {
+	x.drop(name)
+	x.vals[name] = v
+	x.owned[v] = true
 }
 
 func (x *bwdExec) put(name string, t *Tensor) error {
@@ -573,15 +600,15 @@ func (x *bwdExec) put(name string, t *Tensor) error {
 	if err != nil {
 		return fmt.Errorf("backward: %s: %w", name, err)
 	}
-	x.vals[name] = v
+	x.set(name, v)
 	return nil
 }
 
 func (x *bwdExec) release() {
-	for _, v := range x.vals {
+	for v := range x.owned {
 		v.release()
 	}
-	x.vals = nil
+	x.vals, x.owned = nil, nil
 }
 
 // pending reports whether a site still to be visited reads tensor name.
@@ -613,17 +640,13 @@ func (x *bwdExec) runSegment(ctx context.Context, site int) error {
 		return fmt.Errorf("run backward segment %d of %d: %w", i+1, len(x.p.segs), err)
 	}
 	for j, name := range sg.outputs {
-		if old, ok := x.vals[name]; ok {
-			old.release()
-		}
-		x.vals[name] = outs[j]
+		x.set(name, outs[j])
 	}
 	x.next++
 	// Drop what no later segment or site reads.
-	for name, v := range x.vals {
+	for name := range x.vals {
 		if last, ok := x.p.lastUse[name]; (!ok || last < x.next) && !x.pending(name, site) {
-			v.release()
-			delete(x.vals, name)
+			x.drop(name)
 		}
 	}
 	return nil
@@ -698,7 +721,6 @@ func (x *bwdExec) callSite(s bwdSite, grads map[hooks.Site]*hooks.Tensor) error 
 	if err != nil {
 		return fmt.Errorf("gradient at %s: %w", s.site, err)
 	}
-	v.release()
-	x.vals[s.grad] = nv
+	x.set(s.grad, nv)
 	return nil
 }

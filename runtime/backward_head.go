@@ -244,16 +244,16 @@ func scatterRows(n, width int, rows []float32, offs []int) []float32 {
 // runHead computes the root's rows from the site's rows, asks the loss for
 // their gradient, and returns the gradient at the site (its full shape) and
 // at the root (dense, when wanted).
-func (x *bwdExec) runHead(h *rowHead, site *Tensor, rows [][]int, seed func(*hooks.Tensor) (*hooks.Tensor, error), wantRoot bool) (*hooks.Tensor, *hooks.Tensor, error) {
-	shape := toInts(site.Shape)
-	in, offs, err := gatherRows(shape, site.F32, rows)
+func (x *bwdExec) runHead(h *rowHead, site *hooks.Tensor, rows [][]int, seed func(*hooks.Tensor) (*hooks.Tensor, error), wantRoot bool) (*hooks.Tensor, *hooks.Tensor, error) {
+	shape := site.Shape
+	in, offs, err := gatherRows(shape, site.Data, rows)
 	if err != nil {
 		return nil, nil, err
 	}
 	R := len(rows)
 	rootShape := append(append([]int(nil), shape[:len(shape)-1]...), h.rootDim)
 	var gRoot []float32
-	gSite := make([]float32, len(site.F32))
+	gSite := make([]float32, len(site.Data))
 	if R > 0 {
 		inV, err := f32Value([]int64{int64(R), int64(h.width)}, in)
 		if err != nil {
@@ -291,7 +291,7 @@ func (x *bwdExec) runHead(h *rowHead, site *Tensor, rows [][]int, seed func(*hoo
 			return nil, nil, fmt.Errorf("gradient rows of %s: %w", h.tensor, err)
 		}
 		_, gdata, _ := valueF32(gouts[0])
-		gSite = scatterRows(len(site.F32), h.width, gdata, offs)
+		gSite = scatterRows(len(site.Data), h.width, gdata, offs)
 		releaseAll(gouts)
 		if wantRoot {
 			rootOffs := make([]int, R)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
+	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -71,4 +72,61 @@ func cancelOnDone(ctx context.Context) (*runOptions, func(), error) {
 	// Wait for the watcher before releasing: a terminate racing with the
 	// release would use freed run options.
 	return ro, func() { close(finished); <-exited; ro.release() }, nil
+}
+
+// forwardValues runs a forward pass as Engine.Run does, but hands back the
+// requested outputs as the run's own values, without copying them; they stay
+// valid until release.
+func (e *Engine) forwardValues(ctx context.Context, req Request) (map[string]*value, func(), error) {
+	hs := req.Hooks
+	if hs == nil {
+		hs = hooks.Snapshot()
+	}
+	uses, err := hs.Uses(e.g.NLayers)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := e.plan(req.Outputs, uses)
+	if err != nil {
+		return nil, nil, err
+	}
+	x := newExec(p, hs)
+	kept := false
+	defer func() {
+		if !kept {
+			x.release()
+		}
+	}()
+	for name, t := range req.Inputs {
+		v, err := toValue(t)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: input %s: %v", ErrInput, name, err)
+		}
+		x.own(v)
+		x.vals[name] = v
+	}
+	ro, done, err := cancelOnDone(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	x.ro = ro
+	err = x.run(ctx)
+	done()
+	x.ro = nil
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("run: %w", ctx.Err())
+		}
+		return nil, nil, err
+	}
+	out := make(map[string]*value, len(req.Outputs))
+	for _, name := range req.Outputs {
+		v, ok := x.vals[name]
+		if !ok {
+			return nil, nil, fmt.Errorf("output %s was not computed", name)
+		}
+		out[name] = v
+	}
+	kept = true
+	return out, x.release, nil
 }
