@@ -398,7 +398,8 @@ type value struct {
 	data  unsafe.Pointer
 	n     int // elements
 	pin   goruntime.Pinner
-	keep  any // the Go slice backing a Go-memory value
+	keep  any            // the Go slice backing a Go-memory value
+	cmem  unsafe.Pointer // C memory backing a small value
 }
 
 func numel(shape []int64) int {
@@ -409,57 +410,72 @@ func numel(shape []int64) int {
 	return n
 }
 
-// newValue wraps a Go slice ([]float32, []int64 or []bool) without copying.
+// smallValue is the size under which newValue copies data into C memory
+// instead of pinning the Go slice: small slices may share a tiny-allocator
+// block with other objects, which the Go runtime does not let us pin safely.
+const smallValue = 4096
+
+// newValue wraps a Go slice ([]float32, []int64 or []bool). Large slices are
+// pinned and used in place; small ones are copied into C memory.
 func newValue(shape []int64, data any) (*value, error) {
 	n := numel(shape)
-	v := &value{shape: append([]int64(nil), shape...), n: n, keep: data}
+	v := &value{shape: append([]int64(nil), shape...), n: n}
 	var ptr unsafe.Pointer
-	var size int
+	var size, have int
 	switch d := data.(type) {
 	case []float32:
-		v.elem, size = elemFloat, 4
-		if len(d) < n {
-			return nil, fmt.Errorf("shape %v needs %d values, got %d", shape, n, len(d))
-		}
-		if n > 0 {
+		v.elem, size, have = elemFloat, 4, len(d)
+		if have > 0 {
 			ptr = unsafe.Pointer(&d[0])
 		}
 	case []int64:
-		v.elem, size = elemInt64, 8
-		if len(d) < n {
-			return nil, fmt.Errorf("shape %v needs %d values, got %d", shape, n, len(d))
-		}
-		if n > 0 {
+		v.elem, size, have = elemInt64, 8, len(d)
+		if have > 0 {
 			ptr = unsafe.Pointer(&d[0])
 		}
 	case []bool:
-		v.elem, size = elemBool, 1
-		if len(d) < n {
-			return nil, fmt.Errorf("shape %v needs %d values, got %d", shape, n, len(d))
-		}
-		if n > 0 {
+		v.elem, size, have = elemBool, 1, len(d)
+		if have > 0 {
 			ptr = unsafe.Pointer(&d[0])
 		}
 	default:
 		return nil, fmt.Errorf("unsupported tensor data %T", data)
 	}
-	var dummy C.int64_t
-	if ptr == nil {
-		ptr = unsafe.Pointer(&dummy) // ORT wants a non-null pointer even for empty tensors
+	if n < 0 || have < n {
+		return nil, fmt.Errorf("shape %v needs %d values, got %d", shape, n, have)
 	}
-	v.pin.Pin(ptr)
-	v.data = ptr
+	nbytes := n * size
+	if nbytes < smallValue {
+		c := C.malloc(C.size_t(max(nbytes, 16)))
+		if nbytes > 0 {
+			C.memcpy(c, ptr, C.size_t(nbytes))
+		}
+		v.cmem, v.data = c, c
+	} else {
+		v.pin.Pin(ptr)
+		v.keep = data
+		v.data = ptr
+	}
 	cshape := (*C.int64_t)(C.malloc(C.size_t(max(len(shape), 1)) * 8))
 	defer C.free(unsafe.Pointer(cshape))
 	dims := unsafe.Slice(cshape, max(len(shape), 1))
 	for i, d := range shape {
 		dims[i] = C.int64_t(d)
 	}
-	if err := cerr(C.tdb_tensor(ptr, C.size_t(n*size), cshape, C.size_t(len(shape)), C.int(v.elem), &v.v)); err != nil {
-		v.pin.Unpin()
+	if err := cerr(C.tdb_tensor(v.data, C.size_t(nbytes), cshape, C.size_t(len(shape)), C.int(v.elem), &v.v)); err != nil {
+		v.freeData()
 		return nil, err
 	}
 	return v, nil
+}
+
+func (v *value) freeData() {
+	if v.cmem != nil {
+		C.free(v.cmem)
+		v.cmem = nil
+	}
+	v.pin.Unpin()
+	v.keep = nil
 }
 
 // newExternalValue wraps float32 data that lives outside the Go heap (the
@@ -502,8 +518,7 @@ func (v *value) release() {
 	}
 	C.tdb_release_value(v.v)
 	v.v = nil
-	v.pin.Unpin()
-	v.keep = nil
+	v.freeData()
 }
 
 func releaseAll(vs []*value) {
