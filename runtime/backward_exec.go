@@ -1,0 +1,170 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+)
+
+// bwdExec is the state of one backward run. It owns the values it made
+// (owned) and borrows the forward pass's.
+type bwdExec struct {
+	p     *bwdPlan
+	hs    *hooks.Set
+	ro    *runOptions
+	vals  map[string]*value
+	owned map[*value]bool
+	next  int
+}
+
+// drop forgets a value, freeing it when owned.
+func (x *bwdExec) drop(name string) {
+	if v, ok := x.vals[name]; ok {
+		if x.owned[v] {
+			v.release()
+			delete(x.owned, v)
+		}
+		delete(x.vals, name)
+	}
+}
+
+// set stores a value the run owns.
+func (x *bwdExec) set(name string, v *value) {
+	x.drop(name)
+	x.vals[name] = v
+	x.owned[v] = true
+}
+
+func (x *bwdExec) put(name string, t *Tensor) error {
+	if t == nil {
+		return fmt.Errorf("backward: forward value %s missing", name)
+	}
+	v, err := goValue(t)
+	if err != nil {
+		return fmt.Errorf("backward: %s: %w", name, err)
+	}
+	x.set(name, v)
+	return nil
+}
+
+func (x *bwdExec) release() {
+	for v := range x.owned {
+		v.release()
+	}
+	x.vals, x.owned = nil, nil
+}
+
+// pending reports whether a site still to be visited reads tensor name.
+func (x *bwdExec) pending(name string, from int) bool {
+	for _, s := range x.p.sites[from:] {
+		if s.grad == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (x *bwdExec) runSegment(ctx context.Context, site int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	i := x.next
+	sg := x.p.segs[i]
+	ins := make([]*value, len(sg.inputs))
+	for j, name := range sg.inputs {
+		v, ok := x.vals[name]
+		if !ok {
+			return fmt.Errorf("backward segment %d needs %s, which nothing gives", i, name)
+		}
+		ins[j] = v
+	}
+	outs, err := runSession(sg.sess, x.ro, ins)
+	if err != nil {
+		return fmt.Errorf("run backward segment %d of %d: %w", i+1, len(x.p.segs), err)
+	}
+	for j, name := range sg.outputs {
+		x.set(name, outs[j])
+	}
+	x.next++
+	// Drop what no later segment or site reads.
+	for name := range x.vals {
+		if last, ok := x.p.lastUse[name]; (!ok || last < x.next) && !x.pending(name, site) {
+			x.drop(name)
+		}
+	}
+	return nil
+}
+
+func (x *bwdExec) ensure(ctx context.Context, name string, site int) error {
+	for {
+		if _, ok := x.vals[name]; ok {
+			return nil
+		}
+		if x.next >= len(x.p.segs) {
+			return fmt.Errorf("gradient %s is not computed by the backward plan", name)
+		}
+		if err := x.runSegment(ctx, site); err != nil {
+			return err
+		}
+	}
+}
+
+func (x *bwdExec) run(ctx context.Context, grads map[hooks.Site]*hooks.Tensor) error {
+	for i, s := range x.p.sites {
+		if err := x.ensure(ctx, s.grad, i); err != nil {
+			return err
+		}
+		if err := x.callSite(s, grads); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// callSite records a wanted gradient and hands it to the site's bwd hooks;
+// for a written site, what they return replaces it.
+func (x *bwdExec) callSite(s bwdSite, grads map[hooks.Site]*hooks.Tensor) error {
+	v := x.vals[s.grad]
+	shape, data, ok := valueF32(v)
+	if !ok {
+		return fmt.Errorf("gradient at %s is not float32", s.site)
+	}
+	perm := s.ref.Perm
+	if isIdentity(perm) {
+		perm = nil
+	}
+	ht := &hooks.Tensor{Shape: toInts(shape), Data: data}
+	if perm != nil {
+		ht = transpose(ht, perm)
+	}
+	if !s.hook {
+		if s.want {
+			grads[s.site] = ht.Clone()
+		}
+		return nil
+	}
+	var arrived func(*hooks.Tensor)
+	if s.want {
+		arrived = func(t *hooks.Tensor) { grads[s.site] = t.Clone() }
+	}
+	shared := !s.write && perm == nil
+	out, err := x.hs.CallBwd(s.site, ht, shared, arrived)
+	if err != nil {
+		return err
+	}
+	if !s.write {
+		return nil
+	}
+	if perm != nil {
+		out = transpose(out, inversePerm(perm))
+	} else if sameBacking(out.Data, data) {
+		return nil // edited in place
+	}
+	nv, err := f32Value(toInt64s(out.Shape), out.Data)
+	if err != nil {
+		return fmt.Errorf("gradient at %s: %w", s.site, err)
+	}
+	x.set(s.grad, nv)
+	return nil
+}
