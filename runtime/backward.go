@@ -115,7 +115,7 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 		shape, _, _ := valueF32(fres[e.g.Points[s].Tensor])
 		res.Grads[s] = toRef(hooks.Zeros(toInts(shape)...), e.g.Points[s].Perm)
 	}
-	x := &bwdExec{p: p, hs: hs, vals: map[string]*value{}, owned: map[*value]bool{}}
+	x := newBwdExec(p, hs, res.Grads)
 	defer x.release()
 	ro, done, err := cancelOnDone(ctx)
 	if err != nil {
@@ -146,7 +146,7 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 			return nil, err
 		}
 	}
-	if err := x.run(ctx, res.Grads); err != nil {
+	if err := x.run(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("backward: %w", ctx.Err())
 		}

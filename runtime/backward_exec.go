@@ -10,12 +10,19 @@ import (
 // bwdExec is the state of one backward run. It owns the values it made
 // (owned) and borrows the forward pass's.
 type bwdExec struct {
-	p     *bwdPlan
-	hs    *hooks.Set
-	ro    *runOptions
-	vals  map[string]*value
-	owned map[*value]bool
-	next  int
+	p      *bwdPlan
+	hs     *hooks.Set
+	ro     *runOptions
+	vals   map[string]*value
+	owned  map[*value]bool
+	next   int                          // next segment to run
+	called []bool                       // sites whose hooks have run
+	grads  map[hooks.Site]*hooks.Tensor // the gradients asked for
+}
+
+func newBwdExec(p *bwdPlan, hs *hooks.Set, grads map[hooks.Site]*hooks.Tensor) *bwdExec {
+	return &bwdExec{p: p, hs: hs, vals: map[string]*value{}, owned: map[*value]bool{},
+		called: make([]bool, len(p.sites)), grads: grads}
 }
 
 // drop forgets a value, freeing it when owned.
@@ -56,21 +63,31 @@ func (x *bwdExec) release() {
 }
 
 // pending reports whether a site still to be visited reads tensor name.
-func (x *bwdExec) pending(name string, from int) bool {
-	for _, s := range x.p.sites[from:] {
-		if s.grad == name {
+func (x *bwdExec) pending(name string) bool {
+	for i, s := range x.p.sites {
+		if !x.called[i] && s.grad == name {
 			return true
 		}
 	}
 	return false
 }
 
-func (x *bwdExec) runSegment(ctx context.Context, site int) error {
+func (x *bwdExec) runSegment(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	i := x.next
 	sg := x.p.segs[i]
+	// The hooks of every cut this segment reads run first, even where the
+	// site order would call them later (a graph whose hook order is not its
+	// data order).
+	for _, name := range sg.inputs {
+		for _, si := range x.p.cutSites[name] {
+			if err := x.callOnce(si); err != nil {
+				return err
+			}
+		}
+	}
 	ins := make([]*value, len(sg.inputs))
 	for j, name := range sg.inputs {
 		v, ok := x.vals[name]
@@ -89,14 +106,14 @@ func (x *bwdExec) runSegment(ctx context.Context, site int) error {
 	x.next++
 	// Drop what no later segment or site reads.
 	for name := range x.vals {
-		if last, ok := x.p.lastUse[name]; (!ok || last < x.next) && !x.pending(name, site) {
+		if last, ok := x.p.lastUse[name]; (!ok || last < x.next) && !x.pending(name) {
 			x.drop(name)
 		}
 	}
 	return nil
 }
 
-func (x *bwdExec) ensure(ctx context.Context, name string, site int) error {
+func (x *bwdExec) ensure(ctx context.Context, name string) error {
 	for {
 		if _, ok := x.vals[name]; ok {
 			return nil
@@ -104,27 +121,39 @@ func (x *bwdExec) ensure(ctx context.Context, name string, site int) error {
 		if x.next >= len(x.p.segs) {
 			return fmt.Errorf("gradient %s is not computed by the backward plan", name)
 		}
-		if err := x.runSegment(ctx, site); err != nil {
+		if err := x.runSegment(ctx); err != nil {
 			return err
 		}
 	}
 }
 
-func (x *bwdExec) run(ctx context.Context, grads map[hooks.Site]*hooks.Tensor) error {
+// run visits the sites in backward order.
+func (x *bwdExec) run(ctx context.Context) error {
 	for i, s := range x.p.sites {
-		if err := x.ensure(ctx, s.grad, i); err != nil {
+		if x.called[i] {
+			continue
+		}
+		if err := x.ensure(ctx, s.grad); err != nil {
 			return err
 		}
-		if err := x.callSite(s, grads); err != nil {
+		if err := x.callOnce(i); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+func (x *bwdExec) callOnce(i int) error {
+	if x.called[i] {
+		return nil
+	}
+	x.called[i] = true
+	return x.callSite(x.p.sites[i])
+}
+
 // callSite records a wanted gradient and hands it to the site's bwd hooks;
 // for a written site, what they return replaces it.
-func (x *bwdExec) callSite(s bwdSite, grads map[hooks.Site]*hooks.Tensor) error {
+func (x *bwdExec) callSite(s bwdSite) error {
 	v := x.vals[s.grad]
 	shape, data, ok := valueF32(v)
 	if !ok {
@@ -140,13 +169,13 @@ func (x *bwdExec) callSite(s bwdSite, grads map[hooks.Site]*hooks.Tensor) error 
 	}
 	if !s.hook {
 		if s.want {
-			grads[s.site] = ht.Clone()
+			x.grads[s.site] = ht.Clone()
 		}
 		return nil
 	}
 	var arrived func(*hooks.Tensor)
 	if s.want {
-		arrived = func(t *hooks.Tensor) { grads[s.site] = t.Clone() }
+		arrived = func(t *hooks.Tensor) { x.grads[s.site] = t.Clone() }
 	}
 	shared := !s.write && perm == nil
 	out, err := x.hs.CallBwd(s.site, ht, shared, arrived)

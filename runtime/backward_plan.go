@@ -40,6 +40,8 @@ type bwdPlan struct {
 	forward []string // computed forward values the backward graph reads
 	inputs  []string // model inputs it reads
 	lastUse map[string]int
+	// cutSites lists, per cut gradient, the sites whose hooks write it.
+	cutSites map[string][]int
 }
 
 func (p *bwdPlan) close() error {
@@ -236,7 +238,7 @@ func (e *Engine) buildBackward(k bwdKey) (*bwdPlan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backward plan: %w", err)
 	}
-	p := &bwdPlan{root: rootRef.Tensor, lastUse: map[string]int{}}
+	p := &bwdPlan{root: rootRef.Tensor, lastUse: map[string]int{}, cutSites: map[string][]int{}}
 	zero := map[string]bool{}
 	for _, t := range gr.Zero {
 		zero[t] = true
@@ -252,6 +254,9 @@ func (e *Engine) buildBackward(k bwdKey) (*bwdPlan, error) {
 			continue
 		}
 		bs := bwdSite{site: s, ref: r, grad: graphs.GradName(r.Tensor), write: k.bwd[s] == hooks.Write, hook: k.bwd[s] != hooks.Unused, want: k.want[s]}
+		if bs.write {
+			p.cutSites[bs.grad] = append(p.cutSites[bs.grad], len(p.sites))
+		}
 		p.sites = append(p.sites, bs)
 		if bs.write && !cutSeen[bs.grad] {
 			cutSeen[bs.grad] = true
