@@ -110,6 +110,12 @@ func Bind(key string, v any) Option {
 	}
 }
 
+// Trusted marks an observer that promises to leave the tensor unchanged (it
+// copies what it keeps, as Capture does): the run then hands it the live
+// tensor instead of a protective copy. A trusted observer that writes anyway
+// changes the pass.
+func Trusted() Option { return func(e *entry) { e.trust = true } }
+
 // InStage places the hook at another stage of the point (default Fwd).
 func InStage(s Stage) Option { return func(e *entry) { e.stage = s } }
 
@@ -121,6 +127,7 @@ type entry struct {
 	fn     Func
 	obs    Observer
 	vals   map[string]any
+	trust  bool // observer promises not to modify: no protective copy
 	err    error
 }
 
@@ -349,7 +356,7 @@ func (s *Set) Call(site Site, t *Tensor, shared bool) (*Tensor, error) {
 				}
 			} else {
 				view := t
-				if shared {
+				if shared && !e.trust {
 					view = t.Clone()
 				}
 				err = callObserver(e.obs, ctx, view)

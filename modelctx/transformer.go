@@ -91,16 +91,33 @@ func open(dir string, whole bool, opts []Option) (*Transformer, error) {
 		o(&ro)
 	}
 	eng, err := runtime.NewEngine(&runtime.Graph{
-		Model:    model,
-		Dir:      dir,
-		Points:   points,
-		Switches: man.Switches,
-		NLayers:  man.Config.NLayers,
+		Model:      model,
+		Dir:        dir,
+		Points:     points,
+		Switches:   man.Switches,
+		NLayers:    man.Config.NLayers,
+		Boundaries: residualBoundaries(points, man.Config.NLayers),
 	}, ro)
 	if err != nil {
 		return nil, err
 	}
 	return &Transformer{man: man, dir: dir, eng: eng, points: points}, nil
+}
+
+// residualBoundaries lists the sites that carry the residual stream between
+// layers (those the model has): the planner may cut there to hand a layer's
+// read points to the hooks before the next layer runs.
+func residualBoundaries(points map[hooks.Site]runtime.PointRef, nLayers int) []hooks.Site {
+	var b []hooks.Site
+	if s := (hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}); points[s].Tensor != "" {
+		b = append(b, s)
+	}
+	for l := 0; l+1 < nLayers; l++ {
+		if s := (hooks.Site{Point: hooks.PostMLP, Layer: l}); points[s].Tensor != "" {
+			b = append(b, s)
+		}
+	}
+	return b
 }
 
 // Close releases the model's ONNX Runtime sessions.
@@ -337,7 +354,7 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 		capture := hooks.New()
 		for _, s := range sites {
 			s := s
-			opts := []hooks.Option{}
+			opts := []hooks.Option{hooks.Trusted()} // it clones what it keeps
 			if s.Point.PerLayer() {
 				opts = append(opts, hooks.AtLayers(s.Layer))
 			}

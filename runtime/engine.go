@@ -39,6 +39,12 @@ type Graph struct {
 	Points   map[hooks.Site]PointRef
 	Switches []graphs.Switch
 	NLayers  int
+	// Boundaries are the sites that carry the residual stream from one stage
+	// to the next (resid.post_emb, resid.torso.post_mlp of each layer but the
+	// last). A plan that reads points of several layers is cut there too, so
+	// each layer's read tensors are handed to the hooks and released before
+	// the next layer runs, instead of all living at once.
+	Boundaries []hooks.Site
 }
 
 // Engine runs a Graph with hooks. For each distinct set of hooked sites it
@@ -155,7 +161,8 @@ type plan struct {
 	sites    []siteRef
 	cutSites map[string][]int // cut tensor -> indices of the sites it carries
 	lastUse  map[string]int   // last segment index that reads a tensor
-	wanted   map[string]bool
+	lastSite map[string]int   // index of the last site that reads a tensor
+	outputs  map[string]bool  // requested outputs
 }
 
 func (p *plan) close() error {
@@ -205,7 +212,7 @@ func (e *Engine) plan(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, e
 // build cuts the graph for one set of hooked sites and opens its sessions.
 func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, error) {
 	sites := hooks.SitesInOrder(uses, e.g.NLayers)
-	p := &plan{wanted: map[string]bool{}}
+	p := &plan{outputs: map[string]bool{}, lastSite: map[string]int{}}
 	var cuts, reads []string
 	cutSeen, readSeen := map[string]bool{}, map[string]bool{}
 	model := e.g.Model
@@ -233,6 +240,7 @@ func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, 
 			cuts = append(cuts, ref.Tensor)
 		}
 	}
+	cuts = e.withBoundaries(cuts, cutSeen, uses)
 	for _, s := range p.sites {
 		if !s.write && !cutSeen[s.ref.Tensor] && !readSeen[s.ref.Tensor] {
 			readSeen[s.ref.Tensor] = true
@@ -250,10 +258,10 @@ func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, 
 		}
 	}
 	for _, o := range outputs {
-		p.wanted[o] = true
+		p.outputs[o] = true
 	}
-	for _, s := range p.sites {
-		p.wanted[s.ref.Tensor] = true
+	for i, s := range p.sites {
+		p.lastSite[s.ref.Tensor] = i
 	}
 	p.lastUse = map[string]int{}
 	for i, sg := range segs {
@@ -285,6 +293,39 @@ func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, 
 		p.segs = append(p.segs, &segRun{sess: sess, inputs: sg.Inputs, level: sg.Level})
 	}
 	return p, nil
+}
+
+// withBoundaries adds the stage boundaries to a plan's cuts when it reads
+// points of two or more layers, keeping the cuts in call order.
+func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map[hooks.Site]hooks.Use) []string {
+	layers := map[int]bool{}
+	for s, u := range uses {
+		if u == hooks.Read {
+			layers[s.Layer] = true
+		}
+	}
+	if len(layers) < 2 || len(e.g.Boundaries) == 0 {
+		return cuts
+	}
+	order := map[string]int{}
+	for s := range uses {
+		if ref, ok := e.g.Points[s]; ok && cutSeen[ref.Tensor] {
+			if o, seen := order[ref.Tensor]; !seen || s.Order(e.g.NLayers) < o {
+				order[ref.Tensor] = s.Order(e.g.NLayers)
+			}
+		}
+	}
+	for _, b := range e.g.Boundaries {
+		ref, ok := e.g.Points[b]
+		if !ok || cutSeen[ref.Tensor] {
+			continue
+		}
+		cutSeen[ref.Tensor] = true
+		cuts = append(cuts, ref.Tensor)
+		order[ref.Tensor] = b.Order(e.g.NLayers)
+	}
+	sort.SliceStable(cuts, func(i, j int) bool { return order[cuts[i]] < order[cuts[j]] })
+	return cuts
 }
 
 // Run executes one request: it resolves the hooks, builds or reuses the plan,

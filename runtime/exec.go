@@ -65,7 +65,25 @@ func (x *execution) runSegment(ctx context.Context) error {
 		x.vals[name] = outs[j]
 	}
 	x.next++
+	// Inputs no later segment, site or caller needs are freed now.
+	for _, name := range sg.inputs {
+		x.maybeRelease(name)
+	}
 	return nil
+}
+
+// maybeRelease frees a value once nothing will read it: no later segment,
+// no site whose hooks have yet to run, not a requested output.
+func (x *execution) maybeRelease(name string) {
+	v, ok := x.vals[name]
+	if !ok || x.p.outputs[name] || x.p.lastUse[name] >= x.next {
+		return
+	}
+	if i, isSite := x.p.lastSite[name]; isSite && !x.called[i] {
+		return
+	}
+	v.release()
+	delete(x.vals, name)
 }
 
 // ensure runs segments until tensor name is available.
@@ -108,7 +126,11 @@ func (x *execution) callOnce(i int) error {
 		return nil
 	}
 	x.called[i] = true
-	return x.callSite(x.p.sites[i])
+	if err := x.callSite(x.p.sites[i]); err != nil {
+		return err
+	}
+	x.maybeRelease(x.p.sites[i].ref.Tensor)
+	return nil
 }
 
 // callSite hands the site's tensor to its hooks and, for a written site,
@@ -130,7 +152,7 @@ func (x *execution) callSite(s siteRef) error {
 	}
 	// A read-only site whose value later segments also read: observers get
 	// a copy, so they cannot change the pass.
-	shared := !s.write && perm == nil && (x.p.lastUse[s.ref.Tensor] >= x.next || x.p.wanted[s.ref.Tensor])
+	shared := !s.write && perm == nil && (x.p.lastUse[s.ref.Tensor] >= x.next || x.p.outputs[s.ref.Tensor])
 	out, err := x.hs.Call(s.site, ht, shared)
 	if err != nil {
 		return err

@@ -169,7 +169,9 @@ func Init() error {
 	if err != nil {
 		return fmt.Errorf("start onnxruntime: %w", err)
 	}
-	arena, err := ort.NewArenaCfg(0, -1, -1, -1)
+	// kSameAsRequested (1): grow by what a run needs, not to the next power
+	// of two, so one long run does not leave twice its activations behind.
+	arena, err := ort.NewArenaCfg(0, 1, -1, -1)
 	if err != nil {
 		return fmt.Errorf("start onnxruntime: arena: %w", err)
 	}
