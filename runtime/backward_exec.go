@@ -8,7 +8,9 @@ import (
 )
 
 // bwdExec is the state of one backward run. It owns the values it made
-// (owned) and borrows the forward pass's.
+// (owned) and borrows the forward pass's, which it frees as soon as no later
+// segment reads them (the forward pass is over: only the backward pass
+// reads them, and releasing a value twice is harmless).
 type bwdExec struct {
 	p      *bwdPlan
 	hs     *hooks.Set
@@ -25,13 +27,11 @@ func newBwdExec(p *bwdPlan, hs *hooks.Set, grads map[hooks.Site]*hooks.Tensor) *
 		called: make([]bool, len(p.sites)), grads: grads}
 }
 
-// drop forgets a value, freeing it when owned.
+// drop forgets a value and frees it.
 func (x *bwdExec) drop(name string) {
 	if v, ok := x.vals[name]; ok {
-		if x.owned[v] {
-			v.release()
-			delete(x.owned, v)
-		}
+		v.release()
+		delete(x.owned, v)
 		delete(x.vals, name)
 	}
 }

@@ -120,12 +120,20 @@ func (e *Engine) forwardValues(ctx context.Context, req Request) (map[string]*va
 		return nil, nil, err
 	}
 	out := make(map[string]*value, len(req.Outputs))
+	keep := map[*value]bool{}
 	for _, name := range req.Outputs {
 		v, ok := x.vals[name]
 		if !ok {
 			return nil, nil, fmt.Errorf("output %s was not computed", name)
 		}
 		out[name] = v
+		keep[v] = true
+	}
+	// Free the rest now (release is idempotent, so x.release stays safe).
+	for _, v := range x.vals {
+		if !keep[v] {
+			v.release()
+		}
 	}
 	kept = true
 	return out, x.release, nil
