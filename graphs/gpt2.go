@@ -292,12 +292,17 @@ func gpt2Layer(c GPT2Config, w Weights, l int) *onnxpb.ModelProto {
 	probs := b.Type(b.Op("Transpose", pt(hooks.AttnQKProbs), []string{probsBH}, AttrInts("perm", 0, 2, 3, 1)), Float, "B", "T", "Tk", Hs)
 
 	// The explicit path of the original (used when the denominator is hooked):
-	// num = exp(S - max_k S), den = sum_k num, probs = num/den.
-	mx := b.Op("ReduceMax", "", []string{logits}, AttrInts("axes", 2), AttrInt("keepdims", 1))
-	num := b.Op("Exp", "", []string{b.Op("Sub", "", []string{logits, mx})})
-	axes2 := b.ConstI64("", []int64{1}, 2)
-	den := b.Type(b.Op("ReduceSum", pt(hooks.AttnQKSoftmaxDenominator), []string{num, axes2}, AttrInt("keepdims", 1)), Float, "B", "T", "1", Hs)
-	b.Type(b.Op("Div", pt(hooks.AttnQKProbs)+ExplicitSuffix, []string{num, den}), Float, "B", "T", "Tk", Hs)
+	// num = exp(S - max_k S), den = sum_k num, probs = num/den. It is computed
+	// in the [B,H,T,Tk] layout (reductions over the last axis); the hook
+	// tensors are transposed views that cancel when nothing cuts there.
+	mx := b.Op("ReduceMax", "", []string{lt}, AttrInts("axes", -1), AttrInt("keepdims", 1))
+	num := b.Op("Exp", "", []string{b.Op("Sub", "", []string{lt, mx})})
+	axesLast := b.ConstI64("", []int64{1}, -1)
+	denBH := b.Op("ReduceSum", "", []string{num, axesLast}, AttrInt("keepdims", 1))
+	den := b.Type(b.Op("Transpose", pt(hooks.AttnQKSoftmaxDenominator), []string{denBH}, AttrInts("perm", 0, 2, 3, 1)), Float, "B", "T", "1", Hs)
+	denBack := b.Op("Transpose", "", []string{den}, AttrInts("perm", 0, 3, 1, 2))
+	probsExplicit := b.Op("Div", "", []string{num, denBack})
+	b.Type(b.Op("Transpose", pt(hooks.AttnQKProbs)+ExplicitSuffix, []string{probsExplicit}, AttrInts("perm", 0, 2, 3, 1)), Float, "B", "T", "Tk", Hs)
 
 	// Weighted sum of values, [B,T,H,dh] at the hook.
 	pbh := b.Op("Transpose", "", []string{probs}, AttrInts("perm", 0, 3, 1, 2))

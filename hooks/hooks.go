@@ -233,10 +233,12 @@ const (
 // run: what the planner reads and what the executor calls.
 type Set struct {
 	entries []*entry
+	scratch []float32 // reused for observers' protective copies
 }
 
 // Snapshot freezes the registrations of several hook sets, in order (the
 // hooks of hs[0] run before those of hs[1] at the same point and stage).
+// A Set serves one run at a time.
 func Snapshot(hs ...*Hooks) *Set {
 	s := &Set{}
 	for _, h := range hs {
@@ -357,7 +359,7 @@ func (s *Set) Call(site Site, t *Tensor, shared bool) (*Tensor, error) {
 			} else {
 				view := t
 				if shared && !e.trust {
-					view = t.Clone()
+					view = s.protect(t)
 				}
 				err = callObserver(e.obs, ctx, view)
 			}
@@ -367,6 +369,18 @@ func (s *Set) Call(site Site, t *Tensor, shared bool) (*Tensor, error) {
 		}
 	}
 	return t, nil
+}
+
+// protect copies t into the set's scratch buffer for an observer: the copy
+// lives only for the call, as every tensor handed to a hook does, so one
+// buffer serves every observer of a run without allocating.
+func (s *Set) protect(t *Tensor) *Tensor {
+	if cap(s.scratch) < len(t.Data) {
+		s.scratch = make([]float32, len(t.Data))
+	}
+	buf := s.scratch[:len(t.Data)]
+	copy(buf, t.Data)
+	return &Tensor{Shape: append([]int(nil), t.Shape...), Data: buf}
 }
 
 func describe(s Site) string {

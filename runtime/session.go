@@ -57,6 +57,13 @@ type Options struct {
 	// OptimizedDir, when set, makes ORT write each session's optimised graph
 	// there (for inspecting which fusions fired).
 	OptimizedDir string
+	// NoPrepack turns off ORT's prepacking of constant weights (MLAS packs B
+	// once per session otherwise); sessions then read the shared weights as
+	// they are.
+	NoPrepack bool
+	// ProfileDir, when set, makes ORT write a profile (JSON trace of every
+	// node's run time) of each session there when the session closes.
+	ProfileDir string
 	// DisableOptimizations runs graphs as built (for debugging).
 	DisableOptimizations bool
 }
@@ -110,6 +117,11 @@ func (o Options) sessionOptions(dir string, tag string) (*ort.SessionOptions, er
 			return fail(fmt.Errorf("external data folder: %w", err))
 		}
 	}
+	if o.NoPrepack {
+		if err := so.AddSessionConfigEntry("session.disable_prepacking", "1"); err != nil {
+			return fail(err)
+		}
+	}
 	if o.DisableOptimizations {
 		if err := so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelDisableAll); err != nil {
 			return fail(err)
@@ -120,6 +132,14 @@ func (o Options) sessionOptions(dir string, tag string) (*ort.SessionOptions, er
 			return fail(err)
 		}
 		if err := so.SetOptimizedModelFilePath(filepath.Join(o.OptimizedDir, tag+".onnx")); err != nil {
+			return fail(err)
+		}
+	}
+	if o.ProfileDir != "" && tag != "" {
+		if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
+			return fail(err)
+		}
+		if err := so.EnableProfiling(filepath.Join(o.ProfileDir, tag)); err != nil {
 			return fail(err)
 		}
 	}

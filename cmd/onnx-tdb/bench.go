@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,14 +20,14 @@ import (
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
-		Usage: "measure forward throughput: the whole model as one graph vs the hooked paths, with peak memory",
+		Usage: "measure throughput of the whole model as one graph against the per-block paths (no hooks, one writing hook, every point read, one session per stage) and decoding, interleaved in rounds; then the per-block model's peak memory with all its plans",
 		Flags: []cli.Flag{
 			modelFlag(),
 			&cli.BoolFlag{Name: "random-gpt2-small", Usage: "benchmark a random GPT-2-small-shaped model (exported once into the cache)"},
 			&cli.StringFlag{Name: "shapes", Value: "1x16,1x128,4x128,1x1024", Usage: "batch x tokens, comma-separated"},
-			&cli.StringFlag{Name: "paths", Value: "whole,no-hooks,one-write,all-read,per-stage", Usage: "which paths to run"},
-			&cli.DurationFlag{Name: "min-time", Value: 3 * time.Second, Usage: "time spent per measurement (after a warm-up run)"},
-			&cli.IntFlag{Name: "min-runs", Value: 3},
+			&cli.StringFlag{Name: "paths", Value: "whole,no-hooks,one-write,all-read,capture,per-stage", Usage: "which paths to run: whole (the baseline), no-hooks, one-write (an in-place writing hook at mlp.post_act of the middle layer), all-read (a read-only observer at every hook point), capture (every hook point copied out, as --save-activations does), per-stage (a writing hook at every stage boundary: one session per stage)"},
+			&cli.DurationFlag{Name: "min-time", Value: 10 * time.Second, Usage: "least time spent per shape, in rounds that run every path once in turn (after a warm-up run of each)"},
+			&cli.IntFlag{Name: "min-runs", Value: 3, Usage: "least number of rounds per shape"},
 			&cli.StringFlag{Name: "sample", Value: "1,4", Usage: "batch sizes of the decoding rows (16-token prompt, 32 new tokens, KV cache); empty for none"},
 		},
 		Action: runBench,
@@ -113,23 +112,31 @@ func peakRSS() int64 {
 	return 0
 }
 
-// measure runs fn once to warm up, then repeatedly for at least minTime and
-// minRuns, and returns the median duration.
-func measure(minTime time.Duration, minRuns int, fn func() error) (time.Duration, error) {
-	if err := fn(); err != nil {
-		return 0, err
-	}
-	var ds []time.Duration
-	start := time.Now()
-	for len(ds) < minRuns || time.Since(start) < minTime {
-		t0 := time.Now()
+// interleaved times several workloads in rounds, each round running every
+// workload once in turn, so that drifts in machine speed hit all of them
+// alike; ratios between them are what the benchmark reports. Each workload
+// runs once first as a warm-up (which also builds its plan). It stops after
+// minRuns rounds once minTime has passed, and returns each workload's total
+// time and the number of rounds.
+func interleaved(minTime time.Duration, minRuns int, fns []func() error) ([]time.Duration, int, error) {
+	for _, fn := range fns {
 		if err := fn(); err != nil {
-			return 0, err
+			return nil, 0, err
 		}
-		ds = append(ds, time.Since(t0))
 	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return ds[len(ds)/2], nil
+	total := make([]time.Duration, len(fns))
+	start := time.Now()
+	rounds := 0
+	for ; rounds < minRuns || time.Since(start) < minTime; rounds++ {
+		for i, fn := range fns {
+			t0 := time.Now()
+			if err := fn(); err != nil {
+				return nil, 0, err
+			}
+			total[i] += time.Since(t0)
+		}
+	}
+	return total, rounds, nil
 }
 
 func benchRows(s benchShape, nVocab int) [][]int {
@@ -152,7 +159,6 @@ func benchPaths(m *modelctx.Transformer) map[string][]modelctx.ForwardOption {
 		return x, nil
 	}, hooks.AtLayers(n/2))
 	allRead := hooks.New()
-	allRead.Observe(hooks.Attn.QKProbs, func(*hooks.Context, *hooks.Tensor) error { return nil })
 	for _, p := range hooks.Points() {
 		allRead.Observe(p, func(*hooks.Context, *hooks.Tensor) error { return nil })
 	}
@@ -165,28 +171,45 @@ func benchPaths(m *modelctx.Transformer) map[string][]modelctx.ForwardOption {
 		"one-write": {modelctx.WithHooks(oneWrite)},
 		"all-read":  {modelctx.WithHooks(allRead)},
 		"per-stage": {modelctx.WithHooks(perStage)},
+		"capture":   {modelctx.Capture(modelctx.AllPoints)},
 	}
 }
 
-type benchRow struct {
-	shape, path string
-	tps         float64
-}
-
-// runBench measures the whole-graph baseline first (then closes it), resets
-// the peak-RSS counter, and measures the hooked paths of the per-block model,
-// so the peak it reports is the per-block model's with all its plans.
+// runBench times the exported model as one plain graph (the baseline) and
+// the per-block model's paths in interleaved rounds, then, with the baseline
+// closed, runs every path once more to report the per-block model's peak
+// memory with all its plans in use.
 func runBench(c *cli.Context) error {
 	shapes, err := parseShapes(c.String("shapes"))
 	if err != nil {
 		return err
 	}
-	paths := strings.Split(c.String("paths"), ",")
+	var paths []string
+	for _, p := range strings.Split(c.String("paths"), ",") {
+		if p = strings.TrimSpace(p); p != "" && p != "whole" {
+			paths = append(paths, p)
+		}
+	}
+	var batches []int
+	for _, b := range strings.Split(c.String("sample"), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			n, err := strconv.Atoi(b)
+			if err != nil || n <= 0 {
+				return fmt.Errorf("--sample: %q is not a batch size", b)
+			}
+			batches = append(batches, n)
+		}
+	}
 	m, dir, err := benchModel(c)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	whole, err := openWhole(c, dir)
+	if err != nil {
+		return err
+	}
+	defer whole.Close()
 	man := m.Manifest()
 	w := c.App.Writer
 	ctx := c.Context
@@ -194,106 +217,61 @@ func runBench(c *cli.Context) error {
 	fmt.Fprintf(w, "model %s: %d layers, d_model %d, weights %.0f MB; onnxruntime %s, %s, %d threads, %d CPUs\n",
 		man.Name, man.Config.NLayers, man.Config.DModel, float64(man.Weights.Bytes)/1e6, libVersion,
 		m.Engine().Options().Device, threadsOf(m), goruntime.NumCPU())
-	minTime, minRuns := c.Duration("min-time"), c.Int("min-runs")
-	sampleShapes := []int{}
-	for _, b := range strings.Split(c.String("sample"), ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			n, err := strconv.Atoi(b)
-			if err != nil || n <= 0 {
-				return fmt.Errorf("--sample: %q is not a batch size", b)
-			}
-			sampleShapes = append(sampleShapes, n)
-		}
-	}
-
-	forward := func(model *modelctx.Transformer, s benchShape, fo []modelctx.ForwardOption) (float64, error) {
-		rows := benchRows(s, man.Config.NVocab)
-		d, err := measure(minTime, minRuns, func() error {
-			_, err := model.Forward(ctx, rows, fo...)
-			return err
-		})
-		if err != nil {
-			return 0, err
-		}
-		return float64(s.B*s.T) / d.Seconds(), nil
-	}
-	sample := func(model *modelctx.Transformer, batch int, so []modelctx.SampleOption) (float64, error) {
-		rows := benchRows(benchShape{batch, 16}, man.Config.NVocab)
-		so = append(so, modelctx.WithNumTokens(32), modelctx.WithSeed(1))
-		d, err := measure(minTime, minRuns, func() error {
-			_, err := model.Sample(ctx, modelctx.TokenPrompts(rows...), so...)
-			return err
-		})
-		if err != nil {
-			return 0, err
-		}
-		return float64(batch*32) / d.Seconds(), nil
-	}
-
-	// Phase 1: the baseline, the exported model as one plain graph.
-	base := map[string]float64{}
-	if contains(paths, "whole") {
-		whole, err := openWhole(c, dir)
-		if err != nil {
-			return err
-		}
-		for _, s := range shapes {
-			if s.T > man.Config.NCtx {
-				continue
-			}
-			if base[s.String()], err = forward(whole, s, nil); err != nil {
-				whole.Close()
-				return fmt.Errorf("whole %s: %w", s, err)
-			}
-		}
-		for _, b := range sampleShapes {
-			if base[sampleKey(b)], err = sample(whole, b, nil); err != nil {
-				whole.Close()
-				return fmt.Errorf("whole sample batch %d: %w", b, err)
-			}
-		}
-		whole.Close()
-	}
-	resetPeakRSS()
-
-	// Phase 2: the per-block model, every path on the same engine.
 	opts := benchPaths(m)
-	fmt.Fprintf(w, "\n%-14s %-10s %12s %10s %12s\n", "shape", "path", "tokens/s", "vs whole", "peak RSS")
-	row := func(shape, path string, tps float64) {
-		ratio := "-"
-		if b := base[shape]; b > 0 && path != "whole" {
-			ratio = fmt.Sprintf("%.3f", tps/b)
+	for _, p := range paths {
+		if _, ok := opts[p]; !ok {
+			return fmt.Errorf("--paths: unknown path %q", p)
 		}
-		fmt.Fprintf(w, "%-14s %-10s %12.1f %10s %10.0f MB\n", shape, path, tps, ratio, float64(peakRSS())/1e6)
+	}
+	minTime, minRuns := c.Duration("min-time"), c.Int("min-runs")
+
+	type work struct {
+		name string
+		run  func() error
+	}
+	var replay []work // every workload, for the memory pass
+	fmt.Fprintf(w, "\n%-12s %-10s %12s %10s\n", "shape", "path", "tokens/s", "vs whole")
+	report := func(shape string, names []string, tokens int, total []time.Duration) {
+		for i, name := range names {
+			ratio := "-"
+			if i > 0 {
+				ratio = fmt.Sprintf("%.3f", total[0].Seconds()/total[i].Seconds())
+			}
+			fmt.Fprintf(w, "%-12s %-10s %12.1f %10s\n", shape, name, float64(tokens)/total[i].Seconds(), ratio)
+		}
 	}
 	for _, s := range shapes {
 		if s.T > man.Config.NCtx {
-			fmt.Fprintf(w, "%-14s skipped: longer than the context window %d\n", s, man.Config.NCtx)
+			fmt.Fprintf(w, "%-12s skipped: longer than the context window %d\n", s, man.Config.NCtx)
 			continue
 		}
-		if b, ok := base[s.String()]; ok {
-			row(s.String(), "whole", b)
-		}
+		rows := benchRows(s, man.Config.NVocab)
+		names := []string{"whole"}
+		fns := []func() error{func() error { _, err := whole.Forward(ctx, rows); return err }}
 		for _, p := range paths {
-			if p == "whole" {
-				continue
-			}
-			fo, ok := opts[p]
-			if !ok {
-				return fmt.Errorf("--paths: unknown path %q", p)
-			}
-			tps, err := forward(m, s, fo)
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", p, s, err)
-			}
-			row(s.String(), p, tps)
+			fo := opts[p]
+			names = append(names, p)
+			fn := func() error { _, err := m.Forward(ctx, rows, fo...); return err }
+			fns = append(fns, fn)
+			replay = append(replay, work{p + " " + s.String(), fn})
 		}
+		total, rounds, err := interleaved(minTime, minRuns, fns)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+		report(s.String(), names, s.B*s.T*rounds, total)
 	}
-	for _, b := range sampleShapes {
-		key := sampleKey(b)
-		if v, ok := base[key]; ok {
-			row(key, "whole", v)
+	for _, b := range batches {
+		prompt := benchRows(benchShape{b, 16}, man.Config.NVocab)
+		sample := func(model *modelctx.Transformer, so []modelctx.SampleOption) func() error {
+			so = append(so, modelctx.WithNumTokens(32), modelctx.WithSeed(1))
+			return func() error {
+				_, err := model.Sample(ctx, modelctx.TokenPrompts(prompt...), so...)
+				return err
+			}
 		}
+		names := []string{"whole"}
+		fns := []func() error{sample(whole, nil)}
 		for _, p := range []string{"no-hooks", "one-write"} {
 			if !contains(paths, p) {
 				continue
@@ -302,15 +280,28 @@ func runBench(c *cli.Context) error {
 			for _, o := range opts[p] {
 				so = append(so, o)
 			}
-			tps, err := sample(m, b, so)
-			if err != nil {
-				return fmt.Errorf("sample %s batch %d: %w", p, b, err)
-			}
-			row(key, p, tps)
+			names = append(names, p)
+			fn := sample(m, so)
+			fns = append(fns, fn)
+			replay = append(replay, work{p + " " + sampleKey(b), fn})
+		}
+		total, rounds, err := interleaved(minTime, minRuns, fns)
+		if err != nil {
+			return fmt.Errorf("sample batch %d: %w", b, err)
+		}
+		report(sampleKey(b), names, b*32*rounds, total)
+	}
+
+	// Memory: the per-block model alone, every plan in use.
+	whole.Close()
+	resetPeakRSS()
+	for _, wk := range replay {
+		if err := wk.run(); err != nil {
+			return fmt.Errorf("%s: %w", wk.name, err)
 		}
 	}
 	weights := m.Engine().WeightBytes()
-	fmt.Fprintf(w, "\npeak RSS of the per-block model with all its plans: %.0f MB = %.2f x the weights (%.0f MB)\n",
+	fmt.Fprintf(w, "\npeak RSS of the per-block model running every path above (all plans in use): %.0f MB = %.2f x its weights (%.0f MB)\n",
 		float64(peakRSS())/1e6, float64(peakRSS())/float64(weights), float64(weights)/1e6)
 	return nil
 }
@@ -335,7 +326,7 @@ func threadsOf(m *modelctx.Transformer) int {
 	if n := m.Engine().Options().Threads; n > 0 {
 		return n
 	}
-	return goruntime.NumCPU()
+	return runtime.GlobalThreads()
 }
 
 // openWhole opens the exported model's one-graph copy as its own model: the
@@ -345,5 +336,5 @@ func openWhole(c *cli.Context, dir string) (*modelctx.Transformer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return modelctx.OpenWhole(dir, modelctx.WithDevice(dev, id), modelctx.WithThreads(c.Int("threads")))
+	return modelctx.OpenWhole(dir, modelctx.WithDevice(dev, id))
 }

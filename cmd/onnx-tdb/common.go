@@ -32,7 +32,7 @@ func openModel(c *cli.Context) (*modelctx.Transformer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return modelctx.Open(dir, modelctx.WithDevice(dev, id), modelctx.WithThreads(c.Int("threads")))
+	return modelctx.Open(dir, modelctx.WithDevice(dev, id))
 }
 
 // parseTokenRows parses "15496,11,616;818,7795": rows separated by ';',

@@ -65,7 +65,7 @@ func runImport(c *cli.Context) error {
 		return err
 	}
 	man, err := modelctx.Import(c.String("onnx"), c.String("hookmap"), c.String("out"), o,
-		modelctx.WithDevice(dev, id), modelctx.WithThreads(c.Int("threads")))
+		modelctx.WithDevice(dev, id))
 	if err != nil {
 		return err
 	}

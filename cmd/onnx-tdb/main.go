@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 
+	"github.com/onnx-tdb/onnx-tdb/runtime"
 	"github.com/urfave/cli/v2"
 )
 
@@ -32,9 +33,18 @@ func newApp() *cli.App {
 		Usage: "look inside transformers run by ONNX Runtime: hook points, ablations, patches, sparse autoencoders",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "execution provider: cpu or cuda[:N]", EnvVars: []string{"ONNX_TDB_DEVICE"}},
-			&cli.IntFlag{Name: "threads", Usage: "intra-op threads per session (0: one per core)"},
+			&cli.IntFlag{Name: "threads", Usage: "size of the one thread pool every ONNX Runtime session shares (0: $ONNX_TDB_THREADS, else one per core)"},
 			&cli.StringFlag{Name: "cache", Usage: "cache root for downloads and exports (default $ONNX_TDB_CACHE or ~/.cache/onnx-tdb)"},
 			&cli.StringFlag{Name: "blob-endpoint", Usage: "blob service URL with {account}, e.g. http://127.0.0.1:10000/{account} (default $ONNX_TDB_BLOB_ENDPOINT or the public service)"},
+		},
+		Before: func(c *cli.Context) error {
+			if n := c.Int("threads"); n != 0 {
+				if n < 0 {
+					return fmt.Errorf("--threads %d: want a positive count", n)
+				}
+				return runtime.SetGlobalThreads(n)
+			}
+			return nil
 		},
 		Commands: []*cli.Command{
 			exportCommand(),

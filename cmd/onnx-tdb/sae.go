@@ -64,7 +64,7 @@ func saeOptions(c *cli.Context) ([]sae.Option, error) {
 	}
 	return []sae.Option{
 		sae.WithFetch(fetchOptions(c)),
-		sae.WithRuntime(runtime.Options{Device: dev, DeviceID: id, Threads: c.Int("threads")}),
+		sae.WithRuntime(runtime.Options{Device: dev, DeviceID: id}),
 	}, nil
 }
 
