@@ -226,8 +226,8 @@ func runBench(c *cli.Context) error {
 	minTime, minRuns := c.Duration("min-time"), c.Int("min-runs")
 
 	type work struct {
-		name string
-		run  func() error
+		name, group string
+		run         func() error
 	}
 	var replay []work // every workload, for the memory pass
 	fmt.Fprintf(w, "\n%-12s %-10s %12s %10s\n", "shape", "path", "tokens/s", "vs whole")
@@ -253,7 +253,7 @@ func runBench(c *cli.Context) error {
 			names = append(names, p)
 			fn := func() error { _, err := m.Forward(ctx, rows, fo...); return err }
 			fns = append(fns, fn)
-			replay = append(replay, work{p + " " + s.String(), fn})
+			replay = append(replay, work{p + " " + s.String(), s.String(), fn})
 		}
 		total, rounds, err := interleaved(minTime, minRuns, fns)
 		if err != nil {
@@ -283,7 +283,7 @@ func runBench(c *cli.Context) error {
 			names = append(names, p)
 			fn := sample(m, so)
 			fns = append(fns, fn)
-			replay = append(replay, work{p + " " + sampleKey(b), fn})
+			replay = append(replay, work{p + " " + sampleKey(b), sampleKey(b), fn})
 		}
 		total, rounds, err := interleaved(minTime, minRuns, fns)
 		if err != nil {
@@ -292,17 +292,22 @@ func runBench(c *cli.Context) error {
 		report(sampleKey(b), names, b*32*rounds, total)
 	}
 
-	// Memory: the per-block model alone, every plan in use.
+	// Memory: the per-block model alone, with the baseline closed. Every
+	// path runs again, shape by shape (smallest first, as given); the peak is
+	// cumulative, so each line is the peak with every plan so far in use.
 	whole.Close()
 	resetPeakRSS()
-	for _, wk := range replay {
+	weights := m.Engine().WeightBytes()
+	fmt.Fprintf(w, "\npeak RSS of the per-block model (weights %.0f MB), every path above in use up to:\n", float64(weights)/1e6)
+	for i, wk := range replay {
 		if err := wk.run(); err != nil {
 			return fmt.Errorf("%s: %w", wk.name, err)
 		}
+		if i+1 == len(replay) || replay[i+1].group != wk.group {
+			peak := peakRSS()
+			fmt.Fprintf(w, "  %-12s %8.0f MB = %.2f x the weights\n", wk.group, float64(peak)/1e6, float64(peak)/float64(weights))
+		}
 	}
-	weights := m.Engine().WeightBytes()
-	fmt.Fprintf(w, "\npeak RSS of the per-block model running every path above (all plans in use): %.0f MB = %.2f x its weights (%.0f MB)\n",
-		float64(peakRSS())/1e6, float64(peakRSS())/float64(weights), float64(weights)/1e6)
 	return nil
 }
 
