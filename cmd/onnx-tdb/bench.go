@@ -175,10 +175,18 @@ func benchPaths(m *modelctx.Transformer) map[string][]modelctx.ForwardOption {
 	}
 }
 
-// runBench times the exported model as one plain graph (the baseline) and
-// the per-block model's paths in interleaved rounds, then, with the baseline
-// closed, runs every path once more to report the per-block model's peak
-// memory with all its plans in use.
+// benchGroup is one shape (or decoding batch) and what each path runs.
+type benchGroup struct {
+	name   string
+	tokens int // tokens per run
+	paths  []string
+	runs   map[string]func(m *modelctx.Transformer) error
+}
+
+// runBench first runs every path once on the per-block model alone, shape by
+// shape, reporting its peak memory with all plans in use (this also builds
+// the plans); then it opens the exported model as one plain graph (the
+// baseline) and times it against every path in interleaved rounds.
 func runBench(c *cli.Context) error {
 	shapes, err := parseShapes(c.String("shapes"))
 	if err != nil {
@@ -205,11 +213,6 @@ func runBench(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
-	whole, err := openWhole(c, dir)
-	if err != nil {
-		return err
-	}
-	defer whole.Close()
 	man := m.Manifest()
 	w := c.App.Writer
 	ctx := c.Context
@@ -223,89 +226,82 @@ func runBench(c *cli.Context) error {
 			return fmt.Errorf("--paths: unknown path %q", p)
 		}
 	}
-	minTime, minRuns := c.Duration("min-time"), c.Int("min-runs")
 
-	type work struct {
-		name, group string
-		run         func() error
-	}
-	var replay []work // every workload, for the memory pass
-	fmt.Fprintf(w, "\n%-12s %-10s %12s %10s\n", "shape", "path", "tokens/s", "vs whole")
-	report := func(shape string, names []string, tokens int, total []time.Duration) {
-		for i, name := range names {
-			ratio := "-"
-			if i > 0 {
-				ratio = fmt.Sprintf("%.3f", total[0].Seconds()/total[i].Seconds())
-			}
-			fmt.Fprintf(w, "%-12s %-10s %12.1f %10s\n", shape, name, float64(tokens)/total[i].Seconds(), ratio)
-		}
-	}
+	var groups []benchGroup
 	for _, s := range shapes {
 		if s.T > man.Config.NCtx {
-			fmt.Fprintf(w, "%-12s skipped: longer than the context window %d\n", s, man.Config.NCtx)
+			fmt.Fprintf(w, "%s skipped: longer than the context window %d\n", s, man.Config.NCtx)
 			continue
 		}
 		rows := benchRows(s, man.Config.NVocab)
-		names := []string{"whole"}
-		fns := []func() error{func() error { _, err := whole.Forward(ctx, rows); return err }}
-		for _, p := range paths {
+		g := benchGroup{name: s.String(), tokens: s.B * s.T, runs: map[string]func(*modelctx.Transformer) error{}}
+		for _, p := range append([]string{"whole"}, paths...) {
 			fo := opts[p]
-			names = append(names, p)
-			fn := func() error { _, err := m.Forward(ctx, rows, fo...); return err }
-			fns = append(fns, fn)
-			replay = append(replay, work{p + " " + s.String(), s.String(), fn})
+			g.paths = append(g.paths, p)
+			g.runs[p] = func(model *modelctx.Transformer) error { _, err := model.Forward(ctx, rows, fo...); return err }
 		}
-		total, rounds, err := interleaved(minTime, minRuns, fns)
-		if err != nil {
-			return fmt.Errorf("%s: %w", s, err)
-		}
-		report(s.String(), names, s.B*s.T*rounds, total)
+		groups = append(groups, g)
 	}
 	for _, b := range batches {
 		prompt := benchRows(benchShape{b, 16}, man.Config.NVocab)
-		sample := func(model *modelctx.Transformer, so []modelctx.SampleOption) func() error {
-			so = append(so, modelctx.WithNumTokens(32), modelctx.WithSeed(1))
-			return func() error {
+		g := benchGroup{name: sampleKey(b), tokens: b * 32, runs: map[string]func(*modelctx.Transformer) error{}}
+		for _, p := range []string{"whole", "no-hooks", "one-write"} {
+			if p != "whole" && !contains(paths, p) {
+				continue
+			}
+			so := []modelctx.SampleOption{modelctx.WithNumTokens(32), modelctx.WithSeed(1)}
+			for _, o := range opts[p] {
+				so = append(so, o)
+			}
+			g.paths = append(g.paths, p)
+			g.runs[p] = func(model *modelctx.Transformer) error {
 				_, err := model.Sample(ctx, modelctx.TokenPrompts(prompt...), so...)
 				return err
 			}
 		}
-		names := []string{"whole"}
-		fns := []func() error{sample(whole, nil)}
-		for _, p := range []string{"no-hooks", "one-write"} {
-			if !contains(paths, p) {
-				continue
-			}
-			var so []modelctx.SampleOption
-			for _, o := range opts[p] {
-				so = append(so, o)
-			}
-			names = append(names, p)
-			fn := sample(m, so)
-			fns = append(fns, fn)
-			replay = append(replay, work{p + " " + sampleKey(b), sampleKey(b), fn})
-		}
-		total, rounds, err := interleaved(minTime, minRuns, fns)
-		if err != nil {
-			return fmt.Errorf("sample batch %d: %w", b, err)
-		}
-		report(sampleKey(b), names, b*32*rounds, total)
+		groups = append(groups, g)
 	}
 
-	// Memory: the per-block model alone, with the baseline closed. Every
-	// path runs again, shape by shape (smallest first, as given); the peak is
-	// cumulative, so each line is the peak with every plan so far in use.
-	whole.Close()
+	// Memory of the per-block model alone, every plan so far in use.
 	resetPeakRSS()
 	weights := m.Engine().WeightBytes()
-	fmt.Fprintf(w, "\npeak RSS of the per-block model (weights %.0f MB), every path above in use up to:\n", float64(weights)/1e6)
-	for i, wk := range replay {
-		if err := wk.run(); err != nil {
-			return fmt.Errorf("%s: %w", wk.name, err)
+	fmt.Fprintf(w, "\npeak RSS of the per-block model (weights %.0f MB) after running every path, cumulative:\n", float64(weights)/1e6)
+	for _, g := range groups {
+		for _, p := range g.paths[1:] {
+			if err := g.runs[p](m); err != nil {
+				return fmt.Errorf("%s %s: %w", p, g.name, err)
+			}
 		}
-		if i+1 == len(replay) || replay[i+1].group != wk.group {
-			peak := peakRSS()
-			fmt.Fprintf(w, "  %-12s %8.0f MB = %.2f x the weights\n", wk.group, float64(peak)/1e6, float64(peak)/float64(weights))
+		peak := peakRSS()
+		fmt.Fprintf(w, "  up to %-12s %8.0f MB = %.2f x the weights\n", g.name, float64(peak)/1e6, float64(peak)/float64(weights))
+	}
+
+	// Throughput against the baseline.
+	whole, err := openWhole(c, dir)
+	if err != nil {
+		return err
+	}
+	defer whole.Close()
+	fmt.Fprintf(w, "\n%-12s %-10s %12s %10s\n", "shape", "path", "tokens/s", "vs whole")
+	for _, g := range groups {
+		var fns []func() error
+		for _, p := range g.paths {
+			model, run := m, g.runs[p]
+			if p == "whole" {
+				model = whole
+			}
+			fns = append(fns, func() error { return run(model) })
+		}
+		total, rounds, err := interleaved(c.Duration("min-time"), c.Int("min-runs"), fns)
+		if err != nil {
+			return fmt.Errorf("%s: %w", g.name, err)
+		}
+		for i, p := range g.paths {
+			ratio := "-"
+			if i > 0 {
+				ratio = fmt.Sprintf("%.3f", total[0].Seconds()/total[i].Seconds())
+			}
+			fmt.Fprintf(w, "%-12s %-10s %12.1f %10s\n", g.name, p, float64(g.tokens*rounds)/total[i].Seconds(), ratio)
 		}
 	}
 	return nil
