@@ -274,6 +274,7 @@ func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, 
 	// stays near the packed size instead of twice the weights.
 	stopPager := e.ws.pager(20 * time.Millisecond)
 	defer stopPager()
+	defer trimHeap()
 	for i, sg := range segs {
 		b, err := proto.Marshal(sg.Model)
 		if err != nil {

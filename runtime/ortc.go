@@ -17,9 +17,19 @@ package runtime
 /*
 #cgo LDFLAGS: -ldl
 #include <dlfcn.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+// tdb_malloc_tuning makes large blocks (prepacked weights, activation
+// buffers) come from their own mappings, returned to the system when freed,
+// instead of glibc's heap, where freed blocks would stay resident.
+static void tdb_malloc_tuning(void) {
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
+}
+
+static void tdb_malloc_trim(void) { malloc_trim(0); }
 
 typedef struct OrtStatus OrtStatus;
 typedef struct OrtEnv OrtEnv;
@@ -209,6 +219,7 @@ var theEnv *C.OrtEnv
 // onnxruntime_go's InitializeEnvironment, whose CreateEnv then returns the
 // same (singleton) environment.
 func initShim(path string, threads int, spin bool) error {
+	C.tdb_malloc_tuning()
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	if err := cerr(C.tdb_init_api(cpath, apiVersion)); err != nil {
@@ -223,6 +234,10 @@ func initShim(path string, threads int, spin bool) error {
 	}
 	return nil
 }
+
+// trimHeap returns freed heap memory to the system (after a plan build,
+// whose prepacking frees as much as it keeps).
+func trimHeap() { C.tdb_malloc_trim() }
 
 // sessionOptionsPtr reaches the OrtSessionOptions inside onnxruntime_go's
 // SessionOptions (its only field). Pinned to onnxruntime_go v1.27.0; the
