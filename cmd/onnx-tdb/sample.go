@@ -31,7 +31,7 @@ printed on its own line at the end. --json prints {"tokens": [[...]], "strings":
 			&cli.Uint64Flag{Name: "seed", Usage: "seed for reproducible sampling", DefaultText: "random"},
 			&cli.BoolFlag{Name: "stop-at-eot", Usage: "end each row at its first <|endoftext|>"},
 			&cli.BoolFlag{Name: "json", Usage: "print {\"tokens\": [[...]], \"strings\": [...]} at the end instead of text"},
-		}, interventionFlags()...),
+		}, append(interventionFlags(), saeFlags()...)...),
 		Action: runSample,
 	}
 }
@@ -70,6 +70,14 @@ func runSample(c *cli.Context) error {
 	}
 	if c.Bool("stop-at-eot") {
 		opts = append(opts, modelctx.WithStopAtEOT())
+	}
+	sh, closeSAE, err := saeHooks(c, m)
+	if err != nil {
+		return err
+	}
+	defer closeSAE()
+	if sh != nil {
+		opts = append(opts, modelctx.WithHooks(sh))
 	}
 	hs, err := interventionHooks(c, m)
 	if err != nil {

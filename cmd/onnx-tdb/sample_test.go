@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -112,5 +113,38 @@ func TestSampleCLIErrors(t *testing.T) {
 		case tc.want == nil && !strings.Contains(err.Error(), tc.text):
 			t.Errorf("%v: got %v, want it to mention %q", tc.args, err, tc.text)
 		}
+	}
+}
+
+// TestSampleWithSAE splices an SAE into every step of sampling: with
+// add_error and no latent edit the pass is unchanged, so greedy decoding
+// gives the golden tokens; replacing the activation changes them.
+func TestSampleWithSAE(t *testing.T) {
+	c := golden.Load(t)
+	sc := c.Sampling[0]
+	info := c.SAEs["mlp_post_act"]
+	splice := fmt.Sprintf("%s@%d=%s", info.Location, info.Layer, saeGoldenFile(info))
+	run := func(extra ...string) [][]int {
+		args := []string{"sample", "--model", golden.ModelDir(), "-n", "8", "--temperature", "0", "--json", "--sae", splice}
+		for _, p := range sc.Prompts {
+			args = append(args, "--prompt", p)
+		}
+		out, err := runCLI(t, append(args, extra...)...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		var res struct {
+			Tokens [][]int `json:"tokens"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return res.Tokens
+	}
+	if got := run(); !reflect.DeepEqual(got, sc.Tokens) {
+		t.Errorf("add_error splice changed greedy tokens: %v, want %v", got, sc.Tokens)
+	}
+	if got := run("--sae-replace"); reflect.DeepEqual(got, sc.Tokens) {
+		t.Errorf("replacing mlp.post_act@%d by the reconstruction left every token unchanged", info.Layer)
 	}
 }
