@@ -107,21 +107,12 @@ func runForward(c *cli.Context) error {
 	if filter != nil {
 		opts = append(opts, modelctx.Capture(filter))
 	}
-	sh, closeSAE, err := saeHooks(c, m)
+	ho, release, err := commandHooks(c, m)
 	if err != nil {
 		return err
 	}
-	defer closeSAE()
-	if sh != nil {
-		opts = append(opts, modelctx.WithHooks(sh))
-	}
-	hs, err := interventionHooks(c, m)
-	if err != nil {
-		return err
-	}
-	if hs != nil {
-		opts = append(opts, modelctx.WithHooks(hs))
-	}
+	defer release()
+	opts = append(opts, ho...)
 	out, err := m.Forward(c.Context, rows, opts...)
 	if err != nil {
 		return err

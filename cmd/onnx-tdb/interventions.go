@@ -84,3 +84,25 @@ func interventionHooks(c *cli.Context, m *modelctx.Transformer) (*hooks.Hooks, e
 	}
 	return h, nil
 }
+
+// commandHooks builds what --sae/--sae-replace and --ablate/--set/--add ask
+// for, in that order (splices first, so edits of sae.* points find them), as
+// forward options; release frees the autoencoders.
+func commandHooks(c *cli.Context, m *modelctx.Transformer) (opts []modelctx.ForwardOption, release func(), err error) {
+	sh, release, err := saeHooks(c, m)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	if sh != nil {
+		opts = append(opts, modelctx.WithHooks(sh))
+	}
+	hs, err := interventionHooks(c, m)
+	if err != nil {
+		release()
+		return nil, func() {}, err
+	}
+	if hs != nil {
+		opts = append(opts, modelctx.WithHooks(hs))
+	}
+	return opts, release, nil
+}

@@ -71,20 +71,13 @@ func runSample(c *cli.Context) error {
 	if c.Bool("stop-at-eot") {
 		opts = append(opts, modelctx.WithStopAtEOT())
 	}
-	sh, closeSAE, err := saeHooks(c, m)
+	ho, release, err := commandHooks(c, m)
 	if err != nil {
 		return err
 	}
-	defer closeSAE()
-	if sh != nil {
-		opts = append(opts, modelctx.WithHooks(sh))
-	}
-	hs, err := interventionHooks(c, m)
-	if err != nil {
-		return err
-	}
-	if hs != nil {
-		opts = append(opts, modelctx.WithHooks(hs))
+	defer release()
+	for _, o := range ho {
+		opts = append(opts, o)
 	}
 	tok, _ := modelTokenizer(m)
 	w := c.App.Writer
