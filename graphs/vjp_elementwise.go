@@ -214,39 +214,32 @@ func vjpMaxMin(isMax bool) vjpRule {
 			cmp = "LessOrEqual"
 		}
 		a, b := v.fwd(v.in(0)), v.fwd(v.in(1))
-		first := v.op(cmp, []string{a, b})
 		out := make([]string, 2)
-		var err error
-		if v.want[0] {
-			if out[0], err = v.unbroadcastIn(v.op("Where", []string{first, v.gy[0], v.zero()}), 0); err != nil {
-				return nil, err
-			}
-		}
-		if v.want[1] {
-			if out[1], err = v.unbroadcastIn(v.op("Where", []string{first, v.zero(), v.gy[0]}), 1); err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
+		return out, v.routeGrad(v.op(cmp, []string{a, b}), 0, 1, out)
 	}
 }
 
 // vjpWhere passes the gradient to the branch each element was taken from.
 func vjpWhere(v *vjp) ([]string, error) {
-	cond := v.fwd(v.in(0))
 	out := make([]string, 3)
+	return out, v.routeGrad(v.fwd(v.in(0)), 1, 2, out)
+}
+
+// routeGrad sends the upstream gradient to input onTrue where cond holds and
+// to input onFalse elsewhere, each reduced over the axes it was broadcast on.
+func (v *vjp) routeGrad(cond string, onTrue, onFalse int, out []string) error {
 	var err error
-	if v.want[1] {
-		if out[1], err = v.unbroadcastIn(v.op("Where", []string{cond, v.gy[0], v.zero()}), 1); err != nil {
-			return nil, err
+	if v.want[onTrue] {
+		if out[onTrue], err = v.unbroadcastIn(v.op("Where", []string{cond, v.gy[0], v.zero()}), onTrue); err != nil {
+			return err
 		}
 	}
-	if v.want[2] {
-		if out[2], err = v.unbroadcastIn(v.op("Where", []string{cond, v.zero(), v.gy[0]}), 2); err != nil {
-			return nil, err
+	if v.want[onFalse] {
+		if out[onFalse], err = v.unbroadcastIn(v.op("Where", []string{cond, v.zero(), v.gy[0]}), onFalse); err != nil {
+			return err
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // vjpSoftmax is y * (g - sum(g*y)) over the softmax axis. Entries masked

@@ -106,28 +106,7 @@ func (s *Set) CallBwd(site Site, grad *Tensor, shared bool, arrived func(*Tensor
 			}
 			ctx := &Context{Site: site, Stage: Bwd, vals: e.vals, set: s}
 			var err error
-			if e.fn != nil {
-				var out *Tensor
-				out, err = callFunc(e.fn, ctx, t)
-				if err == nil {
-					if out == nil || !t.SameShape(out) || len(out.Data) != out.Numel() {
-						got := "nil"
-						if out != nil {
-							got = fmt.Sprintf("%v with %d values", out.Shape, len(out.Data))
-						}
-						err = fmt.Errorf("%w: got %s, want %v", ErrHookShape, got, t.Shape)
-					} else {
-						t = out
-						shared = false
-					}
-				}
-			} else {
-				view := t
-				if shared {
-					view = t.Clone()
-				}
-				err = callObserver(e.obs, ctx, view)
-			}
+			t, shared, err = s.callEntry(e, ctx, t, shared)
 			if err != nil {
 				return nil, fmt.Errorf("%s hook at %s: %w", Bwd, describe(site), err)
 			}

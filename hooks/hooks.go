@@ -341,34 +341,38 @@ func (s *Set) Call(site Site, t *Tensor, shared bool) (*Tensor, error) {
 			}
 			ctx := &Context{Site: site, Stage: stage, vals: e.vals, set: s}
 			var err error
-			if e.fn != nil {
-				var out *Tensor
-				out, err = callFunc(e.fn, ctx, t)
-				if err == nil {
-					if out == nil || !t.SameShape(out) || len(out.Data) != out.Numel() {
-						got := "nil"
-						if out != nil {
-							got = fmt.Sprintf("%v with %d values", out.Shape, len(out.Data))
-						}
-						err = fmt.Errorf("%w: got %s, want %v", ErrHookShape, got, t.Shape)
-					} else {
-						t = out
-						shared = false
-					}
-				}
-			} else {
-				view := t
-				if shared && !e.trust {
-					view = s.protect(t)
-				}
-				err = callObserver(e.obs, ctx, view)
-			}
+			t, shared, err = s.callEntry(e, ctx, t, shared)
 			if err != nil {
 				return nil, fmt.Errorf("%s hook at %s: %w", stage, describe(site), err)
 			}
 		}
 	}
 	return t, nil
+}
+
+// callEntry runs one registration on t. A writer's result replaces t once its
+// shape is checked (t is then no longer shared); an observer sees t, or a
+// protective copy when t is shared and the observer is not trusted.
+func (s *Set) callEntry(e *entry, ctx *Context, t *Tensor, shared bool) (*Tensor, bool, error) {
+	if e.fn == nil {
+		view := t
+		if shared && !e.trust {
+			view = s.protect(t)
+		}
+		return t, shared, callObserver(e.obs, ctx, view)
+	}
+	out, err := callFunc(e.fn, ctx, t)
+	if err != nil {
+		return t, shared, err
+	}
+	if out == nil || !t.SameShape(out) || len(out.Data) != out.Numel() {
+		got := "nil"
+		if out != nil {
+			got = fmt.Sprintf("%v with %d values", out.Shape, len(out.Data))
+		}
+		return t, shared, fmt.Errorf("%w: got %s, want %v", ErrHookShape, got, t.Shape)
+	}
+	return out, false, nil
 }
 
 // protect copies t into the set's scratch buffer for an observer: the copy

@@ -24,7 +24,7 @@ var (
 func smallModel(b *testing.B) string {
 	smallOnce.Do(func() {
 		var tmp string
-		tmp, smallErr = os.MkdirTemp("", "onnx-tdb-bench-")
+		tmp, smallErr = osMkdirTemp()
 		if smallErr != nil {
 			return
 		}

@@ -3,42 +3,22 @@ package modelctx
 import (
 	"context"
 	"fmt"
-	"path/filepath"
-	"sync"
+	"os"
 	"testing"
 
-	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
-)
-
-var (
-	goldenOnce sync.Once
-	goldenDir  string
-	goldenErr  error
+	"github.com/onnx-tdb/onnx-tdb/internal/goldenmodel"
 )
 
 // goldenModel exports the golden checkpoint once per test binary.
-func goldenModel(t testing.TB) string {
-	t.Helper()
-	goldenOnce.Do(func() {
-		ck, err := export.OpenCheckpoint(golden.ModelDir())
-		if err != nil {
-			goldenErr = err
-			return
-		}
-		dir, err := osMkdirTemp()
-		if err != nil {
-			goldenErr = err
-			return
-		}
-		goldenDir = filepath.Join(dir, "golden")
-		_, goldenErr = export.WriteGPT2(ck, goldenDir, export.WriteOptions{Name: "golden"})
-	})
-	if goldenErr != nil {
-		t.Fatal(goldenErr)
-	}
-	return goldenDir
+func goldenModel(t testing.TB) string { return goldenmodel.Dir(t) }
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	goldenmodel.Cleanup()
+	removeTempDirs()
+	os.Exit(code)
 }
 
 func openGolden(t testing.TB) *Transformer {
@@ -60,13 +40,7 @@ func padSideOf(in *golden.Input) PadSide {
 
 // lastLogits picks each row's logits at its last real position.
 func lastLogits(lg *hooks.Tensor, last []int) []float32 {
-	V := lg.Shape[2]
-	var out []float32
-	for b, p := range last {
-		off := (b*lg.Shape[1] + p) * V
-		out = append(out, lg.Data[off:off+V]...)
-	}
-	return out
+	return golden.LastLogits(lg.Shape, lg.Data, last)
 }
 
 func TestGoldenForwardEveryPoint(t *testing.T) {

@@ -47,7 +47,7 @@ func (x *bwdExec) put(name string, t *Tensor) error {
 	if t == nil {
 		return fmt.Errorf("backward: forward value %s missing", name)
 	}
-	v, err := goValue(t)
+	v, err := toValue(t)
 	if err != nil {
 		return fmt.Errorf("backward: %s: %w", name, err)
 	}
@@ -96,7 +96,7 @@ func (x *bwdExec) runSegment(ctx context.Context) error {
 		}
 		ins[j] = v
 	}
-	outs, err := runSession(sg.sess, x.ro, ins)
+	outs, err := sg.sess.cs.run(x.ro, ins)
 	if err != nil {
 		return fmt.Errorf("run backward segment %d of %d: %w", i+1, len(x.p.segs), err)
 	}
@@ -190,7 +190,7 @@ func (x *bwdExec) callSite(s bwdSite) error {
 	} else if sameBacking(out.Data, data) {
 		return nil // edited in place
 	}
-	nv, err := f32Value(toInt64s(out.Shape), out.Data)
+	nv, err := newValue(toInt64s(out.Shape), out.Data)
 	if err != nil {
 		return fmt.Errorf("gradient at %s: %w", s.site, err)
 	}

@@ -166,11 +166,11 @@ func (e *Engine) buildHead(root hooks.Site) (*rowHead, error) {
 	if err != nil || len(gr.Outputs) != 1 || len(gr.Seeds) != 1 {
 		return nil, err
 	}
-	if h.fwd, err = e.bwdSession(m, []string{headIn}, []string{rootT}, "head-fwd"); err != nil {
+	if h.fwd, err = e.segmentSession(m, []string{headIn}, []string{rootT}, "head-fwd"); err != nil {
 		return nil, err
 	}
 	h.bwdIns = append(append([]string(nil), gr.Seeds...), gr.Forward...)
-	if h.bwd, err = e.bwdSession(gr.Model, h.bwdIns, gr.Outputs, "head-bwd"); err != nil {
+	if h.bwd, err = e.segmentSession(gr.Model, h.bwdIns, gr.Outputs, "head-bwd"); err != nil {
 		h.fwd.close()
 		return nil, err
 	}
@@ -255,12 +255,12 @@ func (x *bwdExec) runHead(h *rowHead, site *hooks.Tensor, rows [][]int, seed fun
 	var gRoot []float32
 	gSite := make([]float32, len(site.Data))
 	if R > 0 {
-		inV, err := f32Value([]int64{int64(R), int64(h.width)}, in)
+		inV, err := newValue([]int64{int64(R), int64(h.width)}, in)
 		if err != nil {
 			return nil, nil, err
 		}
 		defer inV.release()
-		outs, err := runSession(h.fwd, x.ro, []*value{inV})
+		outs, err := h.fwd.cs.run(x.ro, []*value{inV})
 		if err != nil {
 			return nil, nil, fmt.Errorf("rows of %s: %w", h.root, err)
 		}
@@ -274,7 +274,7 @@ func (x *bwdExec) runHead(h *rowHead, site *hooks.Tensor, rows [][]int, seed fun
 		if g == nil || !g.SameShape(rootRows) || len(g.Data) != g.Numel() {
 			return nil, nil, fmt.Errorf("%w: gradient rows of shape %v for rows of shape %v", ErrSeed, shapeOf(g), rootRows.Shape)
 		}
-		gV, err := f32Value([]int64{int64(R), int64(h.rootDim)}, g.Data)
+		gV, err := newValue([]int64{int64(R), int64(h.rootDim)}, g.Data)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -286,7 +286,7 @@ func (x *bwdExec) runHead(h *rowHead, site *hooks.Tensor, rows [][]int, seed fun
 			}
 			ins = append(ins, inV)
 		}
-		gouts, err := runSession(h.bwd, x.ro, ins)
+		gouts, err := h.bwd.cs.run(x.ro, ins)
 		if err != nil {
 			return nil, nil, fmt.Errorf("gradient rows of %s: %w", h.tensor, err)
 		}

@@ -287,9 +287,10 @@ func (e *Engine) buildBackward(k bwdKey) (*bwdPlan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backward plan: %w", err)
 	}
+	defer e.buildingSessions()()
 	for i, sg := range segs {
 		tag := fmt.Sprintf("bwd-seg%d-of-%d", i, len(segs))
-		sess, err := e.bwdSession(sg.Model, sg.Inputs, sg.Outputs, tag)
+		sess, err := e.segmentSession(sg.Model, sg.Inputs, sg.Outputs, tag)
 		if err != nil {
 			p.close()
 			return nil, err
@@ -299,7 +300,6 @@ func (e *Engine) buildBackward(k bwdKey) (*bwdPlan, error) {
 			p.lastUse[in] = i
 		}
 	}
-	e.afterSessions()
 	return p, nil
 }
 

@@ -269,24 +269,9 @@ func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, 
 			p.lastUse[in] = i
 		}
 	}
-	// While ORT prepacks, pages it has read stay resident in the weights'
-	// mapping beside the packed copies; drop them as it goes, so the peak
-	// stays near the packed size instead of twice the weights.
-	stopPager := e.ws.pager(20 * time.Millisecond)
-	defer stopPager()
-	defer trimHeap()
+	defer e.buildingSessions()()
 	for i, sg := range segs {
-		b, err := proto.Marshal(sg.Model)
-		if err != nil {
-			p.close()
-			return nil, fmt.Errorf("plan: encode segment %d: %w", i, err)
-		}
-		tag := fmt.Sprintf("seg%d-of-%d", i, len(segs))
-		var inits []string
-		for _, t := range sg.Model.GetGraph().GetInitializer() {
-			inits = append(inits, t.GetName())
-		}
-		sess, err := newSession(b, inits, sg.Inputs, sg.Outputs, e.g.Dir, tag, e.o, e.ws, e.pp)
+		sess, err := e.segmentSession(sg.Model, sg.Inputs, sg.Outputs, fmt.Sprintf("seg%d-of-%d", i, len(segs)))
 		if err != nil {
 			p.close()
 			return nil, err
@@ -294,6 +279,33 @@ func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, 
 		p.segs = append(p.segs, &segRun{sess: sess, inputs: sg.Inputs, level: sg.Level})
 	}
 	return p, nil
+}
+
+// segmentSession creates a session over one segment, forward or backward,
+// with the engine's shared weights and prepacked copies.
+func (e *Engine) segmentSession(m *onnxpb.ModelProto, inputs, outputs []string, tag string) (*session, error) {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("plan: encode %s: %w", tag, err)
+	}
+	var inits []string
+	for _, t := range m.GetGraph().GetInitializer() {
+		inits = append(inits, t.GetName())
+	}
+	return newSession(b, inits, inputs, outputs, e.g.Dir, tag, e.o, e.ws, e.pp)
+}
+
+// buildingSessions brackets the creation of a plan's sessions. While ORT
+// prepacks, pages it has read stay resident in the weights' mapping beside
+// the packed copies; they are dropped as it goes, and the heap is trimmed at
+// the end, so the peak stays near the packed size instead of twice the
+// weights.
+func (e *Engine) buildingSessions() (done func()) {
+	stopPager := e.ws.pager(20 * time.Millisecond)
+	return func() {
+		stopPager()
+		trimHeap()
+	}
 }
 
 // withBoundaries adds the stage boundaries to a plan's cuts when it reads
@@ -331,66 +343,15 @@ func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map
 
 // Run executes one request: it resolves the hooks, builds or reuses the plan,
 // runs the segments in order and calls the hooks between them in the
-// original's order, and returns the requested outputs.
+// original's order, and returns the requested outputs, copied into Go memory.
 func (e *Engine) Run(ctx context.Context, req Request) (map[string]*Tensor, error) {
-	hs := req.Hooks
-	if hs == nil {
-		hs = hooks.Snapshot()
-	}
-	uses, err := hs.Uses(e.g.NLayers)
+	vals, release, err := e.forwardValues(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	p, err := e.plan(req.Outputs, uses)
-	if err != nil {
-		return nil, err
-	}
-	x := newExec(p, hs)
-	defer x.release()
-	for name, t := range req.Inputs {
-		v, err := toValue(t)
-		if err != nil {
-			return nil, fmt.Errorf("%w: input %s: %v", ErrInput, name, err)
-		}
-		x.own(v)
-		x.vals[name] = v
-	}
-	if done := ctx.Done(); done != nil {
-		ro, err := newRunOptions()
-		if err != nil {
-			return nil, err
-		}
-		x.ro = ro
-		finished := make(chan struct{})
-		watcher := make(chan struct{})
-		go func() {
-			defer close(watcher)
-			select {
-			case <-done:
-				ro.terminate()
-			case <-finished:
-			}
-		}()
-		// Stop the watcher and wait for it before the options are freed: it
-		// may be inside terminate right now.
-		defer func() {
-			close(finished)
-			<-watcher
-			ro.release()
-		}()
-	}
-	if err := x.run(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("run: %w", ctx.Err())
-		}
-		return nil, err
-	}
-	out := make(map[string]*Tensor, len(req.Outputs))
-	for _, name := range req.Outputs {
-		v, ok := x.vals[name]
-		if !ok {
-			return nil, fmt.Errorf("output %s was not computed", name)
-		}
+	defer release()
+	out := make(map[string]*Tensor, len(vals))
+	for name, v := range vals {
 		t, err := fromValue(v)
 		if err != nil {
 			return nil, fmt.Errorf("output %s: %w", name, err)
@@ -398,4 +359,93 @@ func (e *Engine) Run(ctx context.Context, req Request) (map[string]*Tensor, erro
 		out[name] = t
 	}
 	return out, nil
+}
+
+// forwardValues runs a forward pass and hands back the requested outputs as
+// the run's own values, without copying them; they stay valid until release.
+func (e *Engine) forwardValues(ctx context.Context, req Request) (map[string]*value, func(), error) {
+	hs := req.Hooks
+	if hs == nil {
+		hs = hooks.Snapshot()
+	}
+	uses, err := hs.Uses(e.g.NLayers)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := e.plan(req.Outputs, uses)
+	if err != nil {
+		return nil, nil, err
+	}
+	x := newExec(p, hs)
+	kept := false
+	defer func() {
+		if !kept {
+			x.release()
+		}
+	}()
+	for name, t := range req.Inputs {
+		v, err := toValue(t)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: input %s: %v", ErrInput, name, err)
+		}
+		x.own(v)
+		x.vals[name] = v
+	}
+	ro, done, err := cancelOnDone(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	x.ro = ro
+	err = x.run(ctx)
+	done()
+	x.ro = nil
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("run: %w", ctx.Err())
+		}
+		return nil, nil, err
+	}
+	out := make(map[string]*value, len(req.Outputs))
+	keep := map[*value]bool{}
+	for _, name := range req.Outputs {
+		v, ok := x.vals[name]
+		if !ok {
+			return nil, nil, fmt.Errorf("output %s was not computed", name)
+		}
+		out[name] = v
+		keep[v] = true
+	}
+	// Free the rest now (release is idempotent, so x.release stays safe).
+	for _, v := range x.vals {
+		if !keep[v] {
+			v.release()
+		}
+	}
+	kept = true
+	return out, x.release, nil
+}
+
+// cancelOnDone returns run options that stop a session run when ctx ends,
+// and a function that releases them (nil options when ctx cannot end).
+func cancelOnDone(ctx context.Context) (*runOptions, func(), error) {
+	done := ctx.Done()
+	if done == nil {
+		return nil, func() {}, nil
+	}
+	ro, err := newRunOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	finished, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		select {
+		case <-done:
+			ro.terminate()
+		case <-finished:
+		}
+	}()
+	// Wait for the watcher before releasing: a terminate racing with the
+	// release would use freed run options.
+	return ro, func() { close(finished); <-exited; ro.release() }, nil
 }

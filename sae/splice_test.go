@@ -5,54 +5,23 @@ import (
 	"errors"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
+	"github.com/onnx-tdb/onnx-tdb/internal/goldenmodel"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
-)
-
-var (
-	modelOnce sync.Once
-	modelTmp  string
-	modelDir  string
-	modelErr  error
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if modelTmp != "" {
-		os.RemoveAll(modelTmp)
-	}
+	goldenmodel.Cleanup()
 	os.Exit(code)
 }
 
 // goldenModelDir exports the golden checkpoint once per test binary.
-func goldenModelDir(t testing.TB) string {
-	t.Helper()
-	modelOnce.Do(func() {
-		ck, err := export.OpenCheckpoint(golden.ModelDir())
-		if err != nil {
-			modelErr = err
-			return
-		}
-		modelTmp, err = os.MkdirTemp("", "onnx-tdb-sae-test-")
-		if err != nil {
-			modelErr = err
-			return
-		}
-		modelDir = filepath.Join(modelTmp, "golden")
-		_, modelErr = export.WriteGPT2(ck, modelDir, export.WriteOptions{Name: "golden"})
-	})
-	if modelErr != nil {
-		t.Fatal(modelErr)
-	}
-	return modelDir
-}
+func goldenModelDir(t testing.TB) string { return goldenmodel.Dir(t) }
 
 func openModel(t testing.TB) *modelctx.Transformer {
 	t.Helper()
@@ -66,13 +35,7 @@ func openModel(t testing.TB) *modelctx.Transformer {
 
 // lastLogits picks each row's logits at its last real position.
 func lastLogits(lg *hooks.Tensor, last []int) []float32 {
-	V := lg.Shape[2]
-	var out []float32
-	for b, p := range last {
-		off := (b*lg.Shape[1] + p) * V
-		out = append(out, lg.Data[off:off+V]...)
-	}
-	return out
+	return golden.LastLogits(lg.Shape, lg.Data, last)
 }
 
 // goldenSplice says how each golden SAE intervention is made.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/onnx-tdb/onnx-tdb/export"
+	"github.com/onnx-tdb/onnx-tdb/export/fetch"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/runtime"
@@ -37,12 +38,11 @@ func benchCommand() *cli.Command {
 // benchModel opens --model, or a random GPT-2-small export in the cache.
 func benchModel(c *cli.Context) (*modelctx.Transformer, string, error) {
 	if c.Bool("random-gpt2-small") {
-		fo := fetchOptions(c)
-		cache, err := cacheRoot(fo.Dir)
+		cache, err := fetch.New(fetchOptions(c))
 		if err != nil {
 			return nil, "", err
 		}
-		dir := filepath.Join(cache, "exported", "random", "gpt2-small-seed1")
+		dir := filepath.Join(cache.Dir(), "exported", "random", "gpt2-small-seed1")
 		if !export.IsExported(dir) {
 			fmt.Fprintf(c.App.ErrWriter, "exporting a random GPT-2-small-shaped model to %s (once)...\n", dir)
 			if _, err := export.WriteGPT2(export.RandomGPT2{Config: export.GPT2Small, Seed: 1}, dir, export.WriteOptions{Name: "random-gpt2-small", Whole: true}); err != nil {
@@ -58,24 +58,6 @@ func benchModel(c *cli.Context) (*modelctx.Transformer, string, error) {
 		return nil, "", err
 	}
 	return m, m.Dir(), nil
-}
-
-func cacheRoot(dir string) (string, error) {
-	if dir != "" {
-		return dir, nil
-	}
-	if d := os.Getenv("ONNX_TDB_CACHE"); d != "" {
-		return d, nil
-	}
-	base := os.Getenv("XDG_CACHE_HOME")
-	if base == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", err
-		}
-		base = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(base, "onnx-tdb"), nil
 }
 
 type benchShape struct{ B, T int }

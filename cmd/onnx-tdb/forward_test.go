@@ -34,12 +34,7 @@ func readNpy(t *testing.T, path string) ([]int, []float32) {
 
 // lastRows picks each row's logits at its last real position from [B,T,V].
 func lastRows(shape []int, data []float32, last []int) []float32 {
-	T, V := shape[1], shape[2]
-	var out []float32
-	for b, p := range last {
-		out = append(out, data[(b*T+p)*V:(b*T+p+1)*V]...)
-	}
-	return out
+	return golden.LastLogits(shape, data, last)
 }
 
 func TestForwardSavesEveryGoldenActivation(t *testing.T) {

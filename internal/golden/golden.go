@@ -276,3 +276,14 @@ func Check(t testing.TB, name string, got []float32, tn Tensor) {
 		t.Errorf("%s: %s", name, fail)
 	}
 }
+
+// LastLogits picks each row's logits at its last real position from logits
+// of shape [B,T,V] (how the golden logits_last were taken).
+func LastLogits(shape []int, data []float32, last []int) []float32 {
+	T, V := shape[1], shape[2]
+	out := make([]float32, 0, len(last)*V)
+	for b, p := range last {
+		out = append(out, data[(b*T+p)*V:(b*T+p+1)*V]...)
+	}
+	return out
+}

@@ -1,0 +1,48 @@
+// Package goldenmodel exports the golden TDB checkpoint (testdata/golden/model)
+// once per test binary, for the tests of packages that run it.
+package goldenmodel
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/onnx-tdb/onnx-tdb/export"
+	"github.com/onnx-tdb/onnx-tdb/internal/golden"
+)
+
+var (
+	once sync.Once
+	tmp  string
+	dir  string
+	err  error
+)
+
+// Dir returns the exported golden model, exporting it on the first call.
+func Dir(t testing.TB) string {
+	t.Helper()
+	once.Do(func() {
+		ck, e := export.OpenCheckpoint(golden.ModelDir())
+		if e != nil {
+			err = e
+			return
+		}
+		if tmp, err = os.MkdirTemp("", "onnx-tdb-golden-"); err != nil {
+			return
+		}
+		dir = filepath.Join(tmp, "golden")
+		_, err = export.WriteGPT2(ck, dir, export.WriteOptions{Name: "golden"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// Cleanup removes the export; call it from TestMain after the tests ran.
+func Cleanup() {
+	if tmp != "" {
+		os.RemoveAll(tmp)
+	}
+}
