@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 
 func openGolden(t testing.TB) *Transformer {
 	t.Helper()
-	m, err := Open(goldenModel(t))
+	m, err := Open(goldenModel(t), WithDevice(goldenmodel.Device(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

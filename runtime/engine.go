@@ -22,6 +22,10 @@ var (
 	ErrInput   = errors.New("bad input")
 )
 
+// errOnDevice reports Go code reaching for a tensor kept in GPU memory (a
+// planning bug: such tensors are only ever read by sessions).
+var errOnDevice = errors.New("tensor is in GPU memory")
+
 // PointRef locates a hook site in a graph.
 type PointRef struct {
 	Tensor string
@@ -269,9 +273,19 @@ func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, 
 			p.lastUse[in] = i
 		}
 	}
+	siteTensor := map[string]bool{}
+	for _, s := range p.sites {
+		siteTensor[s.ref.Tensor] = true
+	}
 	defer e.buildingSessions()()
 	for i, sg := range segs {
 		sess, err := e.segmentSession(sg.Model, sg.Inputs, sg.Outputs, fmt.Sprintf("seg%d-of-%d", i, len(segs)))
+		if mem := e.o.deviceMemory(); err == nil && mem != "" {
+			err = sess.cs.keepOnDevice(mem, e.o.DeviceID, p.deviceOutputs(sg.Outputs, siteTensor))
+			if err != nil {
+				sess.close()
+			}
+		}
 		if err != nil {
 			p.close()
 			return nil, err
@@ -279,6 +293,18 @@ func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, 
 		p.segs = append(p.segs, &segRun{sess: sess, inputs: sg.Inputs, level: sg.Level})
 	}
 	return p, nil
+}
+
+// deviceOutputs says which of a segment's outputs may stay in GPU memory:
+// those only later segments read. Hooked tensors and requested outputs are
+// handed to Go, so they come back to the host.
+func (p *plan) deviceOutputs(outputs []string, siteTensor map[string]bool) []bool {
+	onDev := make([]bool, len(outputs))
+	for i, name := range outputs {
+		_, later := p.lastUse[name]
+		onDev[i] = later && !siteTensor[name] && !p.outputs[name]
+	}
+	return onDev
 }
 
 // segmentSession creates a session over one segment, forward or backward,

@@ -137,6 +137,9 @@ func (x *execution) callOnce(i int) error {
 // puts what they return in its place.
 func (x *execution) callSite(s siteRef) error {
 	v := x.vals[s.ref.Tensor]
+	if v.dev {
+		return fmt.Errorf("hook point %s: tensor %s: %w", s.site, s.ref.Tensor, errOnDevice)
+	}
 	if v.elem != elemFloat {
 		return fmt.Errorf("hook point %s: tensor %s is not float32", s.site, s.ref.Tensor)
 	}

@@ -41,6 +41,8 @@ typedef struct OrtThreadingOptions OrtThreadingOptions;
 typedef struct OrtPrepackedWeightsContainer OrtPrepackedWeightsContainer;
 typedef struct OrtTensorTypeAndShapeInfo OrtTensorTypeAndShapeInfo;
 typedef struct OrtRunOptions OrtRunOptions;
+typedef struct OrtIoBinding OrtIoBinding;
+typedef struct OrtAllocator OrtAllocator;
 
 // Indices into the OrtApi function table (onnxruntime_c_api.h, API 24).
 enum {
@@ -49,6 +51,9 @@ enum {
 	I_CreateSessionFromArray = 8,
 	I_Run = 9,
 	I_CreateRunOptions = 39,
+	I_CreateMemoryInfo = 68,
+	I_AllocatorFree = 76,
+	I_GetAllocatorWithDefaultOptions = 78,
 	I_RunOptionsSetTerminate = 46,
 	I_CreateTensorWithDataAsOrtValue = 49,
 	I_GetTensorMutableData = 51,
@@ -64,6 +69,12 @@ enum {
 	I_ReleaseRunOptions = 97,
 	I_ReleaseTensorTypeAndShapeInfo = 99,
 	I_CreateEnvWithGlobalThreadPools = 119,
+	I_RunWithBinding = 133,
+	I_CreateIoBinding = 134,
+	I_ReleaseIoBinding = 135,
+	I_BindInput = 136,
+	I_BindOutputToDevice = 138,
+	I_GetBoundOutputValues = 140,
 	I_DisablePerSessionThreads = 120,
 	I_CreateThreadingOptions = 121,
 	I_ReleaseThreadingOptions = 122,
@@ -161,6 +172,50 @@ static char* tdb_run(OrtSession* s, OrtRunOptions* ro, const char* const* in_nam
 		const char* const*, size_t, OrtValue**))(s, ro, in_names, ins, n_in, out_names, n_out, outs));
 }
 
+// tdb_memory_info describes memory of a device ("Cuda", id) for ORT to
+// allocate outputs in (OrtDeviceAllocator = 0, OrtMemTypeDefault = 0).
+static char* tdb_memory_info(const char* name, int id, OrtMemoryInfo** out) {
+	return tdb_err(FN(I_CreateMemoryInfo, OrtStatus* (*)(const char*, int, int, int, OrtMemoryInfo**))(name, 0, id, 0, out));
+}
+
+static void tdb_release_memory_info(OrtMemoryInfo* m) { FN(I_ReleaseMemoryInfo, void (*)(OrtMemoryInfo*))(m); }
+
+// tdb_run_bound runs a session through an IO binding: inputs wherever they
+// are, output i allocated by ORT on the device when out_dev[i] is set (it
+// stays there for the next session to read), in CPU memory otherwise.
+static char* tdb_run_bound(OrtSession* s, OrtRunOptions* ro, const char* const* in_names, const OrtValue* const* ins, size_t n_in,
+		const char* const* out_names, const int* out_dev, const OrtMemoryInfo* dev, size_t n_out, OrtValue** outs) {
+	OrtIoBinding* b = NULL;
+	char* e = tdb_err(FN(I_CreateIoBinding, OrtStatus* (*)(OrtSession*, OrtIoBinding**))(s, &b));
+	if (e) return e;
+	for (size_t i = 0; !e && i < n_in; i++)
+		e = tdb_err(FN(I_BindInput, OrtStatus* (*)(OrtIoBinding*, const char*, const OrtValue*))(b, in_names[i], ins[i]));
+	for (size_t i = 0; !e && i < n_out; i++)
+		e = tdb_err(FN(I_BindOutputToDevice, OrtStatus* (*)(OrtIoBinding*, const char*, const OrtMemoryInfo*))(b, out_names[i], out_dev[i] ? dev : tdb_cpu_info));
+	if (!e) e = tdb_err(FN(I_RunWithBinding, OrtStatus* (*)(OrtSession*, const OrtRunOptions*, const OrtIoBinding*))(s, ro, b));
+	OrtAllocator* a = NULL;
+	if (!e) e = tdb_err(FN(I_GetAllocatorWithDefaultOptions, OrtStatus* (*)(OrtAllocator**))(&a));
+	OrtValue** got = NULL;
+	size_t n = 0;
+	if (!e) e = tdb_err(FN(I_GetBoundOutputValues, OrtStatus* (*)(const OrtIoBinding*, OrtAllocator*, OrtValue***, size_t*))(b, a, &got, &n));
+	if (!e) {
+		for (size_t i = 0; i < n; i++) {
+			if (i < n_out) outs[i] = got[i];
+			else FN(I_ReleaseValue, void (*)(OrtValue*))(got[i]);
+		}
+		if (got) {
+			OrtStatus* st = FN(I_AllocatorFree, OrtStatus* (*)(OrtAllocator*, void*))(a, got);
+			if (st) FN(I_ReleaseStatus, void (*)(OrtStatus*))(st);
+		}
+		if (n != n_out) {
+			for (size_t i = 0; i < n && i < n_out; i++) { FN(I_ReleaseValue, void (*)(OrtValue*))(outs[i]); outs[i] = NULL; }
+			e = strdup("io binding returned the wrong number of outputs");
+		}
+	}
+	FN(I_ReleaseIoBinding, void (*)(OrtIoBinding*))(b);
+	return e;
+}
+
 static char* tdb_create_run_options(OrtRunOptions** out) {
 	return tdb_err(FN(I_CreateRunOptions, OrtStatus* (*)(OrtRunOptions**))(out));
 }
@@ -196,6 +251,7 @@ import (
 	"errors"
 	"fmt"
 	goruntime "runtime"
+	"sync/atomic"
 	"unsafe"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -282,7 +338,45 @@ type csession struct {
 	s        *C.OrtSession
 	inNames  []*C.char
 	outNames []*C.char
+	// dev, when set, describes the CUDA device's memory, and outDev[i]
+	// says output i stays there (runs then go through an IO binding).
+	dev    *C.OrtMemoryInfo
+	outDev []C.int
 }
+
+// keepOnDevice makes the outputs marked in onDev stay in the memory of the
+// device (ORT's memory name, "Cuda", and ordinal): only a later session
+// reads them, so they need not cross to the host and back. Outputs not
+// marked (and every output of a session with none marked) are returned in
+// CPU memory as before.
+func (cs *csession) keepOnDevice(mem string, id int, onDev []bool) error {
+	any := false
+	for _, d := range onDev {
+		any = any || d
+	}
+	if !any {
+		return nil
+	}
+	if len(onDev) != len(cs.outNames) {
+		return fmt.Errorf("device placement for %d outputs, session has %d", len(onDev), len(cs.outNames))
+	}
+	cmem := C.CString(mem)
+	defer C.free(unsafe.Pointer(cmem))
+	if err := cerr(C.tdb_memory_info(cmem, C.int(id), &cs.dev)); err != nil {
+		return fmt.Errorf("%s memory info: %w", mem, err)
+	}
+	cs.outDev = make([]C.int, len(onDev))
+	for i, d := range onDev {
+		if d {
+			cs.outDev[i] = 1
+			outputsOnDevice.Add(1)
+		}
+	}
+	return nil
+}
+
+// outputsOnDevice counts session outputs placed on a device (tests use it).
+var outputsOnDevice atomic.Int64
 
 func createSession(model []byte, so *ort.SessionOptions, pp *prepacked) (*csession, error) {
 	if len(model) == 0 {
@@ -322,6 +416,10 @@ func (cs *csession) release() {
 		C.free(unsafe.Pointer(p))
 	}
 	cs.inNames, cs.outNames = nil, nil
+	if cs.dev != nil {
+		C.tdb_release_memory_info(cs.dev)
+		cs.dev = nil
+	}
 }
 
 // runOptions lets a run be stopped from another goroutine.
@@ -372,7 +470,15 @@ func (cs *csession) run(ro *runOptions, ins []*value) ([]*value, error) {
 	if ro != nil {
 		cro = ro.ro
 	}
-	err := cerr(C.tdb_run(cs.s, cro, &cinNames[0], &cin[0], C.size_t(nIn), &coutNames[0], C.size_t(nOut), &cout[0]))
+	var err error
+	if cs.dev != nil {
+		cdev := (*[1 << 20]C.int)(C.malloc(C.size_t(max(nOut, 1)) * C.size_t(unsafe.Sizeof(C.int(0)))))[:max(nOut, 1):max(nOut, 1)]
+		defer C.free(unsafe.Pointer(&cdev[0]))
+		copy(cdev, cs.outDev)
+		err = cerr(C.tdb_run_bound(cs.s, cro, &cinNames[0], &cin[0], C.size_t(nIn), &coutNames[0], &cdev[0], cs.dev, C.size_t(nOut), &cout[0]))
+	} else {
+		err = cerr(C.tdb_run(cs.s, cro, &cinNames[0], &cin[0], C.size_t(nIn), &coutNames[0], C.size_t(nOut), &cout[0]))
+	}
 	goruntime.KeepAlive(ins)
 	if err != nil {
 		for i := 0; i < nOut; i++ {
@@ -392,6 +498,7 @@ func (cs *csession) run(ro *runOptions, ins []*value) ([]*value, error) {
 			releaseAll(outs[:i])
 			return nil, err
 		}
+		v.dev = cs.dev != nil && cs.outDev[i] != 0
 		outs[i] = v
 	}
 	return outs, nil
@@ -415,6 +522,9 @@ type value struct {
 	pin   goruntime.Pinner
 	keep  any            // the Go slice backing a Go-memory value
 	cmem  unsafe.Pointer // C memory backing a small value
+	// dev marks a tensor in GPU memory: data is a device pointer, which
+	// only sessions may read (f32, i64 and bools give nothing).
+	dev bool
 }
 
 func numel(shape []int64) int {
@@ -544,21 +654,21 @@ func releaseAll(vs []*value) {
 
 // f32 views a float32 tensor's data (no copy; valid until release).
 func (v *value) f32() []float32 {
-	if v.elem != elemFloat || v.n == 0 {
+	if v.elem != elemFloat || v.n == 0 || v.dev {
 		return []float32{}
 	}
 	return unsafe.Slice((*float32)(v.data), v.n)
 }
 
 func (v *value) i64() []int64 {
-	if v.elem != elemInt64 || v.n == 0 {
+	if v.elem != elemInt64 || v.n == 0 || v.dev {
 		return []int64{}
 	}
 	return unsafe.Slice((*int64)(v.data), v.n)
 }
 
 func (v *value) bools() []bool {
-	if v.elem != elemBool || v.n == 0 {
+	if v.elem != elemBool || v.n == 0 || v.dev {
 		return []bool{}
 	}
 	return unsafe.Slice((*bool)(v.data), v.n)

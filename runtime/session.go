@@ -68,6 +68,23 @@ type Options struct {
 	DisableOptimizations bool
 }
 
+// bindOnCPU makes CPU engines run segments through IO bindings too, with
+// the outputs a CUDA engine would keep on the GPU bound to CPU memory
+// (tests use it to exercise the CUDA engine's placement without a GPU).
+var bindOnCPU = false
+
+// deviceMemory is the ORT memory name that segment outputs read only by
+// later segments are kept in, or "" where outputs all come back to the host.
+func (o Options) deviceMemory() string {
+	switch {
+	case o.Device == CUDA:
+		return "Cuda"
+	case bindOnCPU:
+		return "Cpu"
+	}
+	return ""
+}
+
 func (o Options) threads() int {
 	if o.Threads > 0 {
 		return o.Threads
@@ -157,7 +174,9 @@ func appendCUDA(so *ort.SessionOptions, id int) error {
 		return fmt.Errorf("%w: %v", ErrCUDAUnavailable, err)
 	}
 	defer co.Destroy()
-	if err := co.Update(map[string]string{"device_id": fmt.Sprint(id)}); err != nil {
+	// TF32 off: float32 matrix products at full precision, as on the CPU
+	// (ORT's CUDA provider turns TF32 on by default, ~1e-3 relative error).
+	if err := co.Update(map[string]string{"device_id": fmt.Sprint(id), "use_tf32": "0"}); err != nil {
 		return fmt.Errorf("%w: %v", ErrCUDAUnavailable, err)
 	}
 	if err := so.AppendExecutionProviderCUDA(co); err != nil {

@@ -103,6 +103,9 @@ func toValue(t *Tensor) (*value, error) {
 
 // fromValue copies a value into Go memory.
 func fromValue(v *value) (*Tensor, error) {
+	if v.dev {
+		return nil, errOnDevice
+	}
 	t := &Tensor{Shape: append([]int64(nil), v.shape...)}
 	switch v.elem {
 	case elemFloat:

@@ -25,7 +25,7 @@ func goldenModelDir(t testing.TB) string { return goldenmodel.Dir(t) }
 
 func openModel(t testing.TB) *modelctx.Transformer {
 	t.Helper()
-	m, err := modelctx.Open(goldenModelDir(t))
+	m, err := modelctx.Open(goldenModelDir(t), modelctx.WithDevice(goldenmodel.Device(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,22 @@ import (
 
 	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
+	"github.com/onnx-tdb/onnx-tdb/runtime"
 )
+
+// DeviceEnv names the variable that moves the golden tests to another
+// device: ONNX_TDB_TEST_DEVICE=cuda runs them on the GPU (default: CPU).
+const DeviceEnv = "ONNX_TDB_TEST_DEVICE"
+
+// Device is the device the golden tests run the model on.
+func Device(t testing.TB) (runtime.Device, int) {
+	t.Helper()
+	d, id, err := runtime.ParseDevice(os.Getenv(DeviceEnv))
+	if err != nil {
+		t.Fatalf("%s: %v", DeviceEnv, err)
+	}
+	return d, id
+}
 
 var (
 	once sync.Once

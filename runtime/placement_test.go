@@ -1,0 +1,97 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+	"github.com/onnx-tdb/onnx-tdb/internal/golden"
+	"github.com/onnx-tdb/onnx-tdb/internal/goldenmodel"
+	"github.com/onnx-tdb/onnx-tdb/modelctx"
+	"github.com/onnx-tdb/onnx-tdb/runtime"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	goldenmodel.Cleanup()
+	os.Exit(code)
+}
+
+// placementRun runs the golden model with a write at one layer and reads at
+// others, the kind of plan whose segments pass tensors no hook sees (the
+// residual stream past a cut, the stage boundaries). It returns the logits
+// followed by everything the observers saw.
+func placementRun(t *testing.T, dev runtime.Device) []float32 {
+	t.Helper()
+	m, err := modelctx.Open(goldenmodel.Dir(t), modelctx.WithDevice(dev, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	h := hooks.New()
+	h.Add(hooks.MLPPostAct, func(_ *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
+		out := x.Clone()
+		for i := range out.Data {
+			out.Data[i] = out.Data[i]*0.5 + 0.25
+		}
+		return out, nil
+	}, hooks.AtLayers(0))
+	var seen []float32
+	for _, p := range []hooks.Point{hooks.AttnQKProbs, hooks.PostAttn} {
+		h.Observe(p, func(_ *hooks.Context, x *hooks.Tensor) error {
+			seen = append(seen, x.Data...)
+			return nil
+		}, hooks.AtLayers(1))
+	}
+	out, err := m.Forward(context.Background(), [][]int{{5, 6, 7, 8, 9}, {10, 11}}, modelctx.WithHooks(h))
+	if dev == runtime.CUDA && errors.Is(err, runtime.ErrCUDAUnavailable) {
+		t.Skipf("SKIP: no usable CUDA provider here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(slices.Clone(out.Logits.Data), seen...)
+}
+
+// TestDevicePlacementOnCPU runs the CUDA engine's placement (tensors only
+// later segments read stay in device memory, through IO bindings) with CPU
+// memory standing in for the GPU's: the results must be identical to the
+// plain path's, and some outputs must really have taken the bound path.
+func TestDevicePlacementOnCPU(t *testing.T) {
+	plain := placementRun(t, runtime.CPU)
+	restore := runtime.BindOnCPU()
+	defer restore()
+	before := runtime.OutputsOnDevice()
+	bound := placementRun(t, runtime.CPU)
+	if runtime.OutputsOnDevice() == before {
+		t.Fatal("no segment output was placed on the device: the bound path was not exercised")
+	}
+	if !slices.Equal(plain, bound) {
+		t.Fatal("bound path differs from the plain path")
+	}
+}
+
+// TestDevicePlacementCUDA runs the same plan on the GPU, where the tensors
+// no hook sees stay in device memory between segments, and compares with
+// the CPU (it skips without a usable CUDA provider).
+func TestDevicePlacementCUDA(t *testing.T) {
+	before := runtime.OutputsOnDevice()
+	gpu := placementRun(t, runtime.CUDA)
+	if runtime.OutputsOnDevice() == before {
+		t.Fatal("no segment output was kept on the GPU")
+	}
+	cpu := placementRun(t, runtime.CPU)
+	maxAbs := 0.0
+	for _, v := range cpu {
+		maxAbs = math.Max(maxAbs, math.Abs(float64(v)))
+	}
+	if worst, fail := golden.Diff(gpu, cpu, golden.Tolerance(maxAbs)); fail != "" {
+		t.Fatalf("cuda differs from cpu: %s", fail)
+	} else {
+		t.Logf("worst |cuda-cpu| %.2g", worst)
+	}
+}
