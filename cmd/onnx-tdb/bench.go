@@ -155,11 +155,11 @@ func benchPaths(m *modelctx.Transformer) map[string][]modelctx.ForwardOption {
 	stageRead.Observe(hooks.LnAttnScale, func(*hooks.Context, *hooks.Tensor) error { return nil })
 	return map[string][]modelctx.ForwardOption{
 		"stage-read": {modelctx.WithHooks(stageRead)},
-		"no-hooks":  nil,
-		"one-write": {modelctx.WithHooks(oneWrite)},
-		"all-read":  {modelctx.WithHooks(allRead)},
-		"per-stage": {modelctx.WithHooks(perStage)},
-		"capture":   {modelctx.Capture(modelctx.AllPoints)},
+		"no-hooks":   nil,
+		"one-write":  {modelctx.WithHooks(oneWrite)},
+		"all-read":   {modelctx.WithHooks(allRead)},
+		"per-stage":  {modelctx.WithHooks(perStage)},
+		"capture":    {modelctx.Capture(modelctx.AllPoints)},
 	}
 }
 
