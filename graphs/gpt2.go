@@ -171,12 +171,19 @@ func gpt2Embed(c GPT2Config, w Weights) *onnxpb.ModelProto {
 	zero := b.ConstI64("embed/zero", []int64{1}, 0)
 	oneS := b.ConstI64("embed/one_s", nil, 1)
 	zeroS := b.ConstI64("embed/zero_s", nil, 0)
-	big := b.ConstI64("embed/int64_max", []int64{1}, math.MaxInt64)
 
-	// The pad flags of this call's tokens: the last T entries of pad.
+	// Query i is key Tk-T+i: qidx = Tk-T .. Tk-1.
 	t1 := b.Op("Shape", "embed/T", []string{tokens}, AttrInt("start", 1), AttrInt("end", 2))
-	negT := b.Op("Neg", "", []string{t1})
-	padNew := b.Type(b.Op("Slice", "embed/pad_new", []string{pad, negT, big, one}), Bool, "B", "T")
+	tk1 := b.Op("Shape", "embed/Tk", []string{pad}, AttrInt("start", 1), AttrInt("end", 2))
+	axis0 := b.ConstI64("embed/axis0", []int64{1}, 0)
+	tkS := b.Op("Squeeze", "", []string{tk1, axis0})
+	tS := b.Op("Squeeze", "", []string{t1, axis0})
+	qidx := b.Op("Range", "", []string{b.Op("Sub", "", []string{tkS, tS}), tkS, oneS})
+
+	// The pad flags of this call's tokens: the last T entries of pad. A
+	// Gather, not a Slice: ONNX Runtime 1.29's plugin CUDA provider crashes
+	// in Slice.
+	padNew := b.Type(b.Op("Gather", "embed/pad_new", []string{pad, qidx}, AttrInt("axis", 1)), Bool, "B", "T")
 
 	// Positions (spec §1.4): cumsum(!pad) - 1, clamped at 0, plus the real
 	// length already in the cache.
@@ -192,12 +199,7 @@ func gpt2Embed(c GPT2Config, w Weights) *onnxpb.ModelProto {
 
 	// Attention mask, true where masked: causal over the key axis (query i is
 	// key Tk-T+i) plus the pad XOR mask of spec §1.3 step 6.
-	tk1 := b.Op("Shape", "embed/Tk", []string{pad}, AttrInt("start", 1), AttrInt("end", 2))
-	axis0 := b.ConstI64("embed/axis0", []int64{1}, 0)
-	tkS := b.Op("Squeeze", "", []string{tk1, axis0})
-	tS := b.Op("Squeeze", "", []string{t1, axis0})
 	kidx := b.Op("Range", "", []string{zeroS, tkS, oneS})
-	qidx := b.Op("Range", "", []string{b.Op("Sub", "", []string{tkS, tS}), tkS, oneS})
 	axis1 := b.ConstI64("embed/axis1", []int64{1}, 1)
 	axis2 := b.ConstI64("embed/axis2", []int64{1}, 2)
 	axis3 := b.ConstI64("embed/axis3", []int64{1}, 3)

@@ -280,8 +280,8 @@ func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, 
 	defer e.buildingSessions()()
 	for i, sg := range segs {
 		sess, err := e.segmentSession(sg.Model, sg.Inputs, sg.Outputs, fmt.Sprintf("seg%d-of-%d", i, len(segs)))
-		if mem := e.o.deviceMemory(); err == nil && mem != "" {
-			err = sess.cs.keepOnDevice(mem, e.o.DeviceID, p.deviceOutputs(sg.Outputs, siteTensor))
+		if dm, ok := e.o.deviceMemory(); err == nil && ok {
+			err = sess.cs.keepOnDevice(dm, p.deviceOutputs(sg.Outputs, siteTensor))
 			if err != nil {
 				sess.close()
 			}

@@ -42,6 +42,8 @@ typedef struct OrtPrepackedWeightsContainer OrtPrepackedWeightsContainer;
 typedef struct OrtTensorTypeAndShapeInfo OrtTensorTypeAndShapeInfo;
 typedef struct OrtRunOptions OrtRunOptions;
 typedef struct OrtIoBinding OrtIoBinding;
+typedef struct OrtEpDevice OrtEpDevice;
+typedef struct OrtHardwareDevice OrtHardwareDevice;
 typedef struct OrtAllocator OrtAllocator;
 
 // Indices into the OrtApi function table (onnxruntime_c_api.h, API 24).
@@ -85,6 +87,13 @@ enum {
 	I_CreatePrepackedWeightsContainer = 166,
 	I_ReleasePrepackedWeightsContainer = 167,
 	I_CreateSessionFromArrayWithPrepackedWeightsContainer = 169,
+	I_RegisterExecutionProviderLibrary = 301,
+	I_GetEpDevices = 303,
+	I_SessionOptionsAppendExecutionProvider_V2 = 304,
+	I_HardwareDevice_Type = 307,
+	I_EpDevice_EpName = 312,
+	I_EpDevice_Device = 316,
+	I_EpDevice_MemoryInfo = 374,
 };
 
 typedef struct {
@@ -125,7 +134,7 @@ static char* tdb_init_api(const char* path, uint32_t version) {
 	return tdb_err(FN(I_CreateCpuMemoryInfo, OrtStatus* (*)(int, int, OrtMemoryInfo**))(1, 0, &tdb_cpu_info));
 }
 
-static char* tdb_create_env(int threads, int spin, OrtEnv** env) {
+static char* tdb_create_env(int threads, int spin, int log_level, OrtEnv** env) {
 	OrtThreadingOptions* tp = NULL;
 	char* e = tdb_err(FN(I_CreateThreadingOptions, OrtStatus* (*)(OrtThreadingOptions**))(&tp));
 	if (e) return e;
@@ -133,7 +142,7 @@ static char* tdb_create_env(int threads, int spin, OrtEnv** env) {
 	if (!e) e = tdb_err(FN(I_SetGlobalInterOpNumThreads, OrtStatus* (*)(OrtThreadingOptions*, int))(tp, 1));
 	if (!e) e = tdb_err(FN(I_SetGlobalSpinControl, OrtStatus* (*)(OrtThreadingOptions*, int))(tp, spin));
 	// ORT_LOGGING_LEVEL_ERROR = 3
-	if (!e) e = tdb_err(FN(I_CreateEnvWithGlobalThreadPools, OrtStatus* (*)(int, const char*, const OrtThreadingOptions*, OrtEnv**))(3, "onnx-tdb", tp, env));
+	if (!e) e = tdb_err(FN(I_CreateEnvWithGlobalThreadPools, OrtStatus* (*)(int, const char*, const OrtThreadingOptions*, OrtEnv**))(log_level, "onnx-tdb", tp, env));
 	FN(I_ReleaseThreadingOptions, void (*)(OrtThreadingOptions*))(tp);
 	return e;
 }
@@ -216,6 +225,55 @@ static char* tdb_run_bound(OrtSession* s, OrtRunOptions* ro, const char* const* 
 	return e;
 }
 
+// tdb_register_ep_library loads an execution provider library built as a
+// plugin (it exports CreateEpFactories), such as the CUDA provider of
+// ONNX Runtime builds whose core has no CUDA in it.
+static char* tdb_register_ep_library(OrtEnv* env, const char* name, const char* path) {
+	return tdb_err(FN(I_RegisterExecutionProviderLibrary, OrtStatus* (*)(OrtEnv*, const char*, const char*))(env, name, path));
+}
+
+// tdb_has_word: does s contain w, ignoring ASCII case?
+static int tdb_has_word(const char* s, const char* w) {
+	size_t n = strlen(w);
+	for (; *s; s++) {
+		size_t i = 0;
+		while (i < n && s[i] && (s[i] | 32) == (w[i] | 32)) i++;
+		if (i == n) return 1;
+	}
+	return 0;
+}
+
+// tdb_find_ep_device returns the index-th device the environment offers for
+// an execution provider whose name contains ep (any case) on a GPU (OrtHardwareDeviceType_GPU = 1), its
+// device memory (OrtDeviceMemoryType_DEFAULT = 0; NULL where the provider
+// uses CPU memory) and how many such devices there are.
+static char* tdb_find_ep_device(OrtEnv* env, const char* ep, int index, const OrtEpDevice** out,
+		const OrtMemoryInfo** mem, int* count) {
+	const OrtEpDevice* const* devs = NULL;
+	size_t n = 0;
+	char* e = tdb_err(FN(I_GetEpDevices, OrtStatus* (*)(const OrtEnv*, const OrtEpDevice* const**, size_t*))(env, &devs, &n));
+	if (e) return e;
+	*out = NULL; *mem = NULL; *count = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char* name = FN(I_EpDevice_EpName, const char* (*)(const OrtEpDevice*))(devs[i]);
+		const OrtHardwareDevice* hw = FN(I_EpDevice_Device, const OrtHardwareDevice* (*)(const OrtEpDevice*))(devs[i]);
+		if (!name || !tdb_has_word(name, ep) || !hw) continue;
+		if (FN(I_HardwareDevice_Type, int (*)(const OrtHardwareDevice*))(hw) != 1) continue;
+		if (*count == index) {
+			*out = devs[i];
+			*mem = FN(I_EpDevice_MemoryInfo, const OrtMemoryInfo* (*)(const OrtEpDevice*, int))(devs[i], 0);
+		}
+		(*count)++;
+	}
+	return NULL;
+}
+
+static char* tdb_append_ep_device(OrtSessionOptions* so, OrtEnv* env, const OrtEpDevice* dev,
+		const char* const* keys, const char* const* vals, size_t n) {
+	return tdb_err(FN(I_SessionOptionsAppendExecutionProvider_V2, OrtStatus* (*)(OrtSessionOptions*, OrtEnv*,
+		const OrtEpDevice* const*, size_t, const char* const*, const char* const*, size_t))(so, env, &dev, 1, keys, vals, n));
+}
+
 static char* tdb_create_run_options(OrtRunOptions** out) {
 	return tdb_err(FN(I_CreateRunOptions, OrtStatus* (*)(OrtRunOptions**))(out));
 }
@@ -250,7 +308,9 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"os"
 	goruntime "runtime"
+	"strings"
 	"sync/atomic"
 	"unsafe"
 
@@ -270,6 +330,25 @@ func cerr(e *C.char) error {
 
 var theEnv *C.OrtEnv
 
+// EnvLog names the variable that sets ONNX Runtime's log level: verbose,
+// info, warning or error (the default).
+const EnvLog = "ONNX_TDB_ORT_LOG"
+
+// logLevel is ORT's logging level (OrtLoggingLevel) from $ONNX_TDB_ORT_LOG.
+func logLevel() int {
+	switch strings.ToLower(os.Getenv(EnvLog)) {
+	case "verbose":
+		return 0
+	case "info":
+		return 1
+	case "warning":
+		return 2
+	case "fatal":
+		return 4
+	}
+	return 3
+}
+
 // initShim binds the OrtApi table and creates the process-wide environment
 // with one global thread pool of the given size. It runs before
 // onnxruntime_go's InitializeEnvironment, whose CreateEnv then returns the
@@ -285,7 +364,7 @@ func initShim(path string, threads int, spin bool) error {
 	if spin {
 		s = 1
 	}
-	if err := cerr(C.tdb_create_env(C.int(threads), C.int(s), &theEnv)); err != nil {
+	if err := cerr(C.tdb_create_env(C.int(threads), C.int(s), C.int(logLevel()), &theEnv)); err != nil {
 		return fmt.Errorf("create onnxruntime environment: %w", err)
 	}
 	return nil
@@ -341,15 +420,15 @@ type csession struct {
 	// dev, when set, describes the CUDA device's memory, and outDev[i]
 	// says output i stays there (runs then go through an IO binding).
 	dev    *C.OrtMemoryInfo
+	ownDev bool // dev was created for this session (else it is the provider's)
 	outDev []C.int
 }
 
-// keepOnDevice makes the outputs marked in onDev stay in the memory of the
-// device (ORT's memory name, "Cuda", and ordinal): only a later session
-// reads them, so they need not cross to the host and back. Outputs not
-// marked (and every output of a session with none marked) are returned in
-// CPU memory as before.
-func (cs *csession) keepOnDevice(mem string, id int, onDev []bool) error {
+// keepOnDevice makes the outputs marked in onDev stay in the device's
+// memory: only a later session reads them, so they need not cross to the
+// host and back. Outputs not marked (and every output of a session with
+// none marked) are returned in CPU memory as before.
+func (cs *csession) keepOnDevice(dm deviceMemory, onDev []bool) error {
 	any := false
 	for _, d := range onDev {
 		any = any || d
@@ -360,10 +439,15 @@ func (cs *csession) keepOnDevice(mem string, id int, onDev []bool) error {
 	if len(onDev) != len(cs.outNames) {
 		return fmt.Errorf("device placement for %d outputs, session has %d", len(onDev), len(cs.outNames))
 	}
-	cmem := C.CString(mem)
-	defer C.free(unsafe.Pointer(cmem))
-	if err := cerr(C.tdb_memory_info(cmem, C.int(id), &cs.dev)); err != nil {
-		return fmt.Errorf("%s memory info: %w", mem, err)
+	if dm.info != nil {
+		cs.dev = dm.info
+	} else {
+		cname := C.CString(dm.name)
+		defer C.free(unsafe.Pointer(cname))
+		if err := cerr(C.tdb_memory_info(cname, C.int(dm.id), &cs.dev)); err != nil {
+			return fmt.Errorf("%s memory info: %w", dm.name, err)
+		}
+		cs.ownDev = true
 	}
 	cs.outDev = make([]C.int, len(onDev))
 	for i, d := range onDev {
@@ -416,10 +500,10 @@ func (cs *csession) release() {
 		C.free(unsafe.Pointer(p))
 	}
 	cs.inNames, cs.outNames = nil, nil
-	if cs.dev != nil {
+	if cs.dev != nil && cs.ownDev {
 		C.tdb_release_memory_info(cs.dev)
-		cs.dev = nil
 	}
+	cs.dev = nil
 }
 
 // runOptions lets a run be stopped from another goroutine.
@@ -672,4 +756,62 @@ func (v *value) bools() []bool {
 		return []bool{}
 	}
 	return unsafe.Slice((*bool)(v.data), v.n)
+}
+
+// deviceMemory is where segment outputs kept on a device live: a provider's
+// memory description (info, borrowed from its device), or one made by name
+// ("Cuda" or "Cpu", and the ordinal).
+type deviceMemory struct {
+	info *C.OrtMemoryInfo
+	name string
+	id   int
+}
+
+// epDevice is an execution provider's device offered by the environment.
+type epDevice struct {
+	d   *C.OrtEpDevice
+	mem *C.OrtMemoryInfo // its device memory; nil where it uses CPU memory
+}
+
+// registerEPLibrary loads a plugin execution provider library under name.
+func registerEPLibrary(name, path string) error {
+	cname, cpath := C.CString(name), C.CString(path)
+	defer C.free(unsafe.Pointer(cname))
+	defer C.free(unsafe.Pointer(cpath))
+	return cerr(C.tdb_register_ep_library(theEnv, cname, cpath))
+}
+
+// findEPDevice returns the index-th GPU device of a provider whose name
+// contains ep, and how many there are.
+func findEPDevice(ep string, index int) (*epDevice, int, error) {
+	cep := C.CString(ep)
+	defer C.free(unsafe.Pointer(cep))
+	var d *C.OrtEpDevice
+	var mem *C.OrtMemoryInfo
+	var n C.int
+	if err := cerr(C.tdb_find_ep_device(theEnv, cep, C.int(index), &d, &mem, &n)); err != nil {
+		return nil, 0, err
+	}
+	if d == nil {
+		return nil, int(n), nil
+	}
+	return &epDevice{d: d, mem: mem}, int(n), nil
+}
+
+// appendEPDevice adds the provider of dev to the session options, with
+// provider options.
+func appendEPDevice(so *ort.SessionOptions, dev *epDevice, opts map[string]string) error {
+	n := len(opts)
+	keys := (*[1 << 10]*C.char)(C.malloc(C.size_t(max(n, 1)) * C.size_t(unsafe.Sizeof(uintptr(0)))))[:max(n, 1):max(n, 1)]
+	vals := (*[1 << 10]*C.char)(C.malloc(C.size_t(max(n, 1)) * C.size_t(unsafe.Sizeof(uintptr(0)))))[:max(n, 1):max(n, 1)]
+	defer C.free(unsafe.Pointer(&keys[0]))
+	defer C.free(unsafe.Pointer(&vals[0]))
+	i := 0
+	for k, v := range opts {
+		keys[i], vals[i] = C.CString(k), C.CString(v)
+		defer C.free(unsafe.Pointer(keys[i]))
+		defer C.free(unsafe.Pointer(vals[i]))
+		i++
+	}
+	return cerr(C.tdb_append_ep_device(sessionOptionsPtr(so), theEnv, dev.d, &keys[0], &vals[0], C.size_t(n)))
 }

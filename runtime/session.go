@@ -73,16 +73,20 @@ type Options struct {
 // (tests use it to exercise the CUDA engine's placement without a GPU).
 var bindOnCPU = false
 
-// deviceMemory is the ORT memory name that segment outputs read only by
-// later segments are kept in, or "" where outputs all come back to the host.
-func (o Options) deviceMemory() string {
+// deviceMemory is where segment outputs read only by later segments are
+// kept; ok is false where outputs all come back to the host.
+func (o Options) deviceMemory() (dm deviceMemory, ok bool) {
 	switch {
 	case o.Device == CUDA:
-		return "Cuda"
+		if dev, plugin := cudaPluginMemory(o.DeviceID); plugin {
+			// A provider that works in CPU memory has nothing to keep.
+			return deviceMemory{info: dev.mem}, dev.mem != nil
+		}
+		return deviceMemory{name: "Cuda", id: o.DeviceID}, true
 	case bindOnCPU:
-		return "Cpu"
+		return deviceMemory{name: "Cpu"}, true
 	}
-	return ""
+	return deviceMemory{}, false
 }
 
 func (o Options) threads() int {
@@ -166,25 +170,6 @@ func (o Options) sessionOptions(dir string, tag string) (*ort.SessionOptions, er
 		}
 	}
 	return so, nil
-}
-
-func appendCUDA(so *ort.SessionOptions, id int) error {
-	co, err := ort.NewCUDAProviderOptions()
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrCUDAUnavailable, err)
-	}
-	defer co.Destroy()
-	// TF32 off: float32 matrix products at full precision, as on the CPU
-	// (ORT's CUDA provider turns TF32 on by default, ~1e-3 relative error).
-	if err := co.Update(map[string]string{"device_id": fmt.Sprint(id), "use_tf32": "0"}); err != nil {
-		return fmt.Errorf("%w: %v", ErrCUDAUnavailable, err)
-	}
-	if err := so.AppendExecutionProviderCUDA(co); err != nil {
-		lib, ver := Library()
-		return fmt.Errorf("%w: onnxruntime %s at %s could not add the CUDA provider (it needs libonnxruntime_providers_cuda.so beside it, an NVIDIA driver and the CUDA 12/13 runtime libraries it was built for): %v",
-			ErrCUDAUnavailable, ver, lib, err)
-	}
-	return nil
 }
 
 // session is one ORT session over one graph segment.

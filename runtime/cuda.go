@@ -1,0 +1,128 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// The CUDA provider comes two ways. GPU builds of ONNX Runtime (the official
+// onnxruntime-linux-x64-gpu packages) have it compiled into the core, which
+// loads libonnxruntime_providers_cuda.so itself; CPU cores take it as a plugin
+// library (one exporting CreateEpFactories), registered with the environment.
+// appendCUDA tries the first and falls back to the second.
+
+// EnvCUDAProvider names the variable that points at a plugin CUDA provider
+// library, where it is not libonnxruntime_providers_cuda.so beside the
+// ONNX Runtime library.
+const EnvCUDAProvider = "ONNX_TDB_CUDA_PROVIDER"
+
+// cudaOptions are the provider options of every CUDA session. TF32 is off:
+// float32 matrix products at full precision, as on the CPU (the provider
+// turns TF32 on by default, ~1e-3 relative error).
+func cudaOptions(id int) map[string]string {
+	return map[string]string{"device_id": fmt.Sprint(id), "use_tf32": "0"}
+}
+
+func appendCUDA(so *ort.SessionOptions, id int) error {
+	err := appendCUDABuiltIn(so, id)
+	if err == nil || !strings.Contains(err.Error(), "not enabled in this build") {
+		return err
+	}
+	dev, perr := cudaPluginDevice(id)
+	if perr != nil {
+		return fmt.Errorf("%w: %v", ErrCUDAUnavailable, perr)
+	}
+	opts := cudaOptions(id)
+	delete(opts, "device_id") // the device is the one chosen
+	if err := appendEPDevice(so, dev, opts); err != nil {
+		// A provider that takes no such options still runs; the golden
+		// tests on CUDA check that its float32 results stay exact.
+		if err2 := appendEPDevice(so, dev, nil); err2 != nil {
+			return fmt.Errorf("%w: add the CUDA plugin provider: %v", ErrCUDAUnavailable, err)
+		}
+	}
+	return nil
+}
+
+// appendCUDABuiltIn adds the CUDA provider of a GPU build.
+func appendCUDABuiltIn(so *ort.SessionOptions, id int) error {
+	co, err := ort.NewCUDAProviderOptions()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCUDAUnavailable, err)
+	}
+	defer co.Destroy()
+	if err := co.Update(cudaOptions(id)); err != nil {
+		return fmt.Errorf("%w: %v", ErrCUDAUnavailable, err)
+	}
+	if err := so.AppendExecutionProviderCUDA(co); err != nil {
+		lib, ver := Library()
+		return fmt.Errorf("%w: onnxruntime %s at %s could not add the CUDA provider (it needs libonnxruntime_providers_cuda.so beside it, an NVIDIA driver and the CUDA runtime libraries it was built for): %v",
+			ErrCUDAUnavailable, ver, lib, err)
+	}
+	return nil
+}
+
+var cudaPlugin struct {
+	sync.Mutex
+	done bool
+	path string
+	err  error
+}
+
+// cudaPluginDevice registers the plugin CUDA provider once per process and
+// returns CUDA device id as the environment offers it.
+func cudaPluginDevice(id int) (*epDevice, error) {
+	cudaPlugin.Lock()
+	defer cudaPlugin.Unlock()
+	if !cudaPlugin.done {
+		cudaPlugin.done = true
+		cudaPlugin.path, cudaPlugin.err = registerCUDAPlugin()
+	}
+	if cudaPlugin.err != nil {
+		return nil, cudaPlugin.err
+	}
+	dev, n, err := findEPDevice("cuda", id)
+	if err != nil {
+		return nil, fmt.Errorf("list devices of %s: %w", cudaPlugin.path, err)
+	}
+	if dev == nil {
+		return nil, fmt.Errorf("CUDA provider %s offers %d GPU devices, no device %d (is the NVIDIA driver there?)", cudaPlugin.path, n, id)
+	}
+	return dev, nil
+}
+
+func registerCUDAPlugin() (string, error) {
+	lib, ver := Library()
+	path := os.Getenv(EnvCUDAProvider)
+	if path == "" {
+		path = filepath.Join(filepath.Dir(lib), "libonnxruntime_providers_cuda.so")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return path, fmt.Errorf("onnxruntime %s at %s has no CUDA compiled in, and there is no CUDA provider library at %s: install a GPU build of ONNX Runtime, or set %s to a plugin CUDA provider library of the same version", ver, lib, path, EnvCUDAProvider)
+	}
+	if err := registerEPLibrary("CUDA", path); err != nil {
+		return path, fmt.Errorf("load CUDA provider %s (it needs an NVIDIA driver and the CUDA runtime libraries it was built for on the library path): %w", path, err)
+	}
+	return path, nil
+}
+
+// cudaPluginMemory reports whether CUDA sessions run on the plugin provider,
+// and its device's memory.
+func cudaPluginMemory(id int) (*epDevice, bool) {
+	cudaPlugin.Lock()
+	ok := cudaPlugin.done && cudaPlugin.err == nil
+	cudaPlugin.Unlock()
+	if !ok {
+		return nil, false
+	}
+	dev, _, err := findEPDevice("cuda", id)
+	if err != nil || dev == nil {
+		return nil, false
+	}
+	return dev, true
+}
