@@ -28,14 +28,16 @@ func cudaOptions(id int) map[string]string {
 	return map[string]string{"device_id": fmt.Sprint(id), "use_tf32": "0"}
 }
 
-func appendCUDA(so *ort.SessionOptions, id int) error {
-	err := appendCUDABuiltIn(so, id)
+// appendCUDA adds the CUDA provider to the session options; plugin says
+// it is the plugin library's.
+func appendCUDA(so *ort.SessionOptions, id int) (plugin bool, err error) {
+	err = appendCUDABuiltIn(so, id)
 	if err == nil || !strings.Contains(err.Error(), "not enabled in this build") {
-		return err
+		return false, err
 	}
 	dev, perr := cudaPluginDevice(id)
 	if perr != nil {
-		return fmt.Errorf("%w: %v", ErrCUDAUnavailable, perr)
+		return true, fmt.Errorf("%w: %v", ErrCUDAUnavailable, perr)
 	}
 	opts := cudaOptions(id)
 	delete(opts, "device_id") // the device is the one chosen
@@ -43,10 +45,10 @@ func appendCUDA(so *ort.SessionOptions, id int) error {
 		// A provider that takes no such options still runs; the golden
 		// tests on CUDA check that its float32 results stay exact.
 		if err2 := appendEPDevice(so, dev, nil); err2 != nil {
-			return fmt.Errorf("%w: add the CUDA plugin provider: %v", ErrCUDAUnavailable, err)
+			return true, fmt.Errorf("%w: add the CUDA plugin provider: %v", ErrCUDAUnavailable, err)
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // appendCUDABuiltIn adds the CUDA provider of a GPU build.

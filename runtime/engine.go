@@ -343,7 +343,7 @@ func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map
 			layers[s.Layer] = true
 		}
 	}
-	if len(layers) < 2 || len(e.g.Boundaries) == 0 {
+	if (len(layers) < 2 && !stageCuts()) || len(e.g.Boundaries) == 0 {
 		return cuts
 	}
 	order := map[string]int{}

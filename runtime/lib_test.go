@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	ort "github.com/yalue/onnxruntime_go"
 )
 
 func TestFindLibraryEnvMissingFile(t *testing.T) {
@@ -123,5 +125,34 @@ func TestParseDevice(t *testing.T) {
 	}
 	if _, _, err := ParseDevice("tpu"); err == nil {
 		t.Error("tpu accepted")
+	}
+}
+
+func TestGraphOptLevel(t *testing.T) {
+	for _, tc := range []struct {
+		env     string
+		disable bool
+		want    ort.GraphOptimizationLevel
+		bad     bool
+	}{
+		{"", false, ort.GraphOptimizationLevelEnableAll, false},
+		{"all", false, ort.GraphOptimizationLevelEnableAll, false},
+		{"Extended", false, ort.GraphOptimizationLevelEnableExtended, false},
+		{"basic", false, ort.GraphOptimizationLevelEnableBasic, false},
+		{"off", false, ort.GraphOptimizationLevelDisableAll, false},
+		{"", true, ort.GraphOptimizationLevelDisableAll, false},
+		{"fastest", false, 0, true},
+	} {
+		t.Setenv(EnvGraphOpt, tc.env)
+		got, err := Options{DisableOptimizations: tc.disable}.optLevel()
+		if tc.bad {
+			if err == nil || !strings.Contains(err.Error(), EnvGraphOpt) {
+				t.Errorf("%q: want an error naming %s, got %v", tc.env, EnvGraphOpt, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q (disable %v): got %v, %v; want %v", tc.env, tc.disable, got, err, tc.want)
+		}
 	}
 }

@@ -95,3 +95,38 @@ func TestDevicePlacementCUDA(t *testing.T) {
 		t.Logf("worst |cuda-cpu| %.2g", worst)
 	}
 }
+
+// TestStageCuts checks that ONNX_TDB_STAGE_CUTS=1 cuts a plan with no hook
+// at all at the residual boundaries (one session for the embedding, then one
+// per layer), and that the results do not change.
+func TestStageCuts(t *testing.T) {
+	run := func() ([]float32, int64) {
+		m, err := modelctx.Open(goldenmodel.Dir(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		before := runtime.SessionsCreated()
+		out, err := m.Forward(context.Background(), [][]int{{5, 6, 7, 8}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Logits.Data, runtime.SessionsCreated() - before
+	}
+	fused, n1 := run()
+	t.Setenv(runtime.EnvStageCuts, "1")
+	staged, n2 := run()
+	if n1 != 1 {
+		t.Errorf("fused plan made %d sessions, want 1", n1)
+	}
+	if want := int64(1 + 2); n2 != want { // embedding, then the golden model's 2 layers (the last with the final stage)
+		t.Errorf("stage-cut plan made %d sessions, want %d", n2, want)
+	}
+	maxAbs := 0.0
+	for _, v := range fused {
+		maxAbs = math.Max(maxAbs, math.Abs(float64(v)))
+	}
+	if _, fail := golden.Diff(staged, fused, golden.Tolerance(maxAbs)); fail != "" {
+		t.Fatalf("stage-cut plan differs: %s", fail)
+	}
+}
