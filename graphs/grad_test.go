@@ -272,6 +272,19 @@ func opCases() []opCase {
 		}, func(b *graphs.Builder, in []string) string {
 			return op(b, "Concat", in, graphs.AttrInt("axis", 1))
 		}},
+		{"Concat with an empty piece (empty KV cache)", []input{
+			{name: "past", shape: []int64{2, 0, 3}, dims: []string{"B", "P", "3"}, elem: onnxpb.TensorProto_DOUBLE, wrt: true},
+			{name: "new", shape: []int64{2, 3, 3}, dims: []string{"B", "T", "3"}, elem: onnxpb.TensorProto_DOUBLE, wrt: true},
+		}, func(b *graphs.Builder, in []string) string {
+			return op(b, "Concat", in, graphs.AttrInt("axis", 1))
+		}},
+		{"Concat static then symbolic", []input{
+			fIn("a", 2, 2, 3),
+			{name: "b", shape: []int64{2, 3, 3}, dims: []string{"B", "T", "3"}, elem: onnxpb.TensorProto_DOUBLE, wrt: true},
+			fIn("c", 2, 1, 3),
+		}, func(b *graphs.Builder, in []string) string {
+			return op(b, "Concat", in, graphs.AttrInt("axis", 1))
+		}},
 		{"Expand", []input{fIn("x", 3, 1)}, func(b *graphs.Builder, in []string) string {
 			return op(b, "Expand", []string{in[0], b.ConstI64("s", []int64{3}, 2, 3, 4)})
 		}},

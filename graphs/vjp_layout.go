@@ -2,7 +2,6 @@ package graphs
 
 import (
 	"fmt"
-	"math"
 	"strings"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
@@ -43,7 +42,7 @@ func vjpMatMul(v *vjp) ([]string, error) {
 			}
 			r := v.op("Gemm", []string{g2, b}, AttrInt("transB", 1))
 			if len(ysh) != 2 {
-				lead := v.op("Slice", []string{v.op("Shape", []string{g}), v.ints(0), v.ints(-1)})
+				lead := v.op("Shape", []string{g}, AttrInt("end", -1))
 				r = v.op("Reshape", []string{r, v.op("Concat", []string{lead, v.ints(K)}, AttrInt("axis", 0))})
 			}
 			out[0] = r
@@ -173,7 +172,11 @@ func vjpUnsqueeze(v *vjp) ([]string, error) {
 	return []string{v.op("Squeeze", []string{v.gy[0], v.ints(axes...)})}, nil
 }
 
-// vjpConcat slices the gradient back into the pieces.
+// vjpConcat gathers each piece's rows of the gradient back along the axis
+// (a Gather over the piece's index range, not a Slice: ONNX Runtime 1.29's
+// plugin CUDA provider crashes in Slice; nor a Split, which ONNX Runtime's
+// CPU kernel does not survive with an empty piece, such as an empty KV
+// cache).
 func vjpConcat(v *vjp) ([]string, error) {
 	ysh, err := v.shape(v.out(0))
 	if err != nil {
@@ -182,32 +185,38 @@ func vjpConcat(v *vjp) ([]string, error) {
 	axis := int64(normAxis(v.attrInt("axis", 0), len(ysh)))
 	ins := v.n.GetInput()
 	out := make([]string, len(ins))
-	start := v.ints(0)
-	staticStart, static := int64(0), true
+	var offset int64 // start of the piece while every size so far is known
+	var start string // else the start as an int64 scalar
+	one := v.d.b.ConstI64("", nil, 1)
 	for i, in := range ins {
 		ish, err := v.shape(in)
 		if err != nil {
 			return nil, err
 		}
-		size := ish[axis]
-		var end string
-		switch {
-		case i == len(ins)-1:
-			end = v.ints(math.MaxInt64)
-		case static && size.known():
-			end = v.ints(staticStart + size.N)
-		default:
-			dim := v.op("Slice", []string{v.op("Shape", []string{v.fwd(in)}), v.ints(axis), v.ints(axis + 1)})
-			end = v.op("Add", []string{start, dim})
-			static = false
+		d := ish[axis]
+		if start == "" && d.known() {
+			if v.want[i] {
+				idx := make([]int64, d.N)
+				for k := range idx {
+					idx[k] = offset + int64(k)
+				}
+				out[i] = v.op("Gather", []string{v.gy[0], v.d.b.ConstI64("", []int64{d.N}, idx...)}, AttrInt("axis", axis))
+			}
+			offset += d.N
+			continue
 		}
-		if v.want[i] {
-			out[i] = v.op("Slice", []string{v.gy[0], start, end, v.ints(axis)})
+		if start == "" {
+			start, one = v.d.b.ConstI64("", nil, offset), v.d.b.ConstI64("", nil, 1)
 		}
-		if static && size.known() {
-			staticStart += size.N
+		var size string
+		if d.known() {
+			size = v.d.b.ConstI64("", nil, d.N)
 		} else {
-			static = false
+			size = v.op("Squeeze", []string{v.op("Shape", []string{v.fwd(in)}, AttrInt("start", axis), AttrInt("end", axis+1)), v.ints(0)})
+		}
+		end := v.op("Add", []string{start, size})
+		if v.want[i] {
+			out[i] = v.op("Gather", []string{v.gy[0], v.op("Range", []string{start, end, one})}, AttrInt("axis", axis))
 		}
 		start = end
 	}
@@ -308,7 +317,6 @@ func vjpSlice(v *vjp) ([]string, error) {
 	for i := range begin {
 		begin[i], after[i] = v.ints(0), v.ints(0)
 	}
-	var dims string
 	for i, a := range axes {
 		ax := normAxis(a, r)
 		s, e := starts[i], ends[i]
@@ -322,10 +330,7 @@ func vjpSlice(v *vjp) ([]string, error) {
 			continue
 		}
 		static = false
-		if dims == "" {
-			dims = v.op("Shape", []string{v.fwd(v.in(0))})
-		}
-		D := v.op("Slice", []string{dims, v.ints(int64(ax)), v.ints(int64(ax) + 1)})
+		D := v.op("Shape", []string{v.fwd(v.in(0))}, AttrInt("start", int64(ax)), AttrInt("end", int64(ax)+1))
 		b := v.clampDyn(s, D)
 		en := v.op("Max", []string{v.clampDyn(e, D), b})
 		begin[ax], after[ax] = b, v.op("Sub", []string{D, en})
