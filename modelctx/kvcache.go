@@ -14,10 +14,11 @@ import (
 // every cached token plus the new one, and each row's real length so far
 // (prev_lens), from which the graph continues the positions.
 //
-// The cache is the present_k/present_v tensors of the last step, held in
-// Go memory ([B,Tk,D] per layer, unscaled and unsplit as the original's
-// KeyValueCache) and handed back as the next step's past_k/past_v without a
-// copy. The input tensors and their buffers are reused from step to step.
+// The cache is the present_k/present_v tensors of the last step ([B,Tk,D]
+// per layer, unscaled and unsplit as the original's KeyValueCache), kept
+// where ONNX Runtime left them (in GPU memory on CUDA) and fed back as the
+// next step's past_k/past_v without a copy. The input tensors and their
+// buffers are reused from step to step.
 type kvStepper struct {
 	t      *Transformer
 	B, T0  int
@@ -30,9 +31,12 @@ type kvStepper struct {
 	tokIn  *runtime.Tensor
 	padIn  *runtime.Tensor
 	prevIn *runtime.Tensor
-	past   []*runtime.Tensor // per KVCache entry: K then V
-	outs   []string          // logits, then present K, V per KVCache entry
-	last   []float32         // [B,V] when the step had T > 1
+	past   []*runtime.Tensor // first step: empty past K then V per KVCache entry
+	cache  *runtime.Result   // the last step's kept present K/V
+	vals   map[string]*runtime.Value
+	outs   []string // logits, then present K, V per KVCache entry
+	keep   []string // present K, V per KVCache entry
+	last   []float32 // [B,V] when the step had T > 1
 }
 
 func newKVStepper(t *Transformer, rows [][]int, numTokens int) *kvStepper {
@@ -71,8 +75,14 @@ func newKVStepper(t *Transformer, rows [][]int, numTokens int) *kvStepper {
 			s.in[name] = p
 		}
 		s.outs = append(s.outs, kv.PresentK, kv.PresentV)
+		s.keep = append(s.keep, kv.PresentK, kv.PresentV)
 	}
 	return s
+}
+
+func (s *kvStepper) close() {
+	s.cache.Close()
+	s.cache = nil
 }
 
 func (s *kvStepper) step(ctx context.Context, fed []int, hs []*hooks.Hooks) ([]float32, int, error) {
@@ -97,19 +107,29 @@ func (s *kvStepper) step(ctx context.Context, fed []int, hs []*hooks.Hooks) ([]f
 			s.padIn.Shape[1], s.padIn.Bool = int64(tk), s.pad
 		}
 	}
-	res, err := s.t.eng.Run(ctx, runtime.Request{Inputs: s.in, Outputs: s.outs, Hooks: hooks.Snapshot(hs...)})
+	res, err := s.t.eng.RunKeep(ctx, runtime.Request{Inputs: s.in, Values: s.vals, Outputs: s.outs, Keep: s.keep, Hooks: hooks.Snapshot(hs...)})
 	if err != nil {
 		return nil, 0, err
 	}
+	// This step's inputs are done with: the past becomes the new cache.
+	s.cache.Close()
+	s.cache = res
+	if s.vals == nil {
+		s.vals = map[string]*runtime.Value{}
+		for _, kv := range s.t.man.KVCache {
+			delete(s.in, kv.PastK)
+			delete(s.in, kv.PastV)
+		}
+	}
 	tk := s.tk + T
-	for i, kv := range s.t.man.KVCache {
+	for _, kv := range s.t.man.KVCache {
 		for j, name := range []string{kv.PresentK, kv.PresentV} {
-			p := res[name]
-			if p == nil || len(p.Shape) != 3 || p.Shape[0] != int64(B) || p.Shape[1] != int64(tk) || p.Shape[2] != int64(kv.Width) {
-				return nil, 0, fmt.Errorf("kv cache %s: shape %v, want [%d %d %d]", name, shapeOf(p), B, tk, kv.Width)
+			p := res.Kept[name]
+			sh := p.Shape()
+			if p == nil || len(sh) != 3 || sh[0] != int64(B) || sh[1] != int64(tk) || sh[2] != int64(kv.Width) {
+				return nil, 0, fmt.Errorf("kv cache %s: shape %v, want [%d %d %d]", name, sh, B, tk, kv.Width)
 			}
-			past := s.past[2*i+j]
-			past.Shape[1], past.F32 = p.Shape[1], p.F32
+			s.vals[[]string{kv.PastK, kv.PastV}[j]] = p
 		}
 	}
 	// prev_lens counts the real tokens in the cache (pos[:,-1]+1 of the
@@ -126,7 +146,7 @@ func (s *kvStepper) step(ctx context.Context, fed []int, hs []*hooks.Hooks) ([]f
 		}
 	}
 	s.tk = tk
-	return lastPositions(res[s.t.man.Inputs.Logits], B, &s.last)
+	return lastPositions(res.Tensors[s.t.man.Inputs.Logits], B, &s.last)
 }
 
 func shapeOf(t *runtime.Tensor) []int64 {
@@ -164,6 +184,8 @@ type fullStepper struct {
 	rows [][]int
 	last []float32
 }
+
+func (s *fullStepper) close() {}
 
 func (s *fullStepper) step(ctx context.Context, fed []int, hs []*hooks.Hooks) ([]float32, int, error) {
 	for b, id := range fed {

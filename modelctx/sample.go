@@ -218,6 +218,7 @@ func (t *Transformer) Sample(ctx context.Context, p Prompts, opts ...SampleOptio
 	} else {
 		st = &fullStepper{t: t, rows: cloneRows(rows)}
 	}
+	defer st.close()
 	if err := s.run(ctx, st, len(rows)); err != nil {
 		return nil, fmt.Errorf("sample: %w", err)
 	}
@@ -277,6 +278,8 @@ type stepper interface {
 	// step, which runs the prompts) and returns the next-token logits of
 	// every row, [B*V] row-major, valid until the next call.
 	step(ctx context.Context, fed []int, hs []*hooks.Hooks) (logits []float32, V int, err error)
+	// close frees what the stepper holds between steps.
+	close()
 }
 
 // sampling is the state of one Sample call.

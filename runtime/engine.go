@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -145,6 +146,31 @@ type Request struct {
 	Inputs  map[string]*Tensor
 	Outputs []string   // graph tensors to return (e.g. "logits")
 	Hooks   *hooks.Set // may be nil
+	// Values are inputs already in ONNX Runtime's memory (outputs Kept by an
+	// earlier run, such as a KV cache), fed without a copy. They stay the
+	// caller's: the run neither changes nor closes them.
+	Values map[string]*Value
+	// Keep names outputs (among Outputs) to hand back as Values instead of
+	// copying them into Go: they stay where the run left them (in GPU memory
+	// on CUDA, where no hook touches them) until closed.
+	Keep []string
+}
+
+// Result is what RunKeep returns: the outputs copied into Go, and the kept
+// ones, which the caller must close.
+type Result struct {
+	Tensors map[string]*Tensor
+	Kept    map[string]*Value
+}
+
+// Close closes every kept value.
+func (r *Result) Close() {
+	if r == nil {
+		return
+	}
+	for _, v := range r.Kept {
+		v.Close()
+	}
 }
 
 // siteRef is a hooked site of a plan.
@@ -167,6 +193,7 @@ type plan struct {
 	lastUse  map[string]int   // last segment index that reads a tensor
 	lastSite map[string]int   // index of the last site that reads a tensor
 	outputs  map[string]bool  // requested outputs
+	keep     map[string]bool  // outputs handed back as values, not copied
 }
 
 func (p *plan) close() error {
@@ -177,10 +204,13 @@ func (p *plan) close() error {
 	return errors.Join(errs...)
 }
 
-func planKey(outputs []string, uses map[hooks.Site]hooks.Use) string {
+func planKey(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.Use) string {
 	var parts []string
 	for _, o := range outputs {
 		parts = append(parts, "out:"+o)
+	}
+	for o := range keep {
+		parts = append(parts, "keep:"+o)
 	}
 	for s, u := range uses {
 		parts = append(parts, fmt.Sprintf("%s=%d", s, u))
@@ -189,8 +219,8 @@ func planKey(outputs []string, uses map[hooks.Site]hooks.Use) string {
 	return strings.Join(parts, "|")
 }
 
-func (e *Engine) plan(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, error) {
-	key := planKey(outputs, uses)
+func (e *Engine) plan(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.Use) (*plan, error) {
+	key := planKey(outputs, keep, uses)
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -202,7 +232,7 @@ func (e *Engine) plan(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, e
 		e.plans[key] = slot
 	}
 	e.mu.Unlock()
-	slot.once.Do(func() { slot.p, slot.err = e.build(outputs, uses) })
+	slot.once.Do(func() { slot.p, slot.err = e.build(outputs, keep, uses) })
 	if slot.err != nil {
 		e.mu.Lock()
 		if e.plans != nil && e.plans[key] == slot {
@@ -214,9 +244,12 @@ func (e *Engine) plan(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, e
 }
 
 // build cuts the graph for one set of hooked sites and opens its sessions.
-func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, error) {
+func (e *Engine) build(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.Use) (*plan, error) {
 	sites := hooks.SitesInOrder(uses, e.g.NLayers)
-	p := &plan{outputs: map[string]bool{}, lastSite: map[string]int{}}
+	p := &plan{outputs: map[string]bool{}, keep: map[string]bool{}, lastSite: map[string]int{}}
+	for o := range keep {
+		p.keep[o] = true
+	}
 	var cuts, reads []string
 	cutSeen, readSeen := map[string]bool{}, map[string]bool{}
 	model := e.g.Model
@@ -251,6 +284,13 @@ func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, 
 			reads = append(reads, s.ref.Tensor)
 		}
 	}
+	// A written model input needs no cut: its hooks run before the first
+	// segment that reads it.
+	inputs := map[string]bool{}
+	for _, in := range model.GetGraph().GetInput() {
+		inputs[in.GetName()] = true
+	}
+	cuts = slices.DeleteFunc(cuts, func(c string) bool { return inputs[c] })
 	segs, err := graphs.Split(model, graphs.Spec{Outputs: outputs, Reads: reads, Cuts: cuts})
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
@@ -296,13 +336,19 @@ func (e *Engine) build(outputs []string, uses map[hooks.Site]hooks.Use) (*plan, 
 }
 
 // deviceOutputs says which of a segment's outputs may stay in GPU memory:
-// those only later segments read. Hooked tensors and requested outputs are
-// handed to Go, so they come back to the host.
+// those only later segments read, and kept outputs. Hooked tensors and the
+// other requested outputs are handed to Go, so they come back to the host.
 func (p *plan) deviceOutputs(outputs []string, siteTensor map[string]bool) []bool {
 	onDev := make([]bool, len(outputs))
 	for i, name := range outputs {
 		_, later := p.lastUse[name]
-		onDev[i] = later && !siteTensor[name] && !p.outputs[name]
+		switch {
+		case siteTensor[name]:
+		case p.keep[name]:
+			onDev[i] = true
+		default:
+			onDev[i] = later && !p.outputs[name]
+		}
 	}
 	return onDev
 }
@@ -371,25 +417,53 @@ func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map
 // runs the segments in order and calls the hooks between them in the
 // original's order, and returns the requested outputs, copied into Go memory.
 func (e *Engine) Run(ctx context.Context, req Request) (map[string]*Tensor, error) {
-	vals, release, err := e.forwardValues(ctx, req)
+	if len(req.Keep) > 0 {
+		return nil, fmt.Errorf("%w: Run copies every output; use RunKeep to keep some", ErrInput)
+	}
+	res, err := e.RunKeep(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return res.Tensors, nil
+}
+
+// RunKeep is Run that hands the outputs named in req.Keep back as Values,
+// without copying them.
+func (e *Engine) RunKeep(ctx context.Context, req Request) (*Result, error) {
+	keep := map[string]bool{}
+	for _, name := range req.Keep {
+		if !slices.Contains(req.Outputs, name) {
+			return nil, fmt.Errorf("%w: kept output %s is not among the outputs", ErrInput, name)
+		}
+		keep[name] = true
+	}
+	vals, release, err := e.forwardValues(ctx, req, keep)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	out := make(map[string]*Tensor, len(vals))
+	res := &Result{Tensors: make(map[string]*Tensor, len(vals)), Kept: map[string]*Value{}}
 	for name, v := range vals {
+		if keep[name] {
+			res.Kept[name] = &Value{v: v}
+			continue
+		}
 		t, err := fromValue(v)
 		if err != nil {
+			res.Close()
 			return nil, fmt.Errorf("output %s: %w", name, err)
 		}
-		out[name] = t
+		res.Tensors[name] = t
 	}
-	return out, nil
+	return res, nil
 }
 
 // forwardValues runs a forward pass and hands back the requested outputs as
 // the run's own values, without copying them; they stay valid until release.
-func (e *Engine) forwardValues(ctx context.Context, req Request) (map[string]*value, func(), error) {
+//
+// Outputs named in keep are detached from the run: release leaves them to
+// the caller, and on CUDA they may stay in GPU memory.
+func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string]bool) (map[string]*value, func(), error) {
 	hs := req.Hooks
 	if hs == nil {
 		hs = hooks.Snapshot()
@@ -398,7 +472,7 @@ func (e *Engine) forwardValues(ctx context.Context, req Request) (map[string]*va
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := e.plan(req.Outputs, uses)
+	p, err := e.plan(req.Outputs, keep, uses)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -417,6 +491,16 @@ func (e *Engine) forwardValues(ctx context.Context, req Request) (map[string]*va
 		x.own(v)
 		x.vals[name] = v
 	}
+	for name, v := range req.Values {
+		if _, dup := req.Inputs[name]; dup {
+			return nil, nil, fmt.Errorf("%w: input %s given both as a tensor and as a value", ErrInput, name)
+		}
+		if v == nil || v.v == nil || v.v.v == nil {
+			return nil, nil, fmt.Errorf("%w: input %s: closed value", ErrInput, name)
+		}
+		x.vals[name] = v.v
+		x.borrowed[v.v] = true
+	}
 	ro, done, err := cancelOnDone(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -432,20 +516,26 @@ func (e *Engine) forwardValues(ctx context.Context, req Request) (map[string]*va
 		return nil, nil, err
 	}
 	out := make(map[string]*value, len(req.Outputs))
-	keep := map[*value]bool{}
+	keepVal := map[*value]bool{}
 	for _, name := range req.Outputs {
 		v, ok := x.vals[name]
 		if !ok {
 			return nil, nil, fmt.Errorf("output %s was not computed", name)
 		}
+		if x.borrowed[v] && keep[name] {
+			return nil, nil, fmt.Errorf("%w: kept output %s is an input value", ErrInput, name)
+		}
 		out[name] = v
-		keep[v] = true
+		keepVal[v] = true
 	}
 	// Free the rest now (release is idempotent, so x.release stays safe).
 	for _, v := range x.vals {
-		if !keep[v] {
+		if !keepVal[v] && !x.borrowed[v] {
 			v.release()
 		}
+	}
+	for name := range keep {
+		x.detach(out[name])
 	}
 	kept = true
 	return out, x.release, nil

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs"
@@ -184,5 +186,99 @@ func TestSessionOptionsLayout(t *testing.T) {
 	}
 	if ok, err := so.HasSessionConfigEntry("session.use_env_allocators"); err != nil || !ok {
 		t.Fatalf("config entry lost: %v %v", ok, err)
+	}
+}
+
+// plusOneGraph is z = x + 1 over x [B,T,3], with resid.post_emb at x itself
+// (a hook point on a model input).
+func plusOneGraph() *Graph {
+	b := graphs.NewBuilder("plus1")
+	x := b.Input("x", graphs.Float, "B", "T", "3")
+	z := b.Op("Add", "z", []string{x, b.ConstF32("one", nil, 1)})
+	b.Output(z, graphs.Float, "B", "T", "3")
+	return &Graph{Model: b.Model(), Points: map[hooks.Site]PointRef{{Point: hooks.ResidPostEmb, Layer: -1}: {Tensor: x}}, NLayers: 1}
+}
+
+func TestEngineKeptValues(t *testing.T) {
+	ctx := context.Background()
+	e, err := NewEngine(tinyGraph(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	in := map[string]*Tensor{"x": {Shape: []int64{1, 2, 2}, F32: []float32{1, 0, 0, 1}}}
+	want := []float32{22, 44, 66, 28, 50, 72}
+
+	// A kept output is the same tensor Run would copy out.
+	res, err := e.RunKeep(ctx, Request{Inputs: in, Outputs: []string{"y"}, Keep: []string{"y"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := res.Kept["y"]
+	if y == nil || len(res.Tensors) != 0 || fmt.Sprint(y.Shape()) != "[1 2 3]" || y.OnDevice() {
+		t.Fatalf("kept %v (shape %v), copied %v", y, y.Shape(), res.Tensors)
+	}
+	got, err := y.Tensor()
+	if err != nil || !slices.Equal(got.F32, want) {
+		t.Fatalf("kept y = %v, %v; want %v", got, err, want)
+	}
+
+	// Fed to another model without a copy; a writing hook at that input
+	// edits its own copy, never the caller's value.
+	e2, err := NewEngine(plusOneGraph(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Close()
+	h := hooks.New()
+	h.Add(hooks.ResidPostEmb, func(_ *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
+		for i := range x.Data {
+			x.Data[i] += 100
+		}
+		return x, nil
+	})
+	for _, hs := range []*hooks.Set{nil, hooks.Snapshot(h)} {
+		out, err := e2.Run(ctx, Request{Values: map[string]*Value{"x": y}, Outputs: []string{"z"}, Hooks: hs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		add := float32(1)
+		if hs != nil {
+			add = 101
+		}
+		for i, v := range out["z"].F32 {
+			if v != want[i]+add {
+				t.Fatalf("z = %v, want y+%v", out["z"].F32, add)
+			}
+		}
+		if again, _ := y.Tensor(); !slices.Equal(again.F32, want) {
+			t.Fatalf("the run changed the caller's value: %v", again.F32)
+		}
+	}
+	y.Close()
+	y.Close() // harmless
+	if _, err := y.Tensor(); err == nil {
+		t.Fatal("a closed value gave a tensor")
+	}
+	if _, err := e2.Run(ctx, Request{Values: map[string]*Value{"x": y}, Outputs: []string{"z"}}); !errors.Is(err, ErrInput) {
+		t.Fatalf("closed value fed: %v", err)
+	}
+
+	// Misuse is an ErrInput.
+	res2, err := e.RunKeep(ctx, Request{Inputs: in, Outputs: []string{"y"}, Keep: []string{"y"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res2.Close()
+	for name, req := range map[string]Request{
+		"keep outside outputs": {Inputs: in, Outputs: []string{"y"}, Keep: []string{"h"}},
+		"tensor and value":     {Inputs: in, Values: map[string]*Value{"x": res2.Kept["y"]}, Outputs: []string{"y"}},
+	} {
+		if _, err := e.RunKeep(ctx, req); !errors.Is(err, ErrInput) {
+			t.Errorf("%s: got %v, want ErrInput", name, err)
+		}
+	}
+	if _, err := e.Run(ctx, Request{Inputs: in, Outputs: []string{"y"}, Keep: []string{"y"}}); !errors.Is(err, ErrInput) {
+		t.Errorf("Run with Keep: got %v, want ErrInput", err)
 	}
 }

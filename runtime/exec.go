@@ -16,15 +16,27 @@ type execution struct {
 	ro     *runOptions
 	vals   map[string]*value
 	owned  []*value
+	// borrowed are the caller's input values: read, never released.
+	borrowed map[*value]bool
 	next   int    // next segment to run
 	called []bool // sites whose hooks have run
 }
 
 func newExec(p *plan, hs *hooks.Set) *execution {
-	return &execution{p: p, hs: hs, vals: map[string]*value{}, called: make([]bool, len(p.sites))}
+	return &execution{p: p, hs: hs, vals: map[string]*value{}, borrowed: map[*value]bool{}, called: make([]bool, len(p.sites))}
 }
 
 func (x *execution) own(v *value) { x.owned = append(x.owned, v) }
+
+// detach hands an owned value over to the caller.
+func (x *execution) detach(v *value) {
+	for i, o := range x.owned {
+		if o == v {
+			x.owned = append(x.owned[:i], x.owned[i+1:]...)
+			return
+		}
+	}
+}
 
 func (x *execution) release() {
 	releaseAll(x.owned)
@@ -76,7 +88,7 @@ func (x *execution) runSegment(ctx context.Context) error {
 // no site whose hooks have yet to run, not a requested output.
 func (x *execution) maybeRelease(name string) {
 	v, ok := x.vals[name]
-	if !ok || x.p.outputs[name] || x.p.lastUse[name] >= x.next {
+	if !ok || x.p.outputs[name] || x.p.lastUse[name] >= x.next || x.borrowed[v] {
 		return
 	}
 	if i, isSite := x.p.lastSite[name]; isSite && !x.called[i] {
@@ -137,6 +149,18 @@ func (x *execution) callOnce(i int) error {
 // puts what they return in its place.
 func (x *execution) callSite(s siteRef) error {
 	v := x.vals[s.ref.Tensor]
+	if x.borrowed[v] && s.write && !v.dev {
+		// A caller's input value: the hooks edit a copy of it.
+		t, err := fromValue(v)
+		if err != nil {
+			return fmt.Errorf("hook point %s: %w", s.site, err)
+		}
+		if v, err = toValue(t); err != nil {
+			return fmt.Errorf("hook point %s: %w", s.site, err)
+		}
+		x.own(v)
+		x.vals[s.ref.Tensor] = v
+	}
 	if v.dev {
 		return fmt.Errorf("hook point %s: tensor %s: %w", s.site, s.ref.Tensor, errOnDevice)
 	}
@@ -155,7 +179,7 @@ func (x *execution) callSite(s siteRef) error {
 	}
 	// A read-only site whose value later segments also read: observers get
 	// a copy, so they cannot change the pass.
-	shared := !s.write && perm == nil && (x.p.lastUse[s.ref.Tensor] >= x.next || x.p.outputs[s.ref.Tensor])
+	shared := !s.write && perm == nil && (x.p.lastUse[s.ref.Tensor] >= x.next || x.p.outputs[s.ref.Tensor] || x.borrowed[v])
 	out, err := x.hs.Call(s.site, ht, shared)
 	if err != nil {
 		return err

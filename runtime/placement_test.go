@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"slices"
@@ -128,5 +129,86 @@ func TestStageCuts(t *testing.T) {
 	}
 	if _, fail := golden.Diff(staged, fused, golden.Tolerance(maxAbs)); fail != "" {
 		t.Fatalf("stage-cut plan differs: %s", fail)
+	}
+}
+
+// sampleRun samples greedily from the golden model with the KV cache, a
+// writing hook at one layer on every step, and returns the tokens and every
+// step's logits as the logits hook saw them.
+func sampleRun(t *testing.T, dev runtime.Device) ([][]int, []float32) {
+	t.Helper()
+	m, err := modelctx.Open(goldenmodel.Dir(t), modelctx.WithDevice(dev, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	h := hooks.New()
+	h.Add(hooks.MLPPostAct, func(_ *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
+		for i := range x.Data {
+			x.Data[i] *= 0.75
+		}
+		return x, nil
+	}, hooks.AtLayers(1))
+	var logits []float32
+	h.Observe(hooks.Logits, func(_ *hooks.Context, x *hooks.Tensor) error {
+		logits = append(logits, x.Data...)
+		return nil
+	})
+	res, err := m.Sample(context.Background(), modelctx.TokenPrompts([]int{5, 6, 7, 8}, []int{9, 10}),
+		modelctx.WithNumTokens(6), modelctx.WithTemperature(0), modelctx.WithHooks(h))
+	if dev == runtime.CUDA && errors.Is(err, runtime.ErrCUDAUnavailable) {
+		t.Skipf("SKIP: no usable CUDA provider here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Tokens, logits
+}
+
+// TestKVCachePlacementOnCPU samples with the KV cache kept as the CUDA
+// engine keeps it (present K/V placed on the device, fed back as the next
+// step's past without a copy), CPU memory standing in for the GPU's.
+func TestKVCachePlacementOnCPU(t *testing.T) {
+	plainTok, plainLogits := sampleRun(t, runtime.CPU)
+	restore := runtime.BindOnCPU()
+	defer restore()
+	before := runtime.OutputsOnDevice()
+	tok, logits := sampleRun(t, runtime.CPU)
+	if runtime.OutputsOnDevice() == before {
+		t.Fatal("no output was placed on the device")
+	}
+	if !slices.Equal(plainLogits, logits) || fmt.Sprint(tok) != fmt.Sprint(plainTok) {
+		t.Fatalf("sampling with the cache on the device differs: tokens %v vs %v", tok, plainTok)
+	}
+	// With no hook the plan is one segment: only the kept cache can be
+	// placed on the device.
+	m, err := modelctx.Open(goldenmodel.Dir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	before = runtime.OutputsOnDevice()
+	if _, err := m.Sample(context.Background(), modelctx.TokenPrompts([]int{5, 6}), modelctx.WithNumTokens(3), modelctx.WithTemperature(0)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := runtime.OutputsOnDevice()-before, int64(2*2); got != want { // present K and V of 2 layers
+		t.Fatalf("%d outputs placed on the device, want the %d present K/V", got, want)
+	}
+}
+
+// TestKVCacheCUDA samples on the GPU, the cache kept there, and compares
+// with the CPU (it skips without a usable CUDA provider).
+func TestKVCacheCUDA(t *testing.T) {
+	gpuTok, gpuLogits := sampleRun(t, runtime.CUDA)
+	cpuTok, cpuLogits := sampleRun(t, runtime.CPU)
+	if fmt.Sprint(gpuTok) != fmt.Sprint(cpuTok) {
+		t.Fatalf("tokens on cuda %v, on cpu %v", gpuTok, cpuTok)
+	}
+	maxAbs := 0.0
+	for _, v := range cpuLogits {
+		maxAbs = math.Max(maxAbs, math.Abs(float64(v)))
+	}
+	if _, fail := golden.Diff(gpuLogits, cpuLogits, golden.Tolerance(maxAbs)); fail != "" {
+		t.Fatalf("cuda logits differ from cpu: %s", fail)
 	}
 }

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"unsafe"
 
@@ -118,4 +119,38 @@ func fromValue(v *value) (*Tensor, error) {
 		return nil, fmt.Errorf("unsupported output element type %d", v.elem)
 	}
 	return t, nil
+}
+
+// Value is a tensor kept in ONNX Runtime's memory (GPU memory on CUDA) by
+// RunKeep, to be fed to a later run through Request.Values without a copy.
+// Close it when done; a closed value cannot be fed again.
+type Value struct {
+	v *value
+}
+
+// Shape is the tensor's shape (nil once closed).
+func (v *Value) Shape() []int64 {
+	if v == nil || v.v == nil || v.v.v == nil {
+		return nil
+	}
+	return append([]int64(nil), v.v.shape...)
+}
+
+// OnDevice reports whether the tensor lives in GPU memory.
+func (v *Value) OnDevice() bool { return v != nil && v.v != nil && v.v.dev }
+
+// Tensor copies the value into Go memory (it fails for a tensor on the GPU).
+func (v *Value) Tensor() (*Tensor, error) {
+	if v == nil || v.v == nil || v.v.v == nil {
+		return nil, errors.New("closed value")
+	}
+	return fromValue(v.v)
+}
+
+// Close frees the tensor; closing twice is harmless.
+func (v *Value) Close() {
+	if v != nil && v.v != nil {
+		v.v.release()
+		v.v = nil
+	}
 }
