@@ -34,8 +34,8 @@ type kvStepper struct {
 	past   []*runtime.Tensor // first step: empty past K then V per KVCache entry
 	cache  *runtime.Result   // the last step's kept present K/V
 	vals   map[string]*runtime.Value
-	outs   []string // logits, then present K, V per KVCache entry
-	keep   []string // present K, V per KVCache entry
+	outs   []string  // logits, then present K, V per KVCache entry
+	keep   []string  // present K, V per KVCache entry
 	last   []float32 // [B,V] when the step had T > 1
 }
 

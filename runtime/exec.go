@@ -11,15 +11,15 @@ import (
 // stay in ONNX Runtime's memory: hooks see them without a copy, and the next
 // segment reads them as they are.
 type execution struct {
-	p      *plan
-	hs     *hooks.Set
-	ro     *runOptions
-	vals   map[string]*value
-	owned  []*value
+	p     *plan
+	hs    *hooks.Set
+	ro    *runOptions
+	vals  map[string]*value
+	owned []*value
 	// borrowed are the caller's input values: read, never released.
 	borrowed map[*value]bool
-	next   int    // next segment to run
-	called []bool // sites whose hooks have run
+	next     int    // next segment to run
+	called   []bool // sites whose hooks have run
 }
 
 func newExec(p *plan, hs *hooks.Set) *execution {
