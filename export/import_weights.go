@@ -58,7 +58,7 @@ func externalizeWeights(model *onnxpb.ModelProto, srcDir, dir string, sources ma
 		man.Weights.Tensors = append(man.Weights.Tensors, w)
 	}
 	man.Weights.File = WeightsFileName
-	man.Weights.Bytes = ww.off
+	man.Weights.Bytes = ww.Size()
 	if err := ww.close(); err != nil {
 		return fmt.Errorf("write weights: %w", err)
 	}

@@ -1,17 +1,15 @@
 package export
 
 import (
-	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"unsafe"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
+	"github.com/onnx-tdb/onnx-tdb/internal/atomicdir"
+	"github.com/onnx-tdb/onnx-tdb/internal/weightsfile"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -22,7 +20,7 @@ var ErrExists = errors.New("output folder exists")
 const WeightsFileName = "weights.bin"
 
 // Alignment of every tensor in the weights file (a page).
-const Alignment = 4096
+const Alignment = weightsfile.Alignment
 
 // Source gives a GPT-2 checkpoint's tensors by state-dict key.
 type Source interface {
@@ -41,9 +39,10 @@ type WriteOptions struct {
 	Whole     bool   // also write whole.onnx, the model as one graph
 }
 
-// atomicDir creates a temporary sibling of out, lets fill populate it, then
-// renames it into place. Nothing is left behind on failure.
-func atomicDir(out string, overwrite bool, fill func(tmp string) error) (err error) {
+// atomicDir writes out all at once (see internal/atomicdir): fill populates
+// a temporary sibling that is renamed into place. An existing folder is
+// replaced only when overwrite is set and it is an exported model.
+func atomicDir(out string, overwrite bool, fill func(tmp string) error) error {
 	out = filepath.Clean(out)
 	if _, err := os.Stat(out); err == nil {
 		if !overwrite {
@@ -53,97 +52,29 @@ func atomicDir(out string, overwrite bool, fill func(tmp string) error) (err err
 			return fmt.Errorf("%w: %s is not an exported model, refusing to replace it", ErrExists, out)
 		}
 	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
-	tmp := out + ".tmp-" + randomSuffix()
-	if err := os.Mkdir(tmp, 0o755); err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
-		}
-	}()
-	if err := fill(tmp); err != nil {
-		return err
-	}
-	if _, err := os.Stat(out); err == nil {
-		old := out + ".old-" + randomSuffix()
-		if err := os.Rename(out, old); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, out); err != nil {
-			os.Rename(old, out)
-			return err
-		}
-		return os.RemoveAll(old)
-	}
-	return os.Rename(tmp, out)
-}
-
-func randomSuffix() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return hex.EncodeToString(b)
+	return atomicdir.Write(out, fill, nil)
 }
 
 // weightWriter appends float32 tensors to the weights file at aligned offsets.
-type weightWriter struct {
-	f   *os.File
-	w   *bufio.Writer
-	off int64
-}
+type weightWriter struct{ *weightsfile.Writer }
 
 func newWeightWriter(path string) (*weightWriter, error) {
-	f, err := os.Create(path)
+	w, err := weightsfile.Create(path)
 	if err != nil {
 		return nil, err
 	}
-	return &weightWriter{f: f, w: bufio.NewWriterSize(f, 1<<20)}, nil
+	return &weightWriter{w}, nil
 }
 
 func (ww *weightWriter) add(data []float32) (offset, length int64, err error) {
-	if pad := (Alignment - ww.off%Alignment) % Alignment; pad > 0 {
-		if _, err := ww.w.Write(make([]byte, pad)); err != nil {
-			return 0, 0, err
-		}
-		ww.off += pad
-	}
-	offset = ww.off
-	length = int64(len(data)) * 4
-	if len(data) > 0 {
-		if _, err := ww.w.Write(f32Bytes(data)); err != nil {
-			return 0, 0, err
-		}
-	}
-	ww.off += length
-	return offset, length, nil
+	return ww.AppendBytes(f32Bytes(data))
 }
 
-func (ww *weightWriter) close() error {
-	err := ww.w.Flush()
-	if err == nil {
-		err = ww.f.Sync()
-	}
-	if cerr := ww.f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func (ww *weightWriter) close() error { return ww.Close() }
 
 // f32Bytes views float32 data as little-endian bytes (every platform Go and
-// ONNX Runtime share here is little-endian; checked in init).
-func f32Bytes(v []float32) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*4)
-}
-
-func init() {
-	x := uint16(1)
-	if *(*byte)(unsafe.Pointer(&x)) != 1 {
-		panic("onnx-tdb needs a little-endian machine")
-	}
-}
+// ONNX Runtime share here is little-endian; weightsfile checks).
+func f32Bytes(v []float32) []byte { return weightsfile.Bytes(v) }
 
 func transpose2D(v []float32, rows, cols int) []float32 {
 	out := make([]float32, len(v))
@@ -218,7 +149,7 @@ func WriteGPT2(src Source, out string, o WriteOptions) (*Manifest, error) {
 			})
 		}
 		man.Weights.File = WeightsFileName
-		man.Weights.Bytes = ww.off
+		man.Weights.Bytes = ww.Size()
 		if err := ww.close(); err != nil {
 			return fmt.Errorf("write weights: %w", err)
 		}

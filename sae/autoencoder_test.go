@@ -14,6 +14,7 @@ import (
 
 	"github.com/onnx-tdb/onnx-tdb/export/torchpt"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
+	"github.com/onnx-tdb/onnx-tdb/internal/weightsfile"
 )
 
 // reference computes encode_pre_act, encode and decode in float64 from the
@@ -328,7 +329,7 @@ func TestLoadConvertsOnce(t *testing.T) {
 	}
 	// Weights sit at page-aligned offsets.
 	for key, ref := range d.man.Tensors {
-		if ref.Offset%alignment != 0 {
+		if ref.Offset%weightsfile.Alignment != 0 {
 			t.Errorf("%s at offset %d", key, ref.Offset)
 		}
 	}

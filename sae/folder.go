@@ -1,17 +1,15 @@
 package sae
 
 import (
-	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"unsafe"
 
+	"github.com/onnx-tdb/onnx-tdb/internal/atomicdir"
+	"github.com/onnx-tdb/onnx-tdb/internal/weightsfile"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -23,7 +21,6 @@ const (
 	manifestName = "sae.json"
 	graphName    = "sae.onnx"
 	weightsName  = "weights.bin"
-	alignment    = 4096
 )
 
 type folderManifest struct {
@@ -61,40 +58,23 @@ func isConverted(dir string) bool {
 	return err == nil
 }
 
-// weightWriter appends tensors to weights.bin at page-aligned offsets.
+// weightWriter appends tensors to weights.bin and records where each went.
 type weightWriter struct {
-	f    *os.File
-	w    *bufio.Writer
-	off  int64
+	w    *weightsfile.Writer
 	refs map[string]weightRef
 }
 
 func newWeightWriter(path string) (*weightWriter, error) {
-	f, err := os.Create(path)
+	w, err := weightsfile.Create(path)
 	if err != nil {
 		return nil, err
 	}
-	return &weightWriter{f: f, w: bufio.NewWriterSize(f, 1<<20), refs: map[string]weightRef{}}, nil
-}
-
-func (ww *weightWriter) Write(p []byte) (int, error) {
-	n, err := ww.w.Write(p)
-	ww.off += int64(n)
-	return n, err
+	return &weightWriter{w: w, refs: map[string]weightRef{}}, nil
 }
 
 // put writes one tensor: fill writes its bytes, which must be exactly
 // numel(dims) elements of dtype.
 func (ww *weightWriter) put(name, dtype string, dims []int64, fill func(w io.Writer) error) error {
-	if pad := (alignment - ww.off%alignment) % alignment; pad > 0 {
-		if _, err := ww.Write(make([]byte, pad)); err != nil {
-			return err
-		}
-	}
-	start := ww.off
-	if err := fill(ww); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
 	want := int64(4)
 	if dtype == "int64" {
 		want = 8
@@ -102,37 +82,29 @@ func (ww *weightWriter) put(name, dtype string, dims []int64, fill func(w io.Wri
 	for _, d := range dims {
 		want *= d
 	}
-	if got := ww.off - start; got != want {
-		return fmt.Errorf("write %s: %d bytes, dims %v need %d", name, got, dims, want)
+	off, err := ww.w.Append(want, fill)
+	if err != nil {
+		return fmt.Errorf("write %s (dims %v): %w", name, dims, err)
 	}
-	ww.refs[name] = weightRef{Dims: dims, DType: dtype, Offset: start, Length: want}
+	ww.refs[name] = weightRef{Dims: dims, DType: dtype, Offset: off, Length: want}
 	return nil
 }
 
 func (ww *weightWriter) putF32(name string, dims []int64, v []float32) error {
 	return ww.put(name, "float32", dims, func(w io.Writer) error {
-		_, err := w.Write(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*4))
+		_, err := w.Write(weightsfile.Bytes(v))
 		return err
 	})
 }
 
 func (ww *weightWriter) putI64(name string, dims []int64, v []int64) error {
 	return ww.put(name, "int64", dims, func(w io.Writer) error {
-		_, err := w.Write(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*8))
+		_, err := w.Write(weightsfile.Bytes(v))
 		return err
 	})
 }
 
-func (ww *weightWriter) close() error {
-	err := ww.w.Flush()
-	if err == nil {
-		err = ww.f.Sync()
-	}
-	if cerr := ww.f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func (ww *weightWriter) close() error { return ww.w.Close() }
 
 // writeParams writes a converted folder's weights from Go memory.
 func writeParams(ww *weightWriter, p *params) error {
@@ -159,76 +131,44 @@ func writeParams(ww *weightWriter, p *params) error {
 // writeFolder makes a converted folder at out, atomically: it is filled
 // under a temporary name beside out and renamed when complete. fill writes
 // the weights; the graph and manifest are written from what it wrote. When
-// another writer completed out first, its folder is kept.
-func writeFolder(out string, m folderManifest, fill func(ww *weightWriter) error) (err error) {
-	out = filepath.Clean(out)
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
-	tmp := out + ".tmp-" + randomSuffix()
-	if err := os.Mkdir(tmp, 0o755); err != nil {
-		return err
-	}
-	defer func() {
+// another writer completed out first, its folder is kept; a stale folder
+// (older format, half-removed) is replaced.
+func writeFolder(out string, m folderManifest, fill func(ww *weightWriter) error) error {
+	return atomicdir.Write(out, func(tmp string) error {
+		ww, err := newWeightWriter(filepath.Join(tmp, weightsName))
 		if err != nil {
-			os.RemoveAll(tmp)
+			return err
 		}
-	}()
-	ww, err := newWeightWriter(filepath.Join(tmp, weightsName))
-	if err != nil {
-		return err
-	}
-	if err := fill(ww); err != nil {
-		ww.close()
-		return err
-	}
-	if err := ww.close(); err != nil {
-		return fmt.Errorf("write weights: %w", err)
-	}
-	m.Format, m.Graph, m.Weights, m.Tensors = folderFormat, graphName, weightsName, ww.refs
-	g, err := buildGraph(m.NInputs, m.NLatents, m.Activation, weightsName, ww.refs)
-	if err != nil {
-		return err
-	}
-	gb, err := proto.Marshal(g)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, graphName), gb, 0o644); err != nil {
-		return err
-	}
-	mb, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, manifestName), append(mb, '\n'), 0o644); err != nil {
-		return err
-	}
-	if _, statErr := os.Stat(out); statErr == nil {
+		if err := fill(ww); err != nil {
+			ww.close()
+			return err
+		}
+		if err := ww.close(); err != nil {
+			return fmt.Errorf("write weights: %w", err)
+		}
+		m.Format, m.Graph, m.Weights, m.Tensors = folderFormat, graphName, weightsName, ww.refs
+		g, err := buildGraph(m.NInputs, m.NLatents, m.Activation, weightsName, ww.refs)
+		if err != nil {
+			return err
+		}
+		gb, err := proto.Marshal(g)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(tmp, graphName), gb, 0o644); err != nil {
+			return err
+		}
+		mb, err := json.MarshalIndent(m, "", "  ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(tmp, manifestName), append(mb, '\n'), 0o644)
+	}, func(out string) atomicdir.Exists {
 		if isConverted(out) {
-			os.RemoveAll(tmp) // another process finished first
-			return nil
+			return atomicdir.Keep
 		}
-		// A stale folder (older format, or half-removed): move it aside.
-		old := out + ".old-" + randomSuffix()
-		if err := os.Rename(out, old); err == nil {
-			defer os.RemoveAll(old)
-		}
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		if isConverted(out) {
-			os.RemoveAll(tmp) // another process finished first
-			return nil
-		}
-		return err
-	}
-	return nil
-}
-
-func randomSuffix() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return hex.EncodeToString(b)
+		return atomicdir.Replace
+	})
 }
 
 // readF32 reads a float32 tensor of a converted folder into Go memory.
@@ -237,7 +177,7 @@ func readF32(dir string, ref weightRef) ([]float32, error) {
 		return nil, fmt.Errorf("tensor is %s, not float32", ref.DType)
 	}
 	v := make([]float32, ref.Length/4)
-	if err := readAt(dir, ref, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*4)); err != nil {
+	if err := readAt(dir, ref, weightsfile.Bytes(v)); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -248,7 +188,7 @@ func readI64(dir string, ref weightRef) ([]int64, error) {
 		return nil, fmt.Errorf("tensor is %s, not int64", ref.DType)
 	}
 	v := make([]int64, ref.Length/8)
-	if err := readAt(dir, ref, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*8)); err != nil {
+	if err := readAt(dir, ref, weightsfile.Bytes(v)); err != nil {
 		return nil, err
 	}
 	return v, nil
