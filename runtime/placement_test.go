@@ -22,17 +22,39 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// openGolden opens the golden model on dev, closed when the test ends.
+func openGolden(t *testing.T, dev runtime.Device) *modelctx.Transformer {
+	t.Helper()
+	m, err := modelctx.Open(goldenmodel.Dir(t), modelctx.WithDevice(dev, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// closeTo fails the test unless got matches want within the golden
+// tolerance.
+func closeTo(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	maxAbs := 0.0
+	for _, v := range want {
+		maxAbs = math.Max(maxAbs, math.Abs(float64(v)))
+	}
+	worst, fail := golden.Diff(got, want, golden.Tolerance(maxAbs))
+	if fail != "" {
+		t.Fatalf("%s: %s", what, fail)
+	}
+	t.Logf("%s: worst |diff| %.2g", what, worst)
+}
+
 // placementRun runs the golden model with a write at one layer and reads at
 // others, the kind of plan whose segments pass tensors no hook sees (the
 // residual stream past a cut, the stage boundaries). It returns the logits
 // followed by everything the observers saw.
 func placementRun(t *testing.T, dev runtime.Device) []float32 {
 	t.Helper()
-	m, err := modelctx.Open(goldenmodel.Dir(t), modelctx.WithDevice(dev, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openGolden(t, dev)
 	h := hooks.New()
 	h.Add(hooks.MLPPostAct, func(_ *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
 		out := x.Clone()
@@ -85,16 +107,7 @@ func TestDevicePlacementCUDA(t *testing.T) {
 	if runtime.OutputsOnDevice() == before {
 		t.Fatal("no segment output was kept on the GPU")
 	}
-	cpu := placementRun(t, runtime.CPU)
-	maxAbs := 0.0
-	for _, v := range cpu {
-		maxAbs = math.Max(maxAbs, math.Abs(float64(v)))
-	}
-	if worst, fail := golden.Diff(gpu, cpu, golden.Tolerance(maxAbs)); fail != "" {
-		t.Fatalf("cuda differs from cpu: %s", fail)
-	} else {
-		t.Logf("worst |cuda-cpu| %.2g", worst)
-	}
+	closeTo(t, "cuda against cpu", gpu, placementRun(t, runtime.CPU))
 }
 
 // TestStageCuts checks that ONNX_TDB_STAGE_CUTS=1 cuts a plan with no hook
@@ -102,11 +115,7 @@ func TestDevicePlacementCUDA(t *testing.T) {
 // per layer), and that the results do not change.
 func TestStageCuts(t *testing.T) {
 	run := func() ([]float32, int64) {
-		m, err := modelctx.Open(goldenmodel.Dir(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
+		m := openGolden(t, runtime.CPU)
 		before := runtime.SessionsCreated()
 		out, err := m.Forward(context.Background(), [][]int{{5, 6, 7, 8}})
 		if err != nil {
@@ -123,13 +132,7 @@ func TestStageCuts(t *testing.T) {
 	if want := int64(1 + 2); n2 != want { // embedding, then the golden model's 2 layers (the last with the final stage)
 		t.Errorf("stage-cut plan made %d sessions, want %d", n2, want)
 	}
-	maxAbs := 0.0
-	for _, v := range fused {
-		maxAbs = math.Max(maxAbs, math.Abs(float64(v)))
-	}
-	if _, fail := golden.Diff(staged, fused, golden.Tolerance(maxAbs)); fail != "" {
-		t.Fatalf("stage-cut plan differs: %s", fail)
-	}
+	closeTo(t, "stage-cut plan against the fused one", staged, fused)
 }
 
 // sampleRun samples greedily from the golden model with the KV cache, a
@@ -137,11 +140,7 @@ func TestStageCuts(t *testing.T) {
 // step's logits as the logits hook saw them.
 func sampleRun(t *testing.T, dev runtime.Device) ([][]int, []float32) {
 	t.Helper()
-	m, err := modelctx.Open(goldenmodel.Dir(t), modelctx.WithDevice(dev, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openGolden(t, dev)
 	h := hooks.New()
 	h.Add(hooks.MLPPostAct, func(_ *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
 		for i := range x.Data {
@@ -182,11 +181,7 @@ func TestKVCachePlacementOnCPU(t *testing.T) {
 	}
 	// With no hook the plan is one segment: only the kept cache can be
 	// placed on the device.
-	m, err := modelctx.Open(goldenmodel.Dir(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openGolden(t, runtime.CPU)
 	before = runtime.OutputsOnDevice()
 	if _, err := m.Sample(context.Background(), modelctx.TokenPrompts([]int{5, 6}), modelctx.WithNumTokens(3), modelctx.WithTemperature(0)); err != nil {
 		t.Fatal(err)
@@ -204,11 +199,5 @@ func TestKVCacheCUDA(t *testing.T) {
 	if fmt.Sprint(gpuTok) != fmt.Sprint(cpuTok) {
 		t.Fatalf("tokens on cuda %v, on cpu %v", gpuTok, cpuTok)
 	}
-	maxAbs := 0.0
-	for _, v := range cpuLogits {
-		maxAbs = math.Max(maxAbs, math.Abs(float64(v)))
-	}
-	if _, fail := golden.Diff(gpuLogits, cpuLogits, golden.Tolerance(maxAbs)); fail != "" {
-		t.Fatalf("cuda logits differ from cpu: %s", fail)
-	}
+	closeTo(t, "cuda logits against cpu", gpuLogits, cpuLogits)
 }
