@@ -233,7 +233,25 @@ const (
 // run: what the planner reads and what the executor calls.
 type Set struct {
 	entries []*entry
-	scratch []float32 // reused for observers' protective copies
+	scratch []float32   // reused for observers' protective copies
+	stash   map[any]any // values hooks keep for the rest of the run
+}
+
+// Stash keeps v under key for the rest of the run the set serves: a hook
+// that writes in the forward pass hands its VJP (see VJPOf) the forward
+// values it needs this way. Keys are compared with ==; use a key type of
+// your own.
+func (s *Set) Stash(key, v any) {
+	if s.stash == nil {
+		s.stash = map[any]any{}
+	}
+	s.stash[key] = v
+}
+
+// Stashed returns what Stash kept under key in this run.
+func (s *Set) Stashed(key any) (any, bool) {
+	v, ok := s.stash[key]
+	return v, ok
 }
 
 // Snapshot freezes the registrations of several hook sets, in order (the

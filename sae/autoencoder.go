@@ -34,7 +34,6 @@ import (
 
 	"github.com/onnx-tdb/onnx-tdb/export/fetch"
 	"github.com/onnx-tdb/onnx-tdb/export/torchpt"
-	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/runtime"
 )
@@ -269,7 +268,10 @@ func openFolder(dir, source string, o options, owned bool) (*Autoencoder, error)
 		}
 		return nil, fmt.Errorf("load sae: %w", err)
 	}
-	model, err := graphs.ReadModel(filepath.Join(dir, man.Graph))
+	// The graph is built anew from the manifest (sae.onnx is its copy for
+	// inspection), so folders converted before a graph output was added get
+	// it too.
+	model, err := buildGraph(man.NInputs, man.NLatents, man.Activation, man.Weights, man.Tensors)
 	if err != nil {
 		return nil, fmt.Errorf("load sae %s: %w", dir, err)
 	}
@@ -363,6 +365,42 @@ func (a *Autoencoder) EncodePreAct(ctx context.Context, x *hooks.Tensor, latents
 		return nil, fmt.Errorf("sae encode_pre_act: %w", err)
 	}
 	return out, nil
+}
+
+// DecodeVJP is the vector-Jacobian product of Decode: for g = d(loss)/d(the
+// reconstruction) [..., n] it returns d(loss)/d(the latents) [..., N],
+// g · decoder.
+func (a *Autoencoder) DecodeVJP(ctx context.Context, g *hooks.Tensor) (*hooks.Tensor, error) {
+	out, err := a.run(ctx, g, a.NInputs, inGradRec, outVJPDec, a.NLatents, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sae decode vjp: %w", err)
+	}
+	return out, nil
+}
+
+// EncodeVJP is the vector-Jacobian product of Encode at x: for g =
+// d(loss)/d(the latents) [..., N] it returns d(loss)/d(x) [..., n]. The
+// activation's derivative is 1 where a latent is active (ReLU, TopK) and 1
+// everywhere for Identity.
+func (a *Autoencoder) EncodeVJP(ctx context.Context, x, g *hooks.Tensor) (*hooks.Tensor, error) {
+	if x == nil || g == nil || len(x.Shape) != len(g.Shape) || len(x.Shape) == 0 || g.Shape[len(g.Shape)-1] != a.NLatents ||
+		x.Numel() != len(x.Data) || g.Numel() != len(g.Data) || x.Numel()/max(a.NInputs, 1) != g.Numel()/max(a.NLatents, 1) {
+		return nil, fmt.Errorf("sae encode vjp: %w: x %v and gradient %v do not match [..., %d] and [..., %d]", ErrShape, shapeOf(x), shapeOf(g), a.NInputs, a.NLatents)
+	}
+	rows := int64(g.Numel() / max(a.NLatents, 1))
+	extra := map[string]*runtime.Tensor{inGradLat: {Shape: []int64{rows, int64(a.NLatents)}, F32: g.Data}}
+	out, err := a.run(ctx, x, a.NInputs, inX, outVJPEnc, a.NInputs, extra)
+	if err != nil {
+		return nil, fmt.Errorf("sae encode vjp: %w", err)
+	}
+	return out, nil
+}
+
+func shapeOf(t *hooks.Tensor) []int {
+	if t == nil {
+		return nil
+	}
+	return t.Shape
 }
 
 // run feeds x, flattened to [rows, width], to the graph and returns output

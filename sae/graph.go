@@ -17,7 +17,11 @@ const (
 	inLatentIdx = "latent_idx" // int64 [S]: latents whose pre-activation is wanted
 	outLatents  = "latents"    // float [R, N]
 	outRecon    = "reconstruction"
-	outPreAct   = "pre_act" // float [R, S]: pre-activations of latent_idx
+	outPreAct   = "pre_act"             // float [R, S]: pre-activations of latent_idx
+	inGradRec   = "grad_reconstruction" // float [R, n]: d(loss)/d(reconstruction)
+	inGradLat   = "grad_latents"        // float [R, N]: d(loss)/d(latents)
+	outVJPDec   = "vjp_decode"          // float [R, N]: grad_reconstruction · decoder
+	outVJPEnc   = "vjp_encode"          // float [R, n]: (grad_latents ⊙ act'(x)) · encoder
 )
 
 // weightRef is where an initializer's data is in the weights file.
@@ -34,6 +38,12 @@ type weightRef struct {
 //	latents        = act(xc · encoderᵀ + latent_bias)
 //	reconstruction = z · decoderᵀ + pre_bias
 //	pre_act        = xc · encoder[latent_idx]ᵀ + latent_bias[latent_idx]
+//	vjp_decode     = grad_reconstruction · decoder
+//	vjp_encode     = (grad_latents ⊙ act'(pre)) · encoder
+//
+// The last two are the vector-Jacobian products of decode and of encode at
+// x (act' is 1 where a ReLU or TopK latent is active, 1 everywhere for
+// Identity), for gradients through a splice.
 //
 // act is ReLU, Identity, or TopK: the k largest pre-activations per row
 // (ONNX TopK, ties to the lower index), postact_fn applied to them,
@@ -45,6 +55,8 @@ func buildGraph(nInputs, nLatents int, act Activation, location string, w map[st
 	b.Input(inX, graphs.Float, "R", n)
 	b.Input(inZ, graphs.Float, "R", N)
 	b.Input(inLatentIdx, graphs.Int64, "S")
+	b.Input(inGradRec, graphs.Float, "R", n)
+	b.Input(inGradLat, graphs.Float, "R", N)
 	for _, key := range []string{keyPreBias, keyEncoder, keyLatentBias, keyDecoder} {
 		ref, ok := w[key]
 		if !ok {
@@ -87,5 +99,17 @@ func buildGraph(nInputs, nLatents int, act Activation, location string, w map[st
 	bSel := b.Type(b.Op("Gather", "latent_bias_sel", []string{keyLatentBias, inLatentIdx}, graphs.AttrInt("axis", 0)), graphs.Float, "S")
 	b.Op("Gemm", outPreAct, []string{xc, wSel, bSel}, transB)
 	b.Output(outPreAct, graphs.Float, "R", "S")
+
+	b.Op("MatMul", outVJPDec, []string{inGradRec, keyDecoder})
+	b.Output(outVJPDec, graphs.Float, "R", N)
+	gPre := inGradLat
+	if act.Name != Identity {
+		zero := b.ConstF32("zero", nil, 0)
+		active := b.Op("Cast", "active", []string{b.Op("Not", "", []string{b.Op("Equal", "", []string{outLatents, zero})})},
+			graphs.AttrInt("to", int64(graphs.Float)))
+		gPre = b.Op("Mul", "grad_pre_act", []string{inGradLat, active})
+	}
+	b.Op("MatMul", outVJPEnc, []string{gPre, keyEncoder})
+	b.Output(outVJPEnc, graphs.Float, "R", n)
 	return b.Model(), nil
 }

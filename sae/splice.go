@@ -28,17 +28,86 @@ import (
 // other fwd2 hook of the point: register the splice first (or pass its hook
 // set first to Forward) to keep that order. Remove undoes the registration.
 //
-// The splice is a Go hook: a backward pass treats it as any hook that
-// writes (the gradient passes the point unchanged), not differentiating
-// through the autoencoder, and the sae.* points have no bwd stage.
+// A backward pass differentiates through the splice as the original's
+// autograd does (its VJP is registered with the splice, see hooks.VJPOf).
+// With d = d(loss)/d(what the splice returned): the bwd hooks at
+// sae.reconstruction@L get d (g_rec is what they return), those at
+// sae.error@L too with addError (g_err), those at sae.latents@L get
+// DecodeVJP(g_rec) (g_lat), and the gradient continues into the point as
+//
+//	addError:  g_err + encodeᵀ(g_lat − decodeᵀ(g_err))   (d itself when no hook edits a gradient)
+//	otherwise: encodeᵀ(g_lat)
+//
+// where encodeᵀ and decodeᵀ are EncodeVJP at the point's input and
+// DecodeVJP. Hooks that edit the latents, reconstruction or error in the
+// forward pass count as the identity there, as every Go writer does.
 func Splice(h *hooks.Hooks, ae *Autoencoder, at hooks.Site, addError bool) (remove func()) {
 	s := &splice{ae: ae, addError: addError}
-	return h.Add(at.Point, s.hook, hooks.AtLayers(at.Layer), hooks.InStage(hooks.Fwd2))
+	rmFwd := h.Add(at.Point, s.hook, hooks.AtLayers(at.Layer), hooks.InStage(hooks.Fwd2))
+	rmBwd := h.Add(at.Point, s.vjp, hooks.AtLayers(at.Layer), hooks.InStage(hooks.Bwd), hooks.VJPOf(hooks.Fwd2))
+	return func() { rmFwd(); rmBwd() }
 }
 
 type splice struct {
 	ae       *Autoencoder
 	addError bool
+}
+
+// spliceInput is the stash key of the input a splice saw at a layer.
+type spliceInput struct {
+	s     *splice
+	layer int
+}
+
+// vjp passes the gradient back through the splice (see Splice).
+func (s *splice) vjp(hc *hooks.Context, d *hooks.Tensor) (*hooks.Tensor, error) {
+	if s.ae == nil {
+		return nil, ErrNoAutoencoder
+	}
+	ctx := context.Background()
+	set, layer := hc.Set(), hc.Layer()
+	site := func(p hooks.Point) hooks.Site { return hooks.Site{Point: p, Layer: layer} }
+	saved, ok := set.Stashed(spliceInput{s, layer})
+	if !ok {
+		return nil, errors.New("sae splice: no forward input saved for the backward pass")
+	}
+	x := saved.(*hooks.Tensor)
+
+	gRec, err := set.CallBwd(site(hooks.SAEReconstruction), d.Clone(), false, nil)
+	if err != nil {
+		return nil, err
+	}
+	gLat, err := s.ae.DecodeVJP(ctx, gRec)
+	if err != nil {
+		return nil, err
+	}
+	if gLat, err = set.CallBwd(site(hooks.SAELatents), gLat, false, nil); err != nil {
+		return nil, err
+	}
+	if !s.addError {
+		return s.ae.EncodeVJP(ctx, x, gLat)
+	}
+	gErr, err := set.CallBwd(site(hooks.SAEError), d.Clone(), false, nil)
+	if err != nil {
+		return nil, err
+	}
+	// The error term x − decode(encode(x)) sends g_err through the identity
+	// and back through decode and encode with a minus sign.
+	back, err := s.ae.DecodeVJP(ctx, gErr)
+	if err != nil {
+		return nil, err
+	}
+	for i := range gLat.Data {
+		gLat.Data[i] -= back.Data[i]
+	}
+	gx, err := s.ae.EncodeVJP(ctx, x, gLat)
+	if err != nil {
+		return nil, err
+	}
+	for i := range gx.Data {
+		gx.Data[i] += gErr.Data[i]
+	}
+	return gx, nil
 }
 
 // ErrNoAutoencoder is returned by a splice made with a nil autoencoder.
@@ -51,6 +120,8 @@ func (s *splice) hook(hc *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error)
 	ctx := context.Background()
 	set, layer := hc.Set(), hc.Layer()
 	site := func(p hooks.Point) hooks.Site { return hooks.Site{Point: p, Layer: layer} }
+	// The VJP needs the input; the splice overwrites x below.
+	set.Stash(spliceInput{s, layer}, x.Clone())
 
 	lat, err := s.ae.Encode(ctx, x)
 	if err != nil {

@@ -3,6 +3,7 @@ package sae
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"strings"
@@ -297,5 +298,113 @@ func TestSpliceRemove(t *testing.T) {
 	}
 	if _, fail := golden.Diff(again.Logits.Data, plain.Logits.Data, 0); fail != "" {
 		t.Errorf("after remove: %s", fail)
+	}
+}
+
+// TestSpliceGradient checks the backward pass through a splice against
+// finite differences of the spliced model (a directional derivative along
+// a fixed direction at resid.post_emb), for the golden ReLU and TopK
+// autoencoders with and without the error term; that an error-term splice
+// with no edits leaves every gradient as it is without the splice (its
+// Jacobian is the identity); and that the sae.* points' gradient hooks get
+// their gradients.
+func TestSpliceGradient(t *testing.T) {
+	c := golden.Load(t)
+	m := openModel(t)
+	rows := [][]int{{464, 2068, 7586, 21831, 18045}}
+	const tok = 11
+	loss := modelctx.LogitLoss(0, -1, tok)
+	postEmb := hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}
+	D := m.Manifest().Config.DModel
+	dir := make([]float32, len(rows[0])*D)
+	for i := range dir {
+		dir[i] = float32((i*7919)%13-6) / 6
+	}
+	// value is the loss (row 0's logit of tok at its last position) with
+	// resid.post_emb moved by e along dir.
+	value := func(h *hooks.Hooks, e float32) float64 {
+		move := hooks.New()
+		move.Add(hooks.ResidPostEmb, func(_ *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
+			for i := range x.Data {
+				x.Data[i] += e * dir[i]
+			}
+			return x, nil
+		})
+		out, err := m.Forward(context.Background(), rows, modelctx.WithHooks(h, move))
+		if err != nil {
+			t.Fatal(err)
+		}
+		V, T := out.Logits.Shape[2], out.Logits.Shape[1]
+		return float64(out.Logits.Data[(T-1)*V+tok])
+	}
+	derivative := func(g *modelctx.Grads) float64 {
+		s := 0.0
+		for i, v := range g.Grads[postEmb].Data {
+			s += float64(v) * float64(dir[i])
+		}
+		return s
+	}
+	plain, err := m.Backward(context.Background(), rows, loss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"mlp_post_act", "resid_delta_mlp_topk"} {
+		info := c.SAEs[name]
+		ae := loadGolden(t, info)
+		site := saeSite(t, info)
+		for _, addError := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/add_error=%v", name, addError), func(t *testing.T) {
+				h := hooks.New()
+				defer Splice(h, ae, site, addError)()
+				seen := map[hooks.Point][]int{}
+				for _, p := range []hooks.Point{hooks.SAELatents, hooks.SAEReconstruction, hooks.SAEError} {
+					h.Observe(p, func(hc *hooks.Context, x *hooks.Tensor) error {
+						seen[hc.Point()] = x.Shape
+						return nil
+					}, hooks.InStage(hooks.Bwd), hooks.AtLayers(site.Layer))
+				}
+				g, err := m.Backward(context.Background(), rows, loss, modelctx.WithHooks(h))
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Without the error term the spliced model has the
+				// autoencoder's kinks (latents switching on and off):
+				// steps of 1e-3 already cross some, so take a smaller one.
+				e, tol := float32(1e-3), 2e-2
+				if !addError {
+					e, tol = 1e-4, 4e-2
+				}
+				num := (value(h, e) - value(h, -e)) / (2 * float64(e))
+				an := derivative(g)
+				if math.Abs(an-num) > 2e-3+tol*math.Abs(num) {
+					t.Errorf("directional derivative %.6g, finite difference %.6g", an, num)
+				} else {
+					t.Logf("directional derivative %.6g, finite difference %.6g", an, num)
+				}
+				if fmt.Sprint(seen[hooks.SAELatents]) != fmt.Sprint([]int{1, 5, info.NLatents}) ||
+					fmt.Sprint(seen[hooks.SAEReconstruction]) != fmt.Sprint([]int{1, 5, info.NInputs}) {
+					t.Errorf("gradient hooks at the sae points saw %v", seen)
+				}
+				if _, ok := seen[hooks.SAEError]; ok != addError {
+					t.Errorf("gradient hook at sae.error called: %v, want %v", ok, addError)
+				}
+				if !addError {
+					return
+				}
+				for s, want := range plain.Grads {
+					got := g.Grads[s]
+					if got == nil {
+						t.Fatalf("no gradient at %s", s)
+					}
+					maxAbs := 0.0
+					for _, v := range want.Data {
+						maxAbs = math.Max(maxAbs, math.Abs(float64(v)))
+					}
+					if _, fail := golden.Diff(got.Data, want.Data, golden.Tolerance(maxAbs)); fail != "" {
+						t.Errorf("%s: an unedited error-term splice changed the gradient: %s", s, fail)
+					}
+				}
+			})
+		}
 	}
 }

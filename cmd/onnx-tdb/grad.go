@@ -48,7 +48,7 @@ forward --save-activations: <dot path>.L<layer>.npy, <dot path>.npy.`,
 				&cli.StringFlag{Name: "layers", Usage: "layers to keep, comma-separated (default all)"},
 				&cli.StringFlag{Name: "save-grads", Usage: "write the gradients here as .npy files"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
-			}, interventionFlags()...)...),
+			}, append(interventionFlags(), saeFlags()...)...)...),
 		Action: runGrad,
 	}
 }
@@ -68,7 +68,7 @@ estimate of how much each raises the loss. --abs ranks by magnitude.`,
 				&cli.IntFlag{Name: "k", Value: 10, Usage: "entries to print per layer"},
 				&cli.BoolFlag{Name: "abs", Usage: "rank by |activation × gradient|"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
-			}, interventionFlags()...)...),
+			}, append(interventionFlags(), saeFlags()...)...)...),
 		Action: runAttribute,
 	}
 }
@@ -192,14 +192,27 @@ func parseLoss(c *cli.Context, m *modelctx.Transformer) (modelctx.Loss, target, 
 	return l, t, nil
 }
 
-// backwardOptions gathers --pad, --detach, --ablate-grad and the
-// intervention flags.
-func backwardOptions(c *cli.Context, m *modelctx.Transformer) ([]modelctx.BackwardOption, error) {
+// backwardOptions gathers --pad, --detach, --ablate-grad, --sae and the
+// intervention flags; release closes the spliced autoencoders.
+func backwardOptions(c *cli.Context, m *modelctx.Transformer) (opts []modelctx.BackwardOption, release func(), err error) {
 	side, err := modelctx.ParsePadSide(c.String("pad"))
 	if err != nil {
-		return nil, err
+		return nil, func() {}, err
 	}
-	opts := []modelctx.BackwardOption{modelctx.WithPad(side)}
+	sh, release, err := saeHooks(c, m)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	defer func() {
+		if err != nil {
+			release()
+			release = func() {}
+		}
+	}()
+	opts = []modelctx.BackwardOption{modelctx.WithPad(side)}
+	if sh != nil {
+		opts = append(opts, modelctx.WithHooks(sh))
+	}
 	if d := c.String("detach"); d != "" {
 		for _, s := range strings.Split(d, ",") {
 			switch s = strings.TrimSpace(s); s {
@@ -210,7 +223,7 @@ func backwardOptions(c *cli.Context, m *modelctx.Transformer) ([]modelctx.Backwa
 			default:
 				sites, err := parseSites(s, m)
 				if err != nil {
-					return nil, fmt.Errorf("--detach: %w", err)
+					return nil, release, fmt.Errorf("--detach: %w", err)
 				}
 				opts = append(opts, modelctx.StopGradient(sites...))
 			}
@@ -218,7 +231,7 @@ func backwardOptions(c *cli.Context, m *modelctx.Transformer) ([]modelctx.Backwa
 	}
 	hs, err := interventionHooks(c, m)
 	if err != nil {
-		return nil, err
+		return nil, release, err
 	}
 	if hs != nil {
 		opts = append(opts, modelctx.WithHooks(hs))
@@ -228,10 +241,13 @@ func backwardOptions(c *cli.Context, m *modelctx.Transformer) ([]modelctx.Backwa
 		for _, s := range abl {
 			site, idx, err := hooks.ParseEditTarget(s)
 			if err != nil {
-				return nil, fmt.Errorf("--ablate-grad %s: %w", s, err)
+				return nil, release, fmt.Errorf("--ablate-grad %s: %w", s, err)
 			}
-			if !m.HasSite(site) {
-				return nil, fmt.Errorf("--ablate-grad %s: %w", s, modelctx.ErrNoPoint)
+			if site.Point.IsSAE() && sh == nil {
+				return nil, release, fmt.Errorf("--ablate-grad %s: no autoencoder is spliced in (add --sae POINT@%d=AUTOENCODER)", s, site.Layer)
+			}
+			if !site.Point.IsSAE() && !m.HasSite(site) {
+				return nil, release, fmt.Errorf("--ablate-grad %s: %w", s, modelctx.ErrNoPoint)
 			}
 			var o []hooks.Option
 			if site.Point.PerLayer() {
@@ -243,7 +259,7 @@ func backwardOptions(c *cli.Context, m *modelctx.Transformer) ([]modelctx.Backwa
 		}
 		opts = append(opts, modelctx.WithHooks(h))
 	}
-	return opts, nil
+	return opts, release, nil
 }
 
 // parseSites reads POINT (every layer of a per-layer point) or POINT@LAYER.
@@ -291,10 +307,11 @@ func runGrad(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts, err := backwardOptions(c, m)
+	opts, release, err := backwardOptions(c, m)
 	if err != nil {
 		return err
 	}
+	defer release()
 	if f, err := gradFilter(c); err != nil {
 		return err
 	} else if f != nil {
@@ -446,10 +463,11 @@ func runAttribute(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts, err := backwardOptions(c, m)
+	opts, release, err := backwardOptions(c, m)
 	if err != nil {
 		return err
 	}
+	defer release()
 	f := &modelctx.Filter{Points: []hooks.Point{p}, Layers: layers}
 	opts = append(opts, modelctx.GradsAt(f), modelctx.Capture(f))
 	g, err := m.Backward(c.Context, rows, loss, opts...)

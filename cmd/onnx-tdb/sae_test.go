@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -152,5 +153,52 @@ func TestSAECLIErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: got %v (%s), want an error with %q", tc.args, err, out, tc.want)
 		}
+	}
+}
+
+// TestGradThroughSAE runs grad with an autoencoder spliced in: with the
+// error term and no edits the gradients are those without the splice; with
+// --sae-replace they pass through the autoencoder and change; a gradient
+// ablation at sae.latents reaches the pass.
+func TestGradThroughSAE(t *testing.T) {
+	c := golden.Load(t)
+	in := c.Input("prompt")
+	info := c.SAEs["mlp_post_act"]
+	spliceAt := fmt.Sprintf("%s@%d=%s", info.Location, info.Layer, saeGoldenFile(info))
+	grad := func(extra ...string) []float32 {
+		t.Helper()
+		dir := t.TempDir()
+		args := append([]string{"grad", "--model", golden.ModelDir(), "--tokens", tokensArg(in.Rows),
+			"--target", "0,last,11", "--points", "resid.post_emb", "--save-grads", dir}, extra...)
+		if out, err := runCLI(t, args...); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		_, data := readNpy(t, filepath.Join(dir, "resid.post_emb.npy"))
+		return data
+	}
+	differ := func(a, b []float32) float64 {
+		d := 0.0
+		for i := range a {
+			d = math.Max(d, math.Abs(float64(a[i]-b[i])))
+		}
+		return d
+	}
+	plain := grad()
+	if d := differ(grad("--sae", spliceAt), plain); d > 1e-4 {
+		t.Errorf("an unedited error-term splice changed the gradient by %g", d)
+	}
+	replaced := grad("--sae", spliceAt, "--sae-replace")
+	if d := differ(replaced, plain); d < 1e-3 {
+		t.Errorf("--sae-replace left the gradient as it was (off by %g)", d)
+	}
+	// Zeroing the latents' gradient cuts the path through the autoencoder:
+	// what reaches resid.post_emb then comes by the residual stream alone.
+	if d := differ(grad("--sae", spliceAt, "--sae-replace", "--ablate-grad", fmt.Sprintf("sae.latents@%d", info.Layer)), replaced); d < 1e-3 {
+		t.Errorf("--ablate-grad at sae.latents changed the gradient by only %g", d)
+	}
+	out, err := runCLI(t, "grad", "--model", golden.ModelDir(), "--tokens", tokensArg(in.Rows), "--target", "0,last,11",
+		"--ablate-grad", "sae.latents@1")
+	if err == nil || !strings.Contains(out+err.Error(), "--sae") {
+		t.Errorf("--ablate-grad at sae.latents without --sae: %v\n%s", err, out)
 	}
 }
