@@ -123,9 +123,19 @@ func (t *Transformer) Backward(ctx context.Context, rows [][]int, loss Loss, opt
 	if !t.HasSite(root) {
 		return nil, fmt.Errorf("%w: loss site %s (model %s)", ErrNoPoint, root, t.man.Name)
 	}
-	sites, err := c.grads.sites(t)
+	all, err := c.grads.sites(t)
 	if err != nil {
 		return nil, err
+	}
+	// The engine computes the gradients at the graph's sites; those at the
+	// sae.* points are what their gradient hooks see inside a splice's VJP.
+	var sites, saeSites []hooks.Site
+	for _, s := range all {
+		if s.Point.IsSAE() {
+			saeSites = append(saeSites, s)
+		} else {
+			sites = append(sites, s)
+		}
 	}
 	stop := append([]hooks.Site(nil), c.stop...)
 	for _, f := range c.stopF {
@@ -146,6 +156,18 @@ func (t *Transformer) Backward(ctx context.Context, rows [][]int, loss Loss, opt
 		}
 		out.Activations = acts
 		hs = append(append([]*hooks.Hooks{}, hs...), capture)
+	}
+	saeGrads := map[hooks.Site]*hooks.Tensor{}
+	if len(saeSites) > 0 {
+		h := hooks.New()
+		for _, s := range saeSites {
+			s := s
+			h.Observe(s.Point, func(_ *hooks.Context, g *hooks.Tensor) error {
+				saeGrads[s] = g.Clone()
+				return nil
+			}, hooks.InStage(hooks.Bwd), hooks.AtLayers(s.Layer), hooks.Trusted())
+		}
+		hs = append(append([]*hooks.Hooks{}, hs...), h)
 	}
 	req := runtime.BackwardRequest{
 		Inputs: t.inputs(batch),
@@ -182,6 +204,12 @@ func (t *Transformer) Backward(ctx context.Context, rows [][]int, loss Loss, opt
 		out.Logits = res.Root
 	}
 	out.Grads = res.Grads
+	if len(saeGrads) > 0 && out.Grads == nil {
+		out.Grads = map[hooks.Site]*hooks.Tensor{}
+	}
+	for s, g := range saeGrads {
+		out.Grads[s] = g
+	}
 	return out, nil
 }
 

@@ -171,7 +171,9 @@ func ParsePadSide(s string) (PadSide, error) {
 }
 
 // Filter selects hook sites to capture: nil Points means all points, nil
-// Layers all layers.
+// Layers all layers. All points include the sae.* points, which are
+// captured wherever an autoencoder is spliced in (sae.Splice) at a selected
+// layer and skipped elsewhere.
 type Filter struct {
 	Points []hooks.Point
 	Layers []int
@@ -184,7 +186,7 @@ func (f *Filter) sites(t *Transformer) ([]hooks.Site, error) {
 	pts := f.Points
 	explicit := pts != nil
 	if pts == nil {
-		pts = hooks.Points()
+		pts = append(hooks.Points(), hooks.SAELatents, hooks.SAEReconstruction, hooks.SAEError)
 	}
 	layers := f.Layers
 	if layers == nil {
@@ -205,7 +207,7 @@ func (f *Filter) sites(t *Transformer) ([]hooks.Site, error) {
 			}
 		}
 		for _, s := range cands {
-			if t.HasSite(s) {
+			if t.HasSite(s) || s.Point.IsSAE() {
 				out = append(out, s)
 			} else if explicit {
 				return nil, fmt.Errorf("%w: %s (model %s)", ErrNoPoint, s, t.man.Name)

@@ -388,6 +388,10 @@ func TestSpliceGradient(t *testing.T) {
 				if _, ok := seen[hooks.SAEError]; ok != addError {
 					t.Errorf("gradient hook at sae.error called: %v, want %v", ok, addError)
 				}
+				// Backward reports the sae.* gradients with the others.
+				if gl := g.Grads[hooks.Site{Point: hooks.SAELatents, Layer: site.Layer}]; gl == nil || fmt.Sprint(gl.Shape) != fmt.Sprint(seen[hooks.SAELatents]) {
+					t.Errorf("Grads at sae.latents: %v", gl)
+				}
 				if !addError {
 					return
 				}

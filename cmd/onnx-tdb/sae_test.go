@@ -196,6 +196,25 @@ func TestGradThroughSAE(t *testing.T) {
 	if d := differ(grad("--sae", spliceAt, "--sae-replace", "--ablate-grad", fmt.Sprintf("sae.latents@%d", info.Layer)), replaced); d < 1e-3 {
 		t.Errorf("--ablate-grad at sae.latents changed the gradient by only %g", d)
 	}
+	// The sae.* points are saved like the others, activations and gradients.
+	dir := t.TempDir()
+	if out, err := runCLI(t, "grad", "--model", golden.ModelDir(), "--tokens", tokensArg(in.Rows), "--target", "0,last,11",
+		"--sae", spliceAt, "--points", "sae.latents,sae.error", "--save-grads", dir); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, name := range []string{"sae.latents", "sae.error"} {
+		shape, _ := readNpy(t, filepath.Join(dir, fmt.Sprintf("%s.L%d.npy", name, info.Layer)))
+		if len(shape) != 3 || shape[0] != 1 {
+			t.Errorf("%s gradient of shape %v", name, shape)
+		}
+	}
+	if out, err := runCLI(t, "forward", "--model", golden.ModelDir(), "--tokens", tokensArg(in.Rows),
+		"--sae", spliceAt, "--points", "sae.latents", "--save-activations", dir); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if shape, _ := readNpy(t, filepath.Join(dir, fmt.Sprintf("sae.latents.L%d.npy", info.Layer))); fmt.Sprint(shape) != fmt.Sprint([]int{1, len(in.Rows[0]), info.NLatents}) {
+		t.Errorf("sae.latents activation of shape %v", shape)
+	}
 	out, err := runCLI(t, "grad", "--model", golden.ModelDir(), "--tokens", tokensArg(in.Rows), "--target", "0,last,11",
 		"--ablate-grad", "sae.latents@1")
 	if err == nil || !strings.Contains(out+err.Error(), "--sae") {
