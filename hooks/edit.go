@@ -29,8 +29,14 @@ const (
 // ParseEditTarget parses "POINT@LAYER[:I[:J...]]" ("POINT[:I...]" for once
 // points): mlp.post_act@1:7 is neuron 7 of layer 1.
 func ParseEditTarget(s string) (Site, []int, error) {
+	return ParseEditTargetWith(s, ParseSite)
+}
+
+// ParseEditTargetWith is ParseEditTarget with the site part read by
+// parseSite (a model's own, which also takes its foreign names).
+func ParseEditTargetWith(s string, parseSite func(string) (Site, error)) (Site, []int, error) {
 	parts := strings.Split(s, ":")
-	site, err := ParseSite(parts[0])
+	site, err := parseSite(parts[0])
 	if err != nil {
 		return Site{}, nil, err
 	}

@@ -175,7 +175,7 @@ func parseLoss(c *cli.Context, m *modelctx.Transformer) (modelctx.Loss, target, 
 		if g == "" {
 			return l, t, fmt.Errorf("--loss activation needs --grab POINT@LAYER[:I...]")
 		}
-		site, idx, err := hooks.ParseEditTarget(g)
+		site, idx, err := hooks.ParseEditTargetWith(g, m.ParseSite)
 		if err != nil {
 			return l, t, fmt.Errorf("--grab %s: %w", g, err)
 		}
@@ -239,7 +239,7 @@ func backwardOptions(c *cli.Context, m *modelctx.Transformer) (opts []modelctx.B
 	if abl := c.StringSlice("ablate-grad"); len(abl) > 0 {
 		h := hooks.New()
 		for _, s := range abl {
-			site, idx, err := hooks.ParseEditTarget(s)
+			site, idx, err := hooks.ParseEditTargetWith(s, m.ParseSite)
 			if err != nil {
 				return nil, release, fmt.Errorf("--ablate-grad %s: %w", s, err)
 			}
@@ -278,7 +278,7 @@ func parseSites(s string, m *modelctx.Transformer) ([]hooks.Site, error) {
 		}
 		return out, nil
 	}
-	site, err := hooks.ParseSite(s)
+	site, err := m.ParseSite(s)
 	if err != nil {
 		return nil, err
 	}

@@ -109,15 +109,17 @@ func TestImportLlamaThenForwardSavesEveryPoint(t *testing.T) {
 				}
 				golden.Check(t, key, data, a.Tensor)
 			}
-			// The ablation of cases.json, from the flag.
+			// The ablation of cases.json, from the flag, by the TDB name
+			// and by the model's own (its hook map's) name.
 			for _, iv := range in.Interventions {
-				acts := t.TempDir()
-				flag := fmt.Sprintf("mlp.post_act@%d:%d", iv.Layer, iv.Unit)
-				if msg, err := runCLI(t, "forward", "--model", dir, "--tokens", tokensArg(in.Tokens), "--ablate", flag, "--save-activations", acts, "--points", "logits"); err != nil {
-					t.Fatalf("%v\n%s", err, msg)
+				for _, flag := range []string{fmt.Sprintf("mlp.post_act@%d:%d", iv.Layer, iv.Unit), fmt.Sprintf("mlp_hidden@%d:%d", iv.Layer, iv.Unit)} {
+					acts := t.TempDir()
+					if msg, err := runCLI(t, "forward", "--model", dir, "--tokens", tokensArg(in.Tokens), "--ablate", flag, "--save-activations", acts, "--points", "logits"); err != nil {
+						t.Fatalf("%v\n%s", err, msg)
+					}
+					_, logits := readNpy(t, filepath.Join(acts, "logits.npy"))
+					golden.Check(t, flag, logits, iv.Logits)
 				}
-				_, logits := readNpy(t, filepath.Join(acts, "logits.npy"))
-				golden.Check(t, flag, logits, iv.Logits)
 			}
 		})
 	}

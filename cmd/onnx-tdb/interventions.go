@@ -20,11 +20,12 @@ func interventionFlags() []cli.Flag {
 	}
 }
 
-// parseEdits reads --ablate, --set and --add, in that order.
-func parseEdits(c *cli.Context) ([]hooks.Edit, error) {
+// parseEdits reads --ablate, --set and --add, in that order. Targets are
+// TDB names or the model's own (a foreign model's hook map names).
+func parseEdits(c *cli.Context, m *modelctx.Transformer) ([]hooks.Edit, error) {
 	var edits []hooks.Edit
 	for _, s := range c.StringSlice("ablate") {
-		site, idx, err := hooks.ParseEditTarget(s)
+		site, idx, err := hooks.ParseEditTargetWith(s, m.ParseSite)
 		if err != nil {
 			return nil, fmt.Errorf("--ablate %s: %w", s, err)
 		}
@@ -35,7 +36,7 @@ func parseEdits(c *cli.Context) ([]hooks.Edit, error) {
 		if !ok {
 			return nil, fmt.Errorf("--set %s: want POINT@LAYER[:I...]=VALUE", s)
 		}
-		site, idx, err := hooks.ParseEditTarget(target)
+		site, idx, err := hooks.ParseEditTargetWith(target, m.ParseSite)
 		if err != nil {
 			return nil, fmt.Errorf("--set %s: %w", s, err)
 		}
@@ -50,7 +51,7 @@ func parseEdits(c *cli.Context) ([]hooks.Edit, error) {
 		if !ok {
 			return nil, fmt.Errorf("--add %s: want POINT@LAYER=FILE.npy", s)
 		}
-		site, idx, err := hooks.ParseEditTarget(target)
+		site, idx, err := hooks.ParseEditTargetWith(target, m.ParseSite)
 		if err != nil {
 			return nil, fmt.Errorf("--add %s: %w", s, err)
 		}
@@ -68,7 +69,7 @@ func parseEdits(c *cli.Context) ([]hooks.Edit, error) {
 
 // interventionHooks builds the hooks of --ablate/--set/--add (nil when none).
 func interventionHooks(c *cli.Context, m *modelctx.Transformer) (*hooks.Hooks, error) {
-	edits, err := parseEdits(c)
+	edits, err := parseEdits(c, m)
 	if err != nil || len(edits) == 0 {
 		return nil, err
 	}

@@ -70,7 +70,7 @@ func saeOptions(c *cli.Context) ([]sae.Option, error) {
 
 // parseSAESite reads POINT@LAYER and checks that the model has it.
 func parseSAESite(s string, m *modelctx.Transformer) (hooks.Site, error) {
-	site, err := hooks.ParseSite(s)
+	site, err := m.ParseSite(s)
 	if err != nil {
 		return hooks.Site{}, err
 	}
@@ -352,7 +352,7 @@ func saeHooks(c *cli.Context, m *modelctx.Transformer) (h *hooks.Hooks, release 
 		sae.Splice(h, ae, site, !c.Bool("sae-replace"))
 		spliced[site.Layer] = true
 	}
-	edits, err := parseEdits(c)
+	edits, err := parseEdits(c, m)
 	if err != nil {
 		return nil, release, err
 	}
