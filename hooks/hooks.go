@@ -66,10 +66,27 @@ func (c *Context) Point() Point { return c.Site.Point }
 // Layer is the layer (-1 for once points).
 func (c *Context) Layer() int { return c.Site.Layer }
 
-// Value returns a value bound with Bind.
+// Value returns a value bound with Bind, else one the model gives hooks at
+// this site (see SiteValues), such as the MLP's out layer at mlp.post_act.
 func (c *Context) Value(key string) (any, bool) {
-	v, ok := c.vals[key]
-	return v, ok
+	if v, ok := c.vals[key]; ok {
+		return v, ok
+	}
+	if c.set != nil && c.set.siteVals != nil {
+		return c.set.siteVals(c.Site, key)
+	}
+	return nil, false
+}
+
+// SiteValues gives the values a model hands its hooks at some sites (the
+// original's extra kwargs, like out_layer at mlp.post_act).
+type SiteValues func(site Site, key string) (any, bool)
+
+// WithSiteValues makes f's values visible to the set's hooks through
+// Context.Value, and returns the set.
+func (s *Set) WithSiteValues(f SiteValues) *Set {
+	s.siteVals = f
+	return s
 }
 
 // Func is a hook that may edit the tensor: it returns the tensor to continue
@@ -235,6 +252,8 @@ type Set struct {
 	entries []*entry
 	scratch []float32   // reused for observers' protective copies
 	stash   map[any]any // values hooks keep for the rest of the run
+	// siteVals are the model's values at its sites (see WithSiteValues).
+	siteVals SiteValues
 }
 
 // Stash keeps v under key for the rest of the run the set serves: a hook

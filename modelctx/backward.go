@@ -171,7 +171,7 @@ func (t *Transformer) Backward(ctx context.Context, rows [][]int, loss Loss, opt
 	}
 	req := runtime.BackwardRequest{
 		Inputs: t.inputs(batch),
-		Hooks:  hooks.Snapshot(hs...),
+		Hooks:  t.snapshot(hs...),
 		Root:   root,
 		Grads:  sites,
 		Stop:   stop,

@@ -3,6 +3,7 @@ package modelctx
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -352,5 +353,41 @@ func TestBadInput(t *testing.T) {
 	}
 	if _, err := m.Forward(ctx, [][]int{{1}}, Capture(&Filter{Layers: []int{5}})); err == nil {
 		t.Error("layer out of range accepted")
+	}
+}
+
+// TestOutLayerAtPostAct: a hook at mlp.post_act gets the layer's MLP output
+// projection (the original's out_layer kwarg), which maps the point onto
+// resid.torso.delta_mlp; no other point has one.
+func TestOutLayerAtPostAct(t *testing.T) {
+	m := openGolden(t)
+	in := golden.Load(t).Input("prompt")
+	got := map[int]*hooks.Tensor{}
+	h := hooks.New()
+	h.Observe(hooks.MLPPostAct, func(hc *hooks.Context, x *hooks.Tensor) error {
+		v, ok := hc.Value(OutLayerKey)
+		if !ok {
+			return errors.New("no out_layer at mlp.post_act")
+		}
+		y, err := v.(*OutLayer).Apply(x)
+		got[hc.Layer()] = y
+		return err
+	})
+	h.Observe(hooks.MLPPreAct, func(hc *hooks.Context, x *hooks.Tensor) error {
+		if _, ok := hc.Value(OutLayerKey); ok {
+			return errors.New("out_layer at mlp.pre_act")
+		}
+		return nil
+	})
+	out, err := m.Forward(context.Background(), in.Rows, WithHooks(h), Capture(&Filter{Points: []hooks.Point{hooks.DeltaMLP}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := 0; l < m.NLayers(); l++ {
+		want := out.Activations[hooks.Site{Point: hooks.DeltaMLP, Layer: l}]
+		if got[l] == nil || want == nil {
+			t.Fatalf("layer %d: out layer applied %v, delta_mlp %v", l, got[l] != nil, want != nil)
+		}
+		allClose(t, fmt.Sprintf("out_layer(post_act)@%d", l), got[l].Data, want.Data, 1e-4)
 	}
 }

@@ -107,7 +107,7 @@ func (s *kvStepper) step(ctx context.Context, fed []int, hs []*hooks.Hooks) ([]f
 			s.padIn.Shape[1], s.padIn.Bool = int64(tk), s.pad
 		}
 	}
-	res, err := s.t.eng.RunKeep(ctx, runtime.Request{Inputs: s.in, Values: s.vals, Outputs: s.outs, Keep: s.keep, Hooks: hooks.Snapshot(hs...)})
+	res, err := s.t.eng.RunKeep(ctx, runtime.Request{Inputs: s.in, Values: s.vals, Outputs: s.outs, Keep: s.keep, Hooks: s.t.snapshot(hs...)})
 	if err != nil {
 		return nil, 0, err
 	}

@@ -47,6 +47,7 @@ type Transformer struct {
 	dir    string
 	eng    *runtime.Engine
 	points map[hooks.Site]runtime.PointRef
+	outs   outLayers // the out_layer values of mlp.post_act, read on first use
 }
 
 // Open opens an exported model directory.
@@ -121,7 +122,12 @@ func residualBoundaries(points map[hooks.Site]runtime.PointRef, nLayers int) []h
 }
 
 // Close releases the model's ONNX Runtime sessions.
-func (t *Transformer) Close() error { return t.eng.Close() }
+func (t *Transformer) Close() error { return errors.Join(t.eng.Close(), t.outs.close()) }
+
+// snapshot freezes hook sets for one run, with the model's site values.
+func (t *Transformer) snapshot(hs ...*hooks.Hooks) *hooks.Set {
+	return hooks.Snapshot(hs...).WithSiteValues(t.siteValue)
+}
 
 // Manifest describes the exported model.
 func (t *Transformer) Manifest() *export.Manifest { return t.man }
@@ -370,7 +376,7 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 	res, err := t.eng.Run(ctx, runtime.Request{
 		Inputs:  t.inputs(batch),
 		Outputs: []string{t.man.Inputs.Logits},
-		Hooks:   hooks.Snapshot(hs...),
+		Hooks:   t.snapshot(hs...),
 	})
 	if err != nil {
 		return nil, err
