@@ -73,32 +73,11 @@ func (x *bwdExec) pending(name string) bool {
 }
 
 func (x *bwdExec) runSegment(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	i := x.next
 	sg := x.p.segs[i]
-	// The hooks of every cut this segment reads run first, even where the
-	// site order would call them later (a graph whose hook order is not its
-	// data order).
-	for _, name := range sg.inputs {
-		for _, si := range x.p.cutSites[name] {
-			if err := x.callOnce(si); err != nil {
-				return err
-			}
-		}
-	}
-	ins := make([]*value, len(sg.inputs))
-	for j, name := range sg.inputs {
-		v, ok := x.vals[name]
-		if !ok {
-			return fmt.Errorf("backward segment %d needs %s, which nothing gives", i, name)
-		}
-		ins[j] = v
-	}
-	outs, err := sg.sess.cs.run(x.ro, ins)
+	outs, err := runSegment(ctx, x.ro, sg.sess, sg.inputs, x.vals, x.p.cutSites, x.callOnce, fmt.Sprintf("backward segment %d of %d", i+1, len(x.p.segs)))
 	if err != nil {
-		return fmt.Errorf("run backward segment %d of %d: %w", i+1, len(x.p.segs), err)
+		return err
 	}
 	for j, name := range sg.outputs {
 		x.set(name, outs[j])
@@ -114,17 +93,7 @@ func (x *bwdExec) runSegment(ctx context.Context) error {
 }
 
 func (x *bwdExec) ensure(ctx context.Context, name string) error {
-	for {
-		if _, ok := x.vals[name]; ok {
-			return nil
-		}
-		if x.next >= len(x.p.segs) {
-			return fmt.Errorf("gradient %s is not computed by the backward plan", name)
-		}
-		if err := x.runSegment(ctx); err != nil {
-			return err
-		}
-	}
+	return runUntil(ctx, x.vals, name, func() bool { return x.next < len(x.p.segs) }, x.runSegment)
 }
 
 // run visits the sites in backward order.
@@ -155,7 +124,7 @@ func (x *bwdExec) callOnce(i int) error {
 // for a written site, what they return replaces it.
 func (x *bwdExec) callSite(s bwdSite) error {
 	v := x.vals[s.grad]
-	shape, data, ok := valueF32(v)
+	_, data, ok := valueF32(v)
 	if !ok {
 		return fmt.Errorf("gradient at %s is not float32", s.site)
 	}
@@ -163,10 +132,7 @@ func (x *bwdExec) callSite(s bwdSite) error {
 	if isIdentity(perm) {
 		perm = nil
 	}
-	ht := &hooks.Tensor{Shape: toInts(shape), Data: data}
-	if perm != nil {
-		ht = transpose(ht, perm)
-	}
+	ht := hookTensor(v, perm)
 	if !s.hook {
 		if s.want {
 			x.grads[s.site] = ht.Clone()
@@ -185,14 +151,12 @@ func (x *bwdExec) callSite(s bwdSite) error {
 	if !s.write {
 		return nil
 	}
-	if perm != nil {
-		out = transpose(out, inversePerm(perm))
-	} else if sameBacking(out.Data, data) {
-		return nil // edited in place
-	}
-	nv, err := newValue(toInt64s(out.Shape), out.Data)
-	if err != nil {
-		return fmt.Errorf("gradient at %s: %w", s.site, err)
+	nv, err := writeBack(out, data, perm)
+	if err != nil || nv == nil {
+		if err != nil {
+			err = fmt.Errorf("gradient at %s: %w", s.site, err)
+		}
+		return err
 	}
 	x.set(s.grad, nv)
 	return nil

@@ -46,31 +46,11 @@ func (x *execution) release() {
 
 // runSegment runs the next segment.
 func (x *execution) runSegment(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	i := x.next
 	sg := x.p.segs[i]
-	// The hooks of every cut this segment reads run first, even where the
-	// model's hook order would call them later (it does not for GPT-2).
-	for _, name := range sg.inputs {
-		for _, si := range x.p.cutSites[name] {
-			if err := x.callOnce(si); err != nil {
-				return err
-			}
-		}
-	}
-	ins := make([]*value, len(sg.inputs))
-	for j, name := range sg.inputs {
-		v, ok := x.vals[name]
-		if !ok {
-			return fmt.Errorf("segment %d needs %s, which no input or earlier segment gives (missing model input?)", i, name)
-		}
-		ins[j] = v
-	}
-	outs, err := sg.sess.cs.run(x.ro, ins)
+	outs, err := runSegment(ctx, x.ro, sg.sess, sg.inputs, x.vals, x.p.cutSites, x.callOnce, fmt.Sprintf("segment %d of %d", i+1, len(x.p.segs)))
 	if err != nil {
-		return fmt.Errorf("run segment %d of %d: %w", i+1, len(x.p.segs), err)
+		return err
 	}
 	for j, name := range sg.sess.outputs {
 		x.own(outs[j])
@@ -100,17 +80,7 @@ func (x *execution) maybeRelease(name string) {
 
 // ensure runs segments until tensor name is available.
 func (x *execution) ensure(ctx context.Context, name string) error {
-	for {
-		if _, ok := x.vals[name]; ok {
-			return nil
-		}
-		if x.next >= len(x.p.segs) {
-			return fmt.Errorf("tensor %s is not computed by the plan", name)
-		}
-		if err := x.runSegment(ctx); err != nil {
-			return err
-		}
-	}
+	return runUntil(ctx, x.vals, name, func() bool { return x.next < len(x.p.segs) }, x.runSegment)
 }
 
 func (x *execution) run(ctx context.Context) error {
@@ -167,16 +137,12 @@ func (x *execution) callSite(s siteRef) error {
 	if v.elem != elemFloat {
 		return fmt.Errorf("hook point %s: tensor %s is not float32", s.site, s.ref.Tensor)
 	}
-	shape := toInts(v.shape)
 	data := v.f32()
 	perm := s.ref.Perm
 	if isIdentity(perm) {
 		perm = nil
 	}
-	ht := &hooks.Tensor{Shape: shape, Data: data}
-	if perm != nil {
-		ht = transpose(ht, perm)
-	}
+	ht := hookTensor(v, perm)
 	// A read-only site whose value later segments also read: observers get
 	// a copy, so they cannot change the pass.
 	shared := !s.write && perm == nil && (x.p.lastUse[s.ref.Tensor] >= x.next || x.p.outputs[s.ref.Tensor] || x.borrowed[v])
@@ -187,14 +153,12 @@ func (x *execution) callSite(s siteRef) error {
 	if !s.write {
 		return nil
 	}
-	if perm != nil {
-		out = transpose(out, inversePerm(perm))
-	} else if sameBacking(out.Data, data) {
-		return nil // edited in place
-	}
-	nv, err := newValue(toInt64s(out.Shape), out.Data)
-	if err != nil {
-		return fmt.Errorf("hook point %s: %w", s.site, err)
+	nv, err := writeBack(out, data, perm)
+	if err != nil || nv == nil {
+		if err != nil {
+			err = fmt.Errorf("hook point %s: %w", s.site, err)
+		}
+		return err
 	}
 	x.own(nv)
 	x.vals[s.ref.Tensor] = nv
