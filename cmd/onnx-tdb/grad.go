@@ -293,31 +293,57 @@ type gradSummary struct {
 	File   string  `json:"file,omitempty"`
 }
 
+// backwardRun is what grad and attribute share: the model, the input rows,
+// the loss, and the backward options of the flags.
+type backwardRun struct {
+	m       *modelctx.Transformer
+	rows    [][]int
+	loss    modelctx.Loss
+	tgt     target
+	opts    []modelctx.BackwardOption
+	release func()
+}
+
+func openBackward(c *cli.Context) (_ *backwardRun, err error) {
+	b := &backwardRun{release: func() {}}
+	if b.m, err = openModel(c); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			b.close()
+		}
+	}()
+	if b.rows, _, err = inputRows(c, b.m); err != nil {
+		return nil, err
+	}
+	if b.loss, b.tgt, err = parseLoss(c, b.m); err != nil {
+		return nil, err
+	}
+	if b.opts, b.release, err = backwardOptions(c, b.m); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *backwardRun) close() {
+	b.release()
+	b.m.Close()
+}
+
 func runGrad(c *cli.Context) error {
-	m, err := openModel(c)
+	b, err := openBackward(c)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
-	rows, _, err := inputRows(c, m)
-	if err != nil {
-		return err
-	}
-	loss, _, err := parseLoss(c, m)
-	if err != nil {
-		return err
-	}
-	opts, release, err := backwardOptions(c, m)
-	if err != nil {
-		return err
-	}
-	defer release()
+	defer b.close()
+	m, opts := b.m, b.opts
 	if f, err := gradFilter(c); err != nil {
 		return err
 	} else if f != nil {
 		opts = append(opts, modelctx.GradsAt(f))
 	}
-	g, err := m.Backward(c.Context, rows, loss, opts...)
+	g, err := m.Backward(c.Context, b.rows, b.loss, opts...)
 	if err != nil {
 		return err
 	}
@@ -348,7 +374,7 @@ func runGrad(c *cli.Context) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{"loss": g.Loss, "grads": sums})
 	}
-	fmt.Fprintf(c.App.Writer, "loss %s = %.6g\n", loss, g.Loss)
+	fmt.Fprintf(c.App.Writer, "loss %s = %.6g\n", b.loss, g.Loss)
 	for _, s := range sums {
 		name := s.Point
 		if s.Layer != nil {
@@ -435,19 +461,12 @@ type layerAttribution struct {
 }
 
 func runAttribute(c *cli.Context) error {
-	m, err := openModel(c)
+	b, err := openBackward(c)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
-	rows, _, err := inputRows(c, m)
-	if err != nil {
-		return err
-	}
-	loss, tgt, err := parseLoss(c, m)
-	if err != nil {
-		return err
-	}
+	defer b.close()
+	m, rows, loss, tgt := b.m, b.rows, b.loss, b.tgt
 	p, err := hooks.Parse(c.String("point"))
 	if err != nil {
 		return fmt.Errorf("--point: %w", err)
@@ -463,13 +482,8 @@ func runAttribute(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts, release, err := backwardOptions(c, m)
-	if err != nil {
-		return err
-	}
-	defer release()
 	f := &modelctx.Filter{Points: []hooks.Point{p}, Layers: layers}
-	opts = append(opts, modelctx.GradsAt(f), modelctx.Capture(f))
+	opts := append(b.opts, modelctx.GradsAt(f), modelctx.Capture(f))
 	g, err := m.Backward(c.Context, rows, loss, opts...)
 	if err != nil {
 		return err
