@@ -156,3 +156,28 @@ func TestGraphOptLevel(t *testing.T) {
 		}
 	}
 }
+
+func TestGlobalSpin(t *testing.T) {
+	saved := globalSpin
+	defer func() { globalSpin = saved }()
+	globalSpin = nil
+	for env, want := range map[string]bool{"": true, "1": true, "0": false} {
+		t.Setenv(EnvSpin, env)
+		if got := GlobalSpin(); got != want {
+			t.Errorf("%s=%q: spin %v, want %v", EnvSpin, env, got, want)
+		}
+	}
+	off := false
+	globalSpin = &off
+	t.Setenv(EnvSpin, "1")
+	if GlobalSpin() {
+		t.Error("SetGlobalSpin(false) did not override the environment")
+	}
+	// Once ONNX Runtime runs, the pool cannot change.
+	if err := Init(); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetGlobalSpin(!GlobalSpin()); err == nil {
+		t.Error("changing the spin of a running pool was accepted")
+	}
+}

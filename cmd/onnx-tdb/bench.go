@@ -205,9 +205,13 @@ func runBench(c *cli.Context) error {
 	w := c.App.Writer
 	ctx := c.Context
 	_, libVersion := runtime.Library()
-	fmt.Fprintf(w, "model %s: %d layers, d_model %d, weights %.0f MB; onnxruntime %s, %s, %d threads, %d CPUs\n",
+	spin := "spinning"
+	if !runtime.GlobalSpin() {
+		spin = "no spinning"
+	}
+	fmt.Fprintf(w, "model %s: %d layers, d_model %d, weights %.0f MB; onnxruntime %s, %s, %d threads (%s), %d CPUs\n",
 		man.Name, man.Config.NLayers, man.Config.DModel, float64(man.Weights.Bytes)/1e6, libVersion,
-		m.Engine().Options().Device, threadsOf(m), goruntime.NumCPU())
+		m.Engine().Options().Device, threadsOf(m), spin, goruntime.NumCPU())
 	opts := benchPaths(m)
 	for _, p := range paths {
 		if _, ok := opts[p]; !ok {

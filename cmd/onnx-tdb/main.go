@@ -34,10 +34,16 @@ func newApp() *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "execution provider: cpu or cuda[:N]", EnvVars: []string{"ONNX_TDB_DEVICE"}},
 			&cli.IntFlag{Name: "threads", Usage: "size of the one thread pool every ONNX Runtime session shares (0: $ONNX_TDB_THREADS, else one per core)"},
+			&cli.BoolFlag{Name: "no-spin", Usage: "let the shared pool's idle threads sleep at once instead of spinning briefly (default $ONNX_TDB_SPIN, else spinning)"},
 			&cli.StringFlag{Name: "cache", Usage: "cache root for downloads and exports (default $ONNX_TDB_CACHE or ~/.cache/onnx-tdb)"},
 			&cli.StringFlag{Name: "blob-endpoint", Usage: "blob service URL with {account}, e.g. http://127.0.0.1:10000/{account} (default $ONNX_TDB_BLOB_ENDPOINT or the public service)"},
 		},
 		Before: func(c *cli.Context) error {
+			if c.Bool("no-spin") {
+				if err := runtime.SetGlobalSpin(false); err != nil {
+					return err
+				}
+			}
 			if n := c.Int("threads"); n != 0 {
 				if n < 0 {
 					return fmt.Errorf("--threads %d: want a positive count", n)
