@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
 	ort "github.com/yalue/onnxruntime_go"
 )
 
@@ -116,10 +117,7 @@ func registerCUDAPlugin() (string, error) {
 // cudaPluginMemory reports whether CUDA sessions run on the plugin provider,
 // and its device's memory.
 func cudaPluginMemory(id int) (*epDevice, bool) {
-	cudaPlugin.Lock()
-	ok := cudaPlugin.done && cudaPlugin.err == nil
-	cudaPlugin.Unlock()
-	if !ok {
+	if !cudaPluginReady() {
 		return nil, false
 	}
 	dev, _, err := findEPDevice("cuda", id)
@@ -127,4 +125,43 @@ func cudaPluginMemory(id int) (*epDevice, bool) {
 		return nil, false
 	}
 	return dev, true
+}
+
+// EnvAllowSlice names the variable that, set to 1, lets graphs with Slice
+// nodes run on a plugin CUDA provider (for a provider without the bug).
+const EnvAllowSlice = "ONNX_TDB_CUDA_ALLOW_SLICE"
+
+// checkCUDAPluginOps refuses, with an error instead of a crash, a graph with
+// a Slice node on the plugin CUDA provider: ONNX Runtime 1.29's crashes
+// (SIGSEGV) in Slice. GPT-2 exports of this version hold none; older exports
+// and foreign graphs may.
+func checkCUDAPluginOps(o Options, m *onnxpb.ModelProto) error {
+	if o.Device != CUDA || os.Getenv(EnvAllowSlice) == "1" {
+		return nil
+	}
+	// The plugin is registered when the first CUDA session's options are
+	// made; before that, make them once to find out.
+	if !cudaPluginReady() {
+		so, err := o.sessionOptions("", "")
+		if err != nil {
+			return err
+		}
+		so.Destroy()
+	}
+	if !cudaPluginReady() {
+		return nil
+	}
+	for _, n := range m.GetGraph().GetNode() {
+		if n.GetOpType() == "Slice" {
+			return fmt.Errorf("%w: the graph has Slice nodes (%s), on which the plugin CUDA provider of ONNX Runtime 1.29 crashes; export the model again with this version (GPT-2 graphs then hold none), or set %s=1 for a provider without the bug", ErrCUDAUnavailable, n.GetName(), EnvAllowSlice)
+		}
+	}
+	return nil
+}
+
+// cudaPluginReady reports whether CUDA sessions use the plugin provider.
+func cudaPluginReady() bool {
+	cudaPlugin.Lock()
+	defer cudaPlugin.Unlock()
+	return cudaPlugin.done && cudaPlugin.err == nil
 }

@@ -356,6 +356,9 @@ func (p *plan) deviceOutputs(outputs []string, siteTensor map[string]bool) []boo
 // segmentSession creates a session over one segment, forward or backward,
 // with the engine's shared weights and prepacked copies.
 func (e *Engine) segmentSession(m *onnxpb.ModelProto, inputs, outputs []string, tag string) (*session, error) {
+	if err := checkCUDAPluginOps(e.o, m); err != nil {
+		return nil, fmt.Errorf("plan: %s: %w", tag, err)
+	}
 	b, err := proto.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("plan: encode %s: %w", tag, err)

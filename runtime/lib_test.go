@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/onnx-tdb/onnx-tdb/graphs"
+	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
 	ort "github.com/yalue/onnxruntime_go"
 )
 
@@ -179,5 +181,50 @@ func TestGlobalSpin(t *testing.T) {
 	}
 	if err := SetGlobalSpin(!GlobalSpin()); err == nil {
 		t.Error("changing the spin of a running pool was accepted")
+	}
+}
+
+// TestCUDAPluginSliceGuard: with the plugin CUDA provider in use, a graph
+// holding a Slice is refused with a clear error instead of crashing the
+// provider; others pass, and the variable lets it through.
+func TestCUDAPluginSliceGuard(t *testing.T) {
+	cudaPlugin.Lock()
+	saved := struct {
+		done bool
+		path string
+		err  error
+	}{cudaPlugin.done, cudaPlugin.path, cudaPlugin.err}
+	cudaPlugin.done, cudaPlugin.err = true, nil
+	cudaPlugin.Unlock()
+	defer func() {
+		cudaPlugin.Lock()
+		cudaPlugin.done, cudaPlugin.path, cudaPlugin.err = saved.done, saved.path, saved.err
+		cudaPlugin.Unlock()
+	}()
+	build := func(op string) *onnxpb.ModelProto {
+		b := graphs.NewBuilder("g")
+		x := b.Input("x", graphs.Float, "N")
+		var y string
+		if op == "Slice" {
+			y = b.Op("Slice", "y", []string{x, b.ConstI64("s", []int64{1}, 0), b.ConstI64("e", []int64{1}, 1)})
+		} else {
+			y = b.Op("Neg", "y", []string{x})
+		}
+		b.Output(y, graphs.Float, "M")
+		return b.Model()
+	}
+	o := Options{Device: CUDA}
+	if err := checkCUDAPluginOps(o, build("Slice")); !errors.Is(err, ErrCUDAUnavailable) || !strings.Contains(err.Error(), EnvAllowSlice) {
+		t.Fatalf("Slice on the plugin provider: %v", err)
+	}
+	if err := checkCUDAPluginOps(o, build("Neg")); err != nil {
+		t.Fatalf("a graph without Slice: %v", err)
+	}
+	if err := checkCUDAPluginOps(Options{}, build("Slice")); err != nil {
+		t.Fatalf("Slice on the CPU: %v", err)
+	}
+	t.Setenv(EnvAllowSlice, "1")
+	if err := checkCUDAPluginOps(o, build("Slice")); err != nil {
+		t.Fatalf("Slice allowed by %s: %v", EnvAllowSlice, err)
 	}
 }
