@@ -91,3 +91,46 @@ func ExampleTransformer_Forward_observe() {
 	// resid.torso.ln_attn.scale layer 0: [2 2 1]
 	// resid.torso.ln_attn.scale layer 1: [2 2 1]
 }
+
+// A hook at mlp.post_act finds the layer's MLP output projection, the
+// original's out_layer kwarg: here it writes out one neuron's contribution to
+// the residual stream.
+func ExampleOutLayer() {
+	ctx := context.Background()
+	cache, _ := os.MkdirTemp("", "example")
+	defer os.RemoveAll(cache)
+	dir, err := export.Resolve(ctx, checkpoint, export.ResolveOptions{Fetch: fetch.Options{Dir: cache}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	m, err := modelctx.Open(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	h := hooks.New()
+	h.Observe(hooks.MLP.PostAct, func(hc *hooks.Context, t *hooks.Tensor) error {
+		v, ok := hc.Value(modelctx.OutLayerKey)
+		if !ok {
+			return fmt.Errorf("no out layer at %s", hc.Site)
+		}
+		out := v.(*modelctx.OutLayer)
+		// Neuron 7 alone: zero every other entry, then project.
+		only := hooks.Zeros(t.Shape...)
+		for i := 7; i < len(t.Data); i += t.Shape[2] {
+			only.Data[i] = t.Data[i]
+		}
+		delta, err := out.Apply(only)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("layer %d: out layer %v, neuron 7 writes %v into the residual stream\n", hc.Layer(), out.Weight.Shape, delta.Shape)
+		return nil
+	}, hooks.AtLayers(1))
+	if _, err := m.Forward(ctx, [][]int{{464, 2068, 7586}}, modelctx.WithHooks(h)); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// layer 1: out layer [64 256], neuron 7 writes [1 3 64] into the residual stream
+}

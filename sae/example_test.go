@@ -136,6 +136,43 @@ func ExampleSplice() {
 	// ablating latent 301 changes the logits: true
 }
 
+// The gradient flows through a splice: the backward pass reports it at the
+// sae.* points, and a gradient hook there can edit it (the CLI's grad --sae
+// ... --points sae.latents --ablate-grad sae.latents@1).
+func ExampleSplice_gradient() {
+	ctx := context.Background()
+	cache, err := os.MkdirTemp("", "sae-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(cache)
+	dir, err := export.Resolve(ctx, "../testdata/golden/model", export.ResolveOptions{Fetch: fetch.Options{Dir: cache}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	m, err := modelctx.Open(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	ae, err := sae.Load("../testdata/golden/sae/mlp_post_act.layer1.pt", sae.WithCache(cache))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ae.Close()
+
+	h := hooks.New()
+	defer sae.Splice(h, ae, hooks.Site{Point: hooks.MLP.PostAct, Layer: 1}, false)()
+	g, err := m.Backward(ctx, [][]int{{464, 2068, 7586, 21831}}, modelctx.LogitLoss(0, -1, 11), modelctx.WithHooks(h))
+	if err != nil {
+		log.Fatal(err)
+	}
+	lat := g.Grads[hooks.Site{Point: hooks.SAE.Latents, Layer: 1}]
+	fmt.Println("d(logit)/d(sae.latents@1):", lat.Shape)
+	// Output:
+	// d(logit)/d(sae.latents@1): [1 4 512]
+}
+
 func maxDiff(a, b []float32) float64 {
 	m := 0.0
 	for i := range a {
