@@ -222,6 +222,13 @@ func TestEngineKeptValues(t *testing.T) {
 	if err != nil || !slices.Equal(got.F32, want) {
 		t.Fatalf("kept y = %v, %v; want %v", got, err, want)
 	}
+	// On the CPU, keeping an output or copying it comes out of one plan.
+	if _, err := e.Run(ctx, Request{Inputs: in, Outputs: []string{"y"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.PlanCount(); n != 1 {
+		t.Fatalf("%d plans for one set of outputs", n)
+	}
 
 	// Fed to another model without a copy; a writing hook at that input
 	// edits its own copy, never the caller's value.
