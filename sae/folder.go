@@ -183,17 +183,6 @@ func readF32(dir string, ref weightRef) ([]float32, error) {
 	return v, nil
 }
 
-func readI64(dir string, ref weightRef) ([]int64, error) {
-	if ref.DType != "int64" {
-		return nil, fmt.Errorf("tensor is %s, not int64", ref.DType)
-	}
-	v := make([]int64, ref.Length/8)
-	if err := readAt(dir, ref, weightsfile.Bytes(v)); err != nil {
-		return nil, err
-	}
-	return v, nil
-}
-
 func readAt(dir string, ref weightRef, dst []byte) error {
 	f, err := os.Open(filepath.Join(dir, weightsName))
 	if err != nil {

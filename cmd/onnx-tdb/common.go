@@ -86,15 +86,3 @@ func modelTokenizer(m *modelctx.Transformer) (*tokenizer.Tokenizer, error) {
 	}
 	return tokenizer.GPT2()
 }
-
-// tokenString renders one token for display (quoted, escapes visible).
-func tokenString(tok *tokenizer.Tokenizer, id int) string {
-	if tok == nil {
-		return ""
-	}
-	s, err := tok.DecodeToken(id)
-	if err != nil {
-		return "?"
-	}
-	return strconv.Quote(s)
-}
