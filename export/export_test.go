@@ -191,6 +191,21 @@ func TestResolveLocalFolderExportsOnce(t *testing.T) {
 	if got, err := Resolve(context.Background(), dir, o); err != nil || got != dir {
 		t.Errorf("an exported folder resolves to itself: %s %v", got, err)
 	}
+	// A cached export whose graphs an earlier version built is made again.
+	m, err := ReadManifest(dir)
+	if err != nil || m.GraphsVersion != GPT2GraphsVersion {
+		t.Fatalf("manifest graphs version %v (%v), want %d", m, err, GPT2GraphsVersion)
+	}
+	m.GraphsVersion = 0
+	if err := writeJSON(filepath.Join(dir, ManifestFile), m); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := Resolve(context.Background(), golden.ModelDir(), o); err != nil || again != dir {
+		t.Fatalf("resolve over a stale export: %s %v", again, err)
+	}
+	if m, err := ReadManifest(dir); err != nil || m.GraphsVersion != GPT2GraphsVersion {
+		t.Fatalf("stale export not made again: version %v (%v)", m.GraphsVersion, err)
+	}
 	if _, err := Resolve(context.Background(), "gpt2-tiny", o); !errors.Is(err, ErrUnknownModel) {
 		t.Errorf("unknown name: %v", err)
 	}

@@ -22,6 +22,11 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
 
+// GPT2GraphsVersion is the version of the GPT-2 stage graphs WriteGPT2
+// builds: 2 takes the new tokens' pad flags with a Gather instead of a Slice
+// (ONNX Runtime 1.29's plugin CUDA provider crashes in Slice).
+const GPT2GraphsVersion = 2
+
 // Format is the manifest format written by this version.
 const Format = "onnx-tdb/1"
 
@@ -48,6 +53,10 @@ type Manifest struct {
 	// Whole names an optional one-graph copy of the model (the benchmark
 	// baseline), written by export with --whole.
 	Whole string `json:"whole,omitempty"`
+	// GraphsVersion is the version of the GPT-2 stage graphs an export
+	// holds (GPT2GraphsVersion when written; 0 before versions were kept).
+	// Exports cached by Resolve are made again when it is older.
+	GraphsVersion int `json:"graphs_version,omitempty"`
 	// Aliases are an imported model's own names for its hook sites
 	// (mlp_hidden for mlp.post_act, ...), from its hook map.
 	Aliases []Alias `json:"aliases,omitempty"`

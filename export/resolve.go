@@ -82,20 +82,15 @@ func exportLocal(dir string, o ResolveOptions) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(c.Dir(), "exported", "local", filepath.Base(abs)+"-"+hex.EncodeToString(h.Sum(nil))[:16])
-	if IsExported(out) {
+	fresh, stale := cachedExport(out)
+	if fresh {
 		return out, nil
 	}
 	ck, err := OpenCheckpoint(abs)
 	if err != nil {
 		return "", err
 	}
-	if _, err := WriteGPT2(ck, out, WriteOptions{Name: filepath.Base(abs), Whole: o.Whole}); err != nil {
-		if errors.Is(err, ErrExists) && IsExported(out) {
-			return out, nil // another process won the race
-		}
-		return "", err
-	}
-	return out, nil
+	return exportToCache(ck, out, WriteOptions{Name: filepath.Base(abs), Whole: o.Whole, Overwrite: stale})
 }
 
 // remoteURL maps a registered name or URL to the checkpoint folder's URL.
@@ -163,7 +158,8 @@ func exportRemote(ctx context.Context, ref string, o ResolveOptions) (string, er
 		return "", err
 	}
 	out := filepath.Join(c.Dir(), "exported", loc.Account, loc.Container, filepath.FromSlash(loc.Path))
-	if IsExported(out) {
+	fresh, stale := cachedExport(out)
+	if fresh {
 		return out, nil
 	}
 	dir, err := fetchCheckpoint(ctx, c, loc)
@@ -175,9 +171,27 @@ func exportRemote(ctx context.Context, ref string, o ResolveOptions) (string, er
 		return "", err
 	}
 	name := loc.Path[strings.LastIndex(loc.Path, "/")+1:]
-	if _, err := WriteGPT2(ck, out, WriteOptions{Name: name, Whole: o.Whole}); err != nil {
-		if errors.Is(err, ErrExists) && IsExported(out) {
-			return out, nil
+	return exportToCache(ck, out, WriteOptions{Name: name, Whole: o.Whole, Overwrite: stale})
+}
+
+// cachedExport says whether out holds a usable export (fresh), or one made
+// by an earlier version whose graphs are out of date (stale: export again).
+func cachedExport(out string) (fresh, stale bool) {
+	if !IsExported(out) {
+		return false, false
+	}
+	m, err := ReadManifest(out)
+	if err != nil || (m.Architecture == "gpt2" && m.GraphsVersion < GPT2GraphsVersion) {
+		return false, true
+	}
+	return true, false
+}
+
+// exportToCache exports a checkpoint into the cache folder out.
+func exportToCache(ck Source, out string, o WriteOptions) (string, error) {
+	if _, err := WriteGPT2(ck, out, o); err != nil {
+		if fresh, _ := cachedExport(out); errors.Is(err, ErrExists) && fresh {
+			return out, nil // another process won the race
 		}
 		return "", err
 	}

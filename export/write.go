@@ -106,14 +106,15 @@ func WriteGPT2(src Source, out string, o WriteOptions) (*Manifest, error) {
 		name = filepath.Base(filepath.Clean(out))
 	}
 	man := &Manifest{
-		Format:       Format,
-		Name:         name,
-		Architecture: "gpt2",
-		Source:       src.Describe(),
-		Config:       cfg,
-		Tokenizer:    "gpt2",
-		Inputs:       IO{Tokens: graphs.InTokens, Pad: graphs.InPad, PrevLens: graphs.InPrevLens, Logits: graphs.OutLogits},
-		Switches:     graphs.GPT2Switches(cfg),
+		Format:        Format,
+		Name:          name,
+		Architecture:  "gpt2",
+		Source:        src.Describe(),
+		Config:        cfg,
+		Tokenizer:     "gpt2",
+		Inputs:        IO{Tokens: graphs.InTokens, Pad: graphs.InPad, PrevLens: graphs.InPrevLens, Logits: graphs.OutLogits},
+		Switches:      graphs.GPT2Switches(cfg),
+		GraphsVersion: GPT2GraphsVersion,
 	}
 	err := atomicDir(out, o.Overwrite, func(tmp string) error {
 		ww, err := newWeightWriter(filepath.Join(tmp, WeightsFileName))

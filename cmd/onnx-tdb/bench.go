@@ -43,9 +43,10 @@ func benchModel(c *cli.Context) (*modelctx.Transformer, string, error) {
 			return nil, "", err
 		}
 		dir := filepath.Join(cache.Dir(), "exported", "random", "gpt2-small-seed1")
-		if !export.IsExported(dir) {
+		if m, err := export.ReadManifest(dir); err != nil || m.GraphsVersion < export.GPT2GraphsVersion {
 			fmt.Fprintf(c.App.ErrWriter, "exporting a random GPT-2-small-shaped model to %s (once)...\n", dir)
-			if _, err := export.WriteGPT2(export.RandomGPT2{Config: export.GPT2Small, Seed: 1}, dir, export.WriteOptions{Name: "random-gpt2-small", Whole: true}); err != nil {
+			o := export.WriteOptions{Name: "random-gpt2-small", Whole: true, Overwrite: export.IsExported(dir)}
+			if _, err := export.WriteGPT2(export.RandomGPT2{Config: export.GPT2Small, Seed: 1}, dir, o); err != nil {
 				return nil, "", err
 			}
 		}
