@@ -2,11 +2,9 @@ package modelctx
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -20,55 +18,16 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Reference data of ../shared/golden/foreign_llama (copied to
-// testdata/golden/foreign_llama): a Llama-style decoder with a hook map in
-// its own point names, and torch's values at each point.
-type llamaCases struct {
-	Inputs []struct {
-		Name        string        `json:"name"`
-		Tokens      [][]int       `json:"tokens"`
-		Logits      golden.Tensor `json:"logits"`
-		Activations []struct {
-			Point string `json:"point"`
-			Layer *int   `json:"layer"`
-			golden.Tensor
-		} `json:"activations"`
-		Interventions []struct {
-			Name   string        `json:"name"`
-			Layer  int           `json:"layer"`
-			Unit   int           `json:"unit"`
-			Logits golden.Tensor `json:"logits"`
-		} `json:"interventions"`
-	} `json:"inputs"`
-}
-
-func loadLlamaCases(t testing.TB) *llamaCases {
+// loadLlamaCases reads the reference data of foreign_llama (copied from
+// ../shared/golden): a Llama-style decoder with a hook map in its own point
+// names, and torch's values at each point.
+func loadLlamaCases(t testing.TB) *golden.LlamaCases {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(golden.Dir(), "foreign_llama", "cases.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c llamaCases
-	if err := json.Unmarshal(b, &c); err != nil {
-		t.Fatal(err)
-	}
-	// File paths are relative to foreign_llama/; golden.Read wants them
-	// relative to the golden folder.
-	fix := func(tn *golden.Tensor) { tn.File = filepath.Join("foreign_llama", tn.File) }
-	for i := range c.Inputs {
-		in := &c.Inputs[i]
-		fix(&in.Logits)
-		for j := range in.Activations {
-			fix(&in.Activations[j].Tensor)
-		}
-		for j := range in.Interventions {
-			fix(&in.Interventions[j].Logits)
-		}
-	}
+	c := golden.LoadLlama(t)
 	if len(c.Inputs) != 2 {
 		t.Fatalf("%d inputs", len(c.Inputs))
 	}
-	return &c
+	return c
 }
 
 type importedModel struct {

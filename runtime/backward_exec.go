@@ -98,18 +98,8 @@ func (x *bwdExec) ensure(ctx context.Context, name string) error {
 
 // run visits the sites in backward order.
 func (x *bwdExec) run(ctx context.Context) error {
-	for i, s := range x.p.sites {
-		if x.called[i] {
-			continue
-		}
-		if err := x.ensure(ctx, s.grad); err != nil {
-			return err
-		}
-		if err := x.callOnce(i); err != nil {
-			return err
-		}
-	}
-	return nil
+	tensorOf := func(i int) string { return x.p.sites[i].grad }
+	return visitSites(ctx, len(x.p.sites), x.called, tensorOf, x.ensure, x.callOnce)
 }
 
 func (x *bwdExec) callOnce(i int) error {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
 	ort "github.com/yalue/onnxruntime_go"
@@ -32,6 +33,11 @@ func cudaOptions(id int) map[string]string {
 // appendCUDA adds the CUDA provider to the session options; plugin says
 // it is the plugin library's.
 func appendCUDA(so *ort.SessionOptions, id int) (plugin bool, err error) {
+	defer func() {
+		if err == nil {
+			cudaAdded.Store(true)
+		}
+	}()
 	err = appendCUDABuiltIn(so, id)
 	if err == nil || !strings.Contains(err.Error(), "not enabled in this build") {
 		return false, err
@@ -69,6 +75,10 @@ func appendCUDABuiltIn(so *ort.SessionOptions, id int) error {
 	}
 	return nil
 }
+
+// cudaAdded records that a CUDA provider has been added to some session's
+// options, so which kind (built in or plugin) is known.
+var cudaAdded atomic.Bool
 
 var cudaPlugin struct {
 	sync.Mutex
@@ -139,9 +149,9 @@ func checkCUDAPluginOps(o Options, m *onnxpb.ModelProto) error {
 	if o.Device != CUDA || os.Getenv(EnvAllowSlice) == "1" {
 		return nil
 	}
-	// The plugin is registered when the first CUDA session's options are
-	// made; before that, make them once to find out.
-	if !cudaPluginReady() {
+	// Which provider CUDA sessions get is settled when the first CUDA
+	// session's options are made; before that, make them once to find out.
+	if !cudaAdded.Load() && !cudaPluginReady() {
 		so, err := o.sessionOptions("", "")
 		if err != nil {
 			return err

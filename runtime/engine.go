@@ -220,7 +220,7 @@ func planKey(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.U
 }
 
 func (e *Engine) plan(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.Use) (*plan, error) {
-	if _, onDevice := e.o.deviceMemory(); !onDevice {
+	if !e.o.placesOnDevice() {
 		keep = nil // kept or copied, outputs come out of the same plan
 	}
 	key := planKey(outputs, keep, uses)

@@ -84,16 +84,9 @@ func (x *execution) ensure(ctx context.Context, name string) error {
 }
 
 func (x *execution) run(ctx context.Context) error {
-	for i, s := range x.p.sites {
-		if x.called[i] {
-			continue
-		}
-		if err := x.ensure(ctx, s.ref.Tensor); err != nil {
-			return err
-		}
-		if err := x.callOnce(i); err != nil {
-			return err
-		}
+	tensorOf := func(i int) string { return x.p.sites[i].ref.Tensor }
+	if err := visitSites(ctx, len(x.p.sites), x.called, tensorOf, x.ensure, x.callOnce); err != nil {
+		return err
 	}
 	for x.next < len(x.p.segs) {
 		if err := x.runSegment(ctx); err != nil {

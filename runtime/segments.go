@@ -60,6 +60,25 @@ func runUntil(ctx context.Context, vals map[string]*value, name string, more fun
 	}
 }
 
+// visitSites reaches each site in order: the segments that compute its
+// tensor (tensorOf) run first, then its hooks (callOnce, which skips a site
+// already called as a cut).
+func visitSites(ctx context.Context, n int, called []bool, tensorOf func(int) string,
+	ensure func(context.Context, string) error, callOnce func(int) error) error {
+	for i := 0; i < n; i++ {
+		if called[i] {
+			continue
+		}
+		if err := ensure(ctx, tensorOf(i)); err != nil {
+			return err
+		}
+		if err := callOnce(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // hookTensor shows a site's value to hooks in the reference layout (perm,
 // nil for none).
 func hookTensor(v *value, perm []int) *hooks.Tensor {

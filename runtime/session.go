@@ -73,6 +73,11 @@ type Options struct {
 // (tests use it to exercise the CUDA engine's placement without a GPU).
 var bindOnCPU = false
 
+// placesOnDevice reports whether plans may leave outputs in device memory
+// (see deviceMemory): what the plan lookup asks on every run, without
+// querying the provider.
+func (o Options) placesOnDevice() bool { return o.Device == CUDA || bindOnCPU }
+
 // deviceMemory is where segment outputs read only by later segments are
 // kept; ok is false where outputs all come back to the host.
 func (o Options) deviceMemory() (dm deviceMemory, ok bool) {

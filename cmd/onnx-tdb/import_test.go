@@ -14,48 +14,6 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 )
 
-// llamaRef is foreign_llama/cases.json, as much as these tests read.
-type llamaRef struct {
-	Inputs []struct {
-		Name        string        `json:"name"`
-		Tokens      [][]int       `json:"tokens"`
-		Logits      golden.Tensor `json:"logits"`
-		Activations []struct {
-			Point string `json:"point"`
-			Layer *int   `json:"layer"`
-			golden.Tensor
-		} `json:"activations"`
-		Interventions []struct {
-			Layer  int           `json:"layer"`
-			Unit   int           `json:"unit"`
-			Logits golden.Tensor `json:"logits"`
-		} `json:"interventions"`
-	} `json:"inputs"`
-}
-
-func loadLlamaRef(t *testing.T) *llamaRef {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(golden.Dir(), "foreign_llama", "cases.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r llamaRef
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
-	rel := func(tn *golden.Tensor) { tn.File = filepath.Join("foreign_llama", tn.File) }
-	for i := range r.Inputs {
-		rel(&r.Inputs[i].Logits)
-		for j := range r.Inputs[i].Activations {
-			rel(&r.Inputs[i].Activations[j].Tensor)
-		}
-		for j := range r.Inputs[i].Interventions {
-			rel(&r.Inputs[i].Interventions[j].Logits)
-		}
-	}
-	return &r
-}
-
 func importLlama(t *testing.T) string {
 	t.Helper()
 	src := filepath.Join(golden.Dir(), "foreign_llama")
@@ -76,7 +34,7 @@ func importLlama(t *testing.T) string {
 // The saved activation files carry TDB's names; the hook map's own names
 // lead to them through the manifest's aliases.
 func TestImportLlamaThenForwardSavesEveryPoint(t *testing.T) {
-	ref := loadLlamaRef(t)
+	ref := golden.LoadLlama(t)
 	dir := importLlama(t)
 	man, err := export.ReadManifest(dir)
 	if err != nil {

@@ -287,3 +287,50 @@ func LastLogits(shape []int, data []float32, last []int) []float32 {
 	}
 	return out
 }
+
+// LlamaCases is foreign_llama/cases.json: a Llama-style decoder with a hook
+// map in its own point names, and torch's values at each point.
+type LlamaCases struct {
+	Inputs []struct {
+		Name        string  `json:"name"`
+		Tokens      [][]int `json:"tokens"`
+		Logits      Tensor  `json:"logits"`
+		Activations []struct {
+			Point string `json:"point"`
+			Layer *int   `json:"layer"`
+			Tensor
+		} `json:"activations"`
+		Interventions []struct {
+			Name   string `json:"name"`
+			Layer  int    `json:"layer"`
+			Unit   int    `json:"unit"`
+			Logits Tensor `json:"logits"`
+		} `json:"interventions"`
+	} `json:"inputs"`
+}
+
+// LoadLlama reads foreign_llama/cases.json, its tensor files made relative
+// to the golden folder (as Read wants them).
+func LoadLlama(t testing.TB) *LlamaCases {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(Dir(), "foreign_llama", "cases.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c LlamaCases
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	fix := func(tn *Tensor) { tn.File = filepath.Join("foreign_llama", tn.File) }
+	for i := range c.Inputs {
+		in := &c.Inputs[i]
+		fix(&in.Logits)
+		for j := range in.Activations {
+			fix(&in.Activations[j].Tensor)
+		}
+		for j := range in.Interventions {
+			fix(&in.Interventions[j].Logits)
+		}
+	}
+	return &c
+}
