@@ -1,0 +1,241 @@
+package llama_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/onnx-tdb/onnx-tdb/export"
+	"github.com/onnx-tdb/onnx-tdb/export/arch/llama"
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+	"github.com/onnx-tdb/onnx-tdb/internal/golden"
+	"github.com/onnx-tdb/onnx-tdb/modelctx"
+)
+
+// hfCases is hf/llama/cases.json: reference tensors per hook point, the
+// MLP-unit ablations and greedy sampling.
+type hfCases struct {
+	Inputs []struct {
+		Name        string  `json:"name"`
+		Tokens      [][]int `json:"tokens"`
+		Activations []struct {
+			Point string  `json:"point"`
+			Layer *int    `json:"layer"`
+			File  string  `json:"file"`
+			Shape []int   `json:"shape"`
+			Max   float64 `json:"max_abs"`
+		} `json:"activations"`
+		Interventions []struct {
+			Name   string `json:"name"`
+			Ablate string `json:"ablate"`
+			Logits struct {
+				File  string  `json:"file"`
+				Shape []int   `json:"shape"`
+				Max   float64 `json:"max_abs"`
+			} `json:"logits"`
+		} `json:"interventions"`
+	} `json:"inputs"`
+	Sampling []struct {
+		Name      string  `json:"name"`
+		Prompts   [][]int `json:"prompt_tokens"`
+		NumTokens int     `json:"num_tokens"`
+		Ablate    string  `json:"ablate"`
+		Tokens    [][]int `json:"tokens"`
+	} `json:"sampling"`
+}
+
+func loadHF(t testing.TB) (string, *hfCases) {
+	t.Helper()
+	dir := filepath.Join(golden.RequireShared(t, "hf"), "llama")
+	b, err := os.ReadFile(filepath.Join(dir, "cases.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c hfCases
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	return dir, &c
+}
+
+var (
+	exportOnce sync.Once
+	exportTmp  string
+	exportDir  string
+	exportErr  error
+)
+
+// exported writes the golden Llama folder as an exported model once per
+// test binary.
+func exported(t testing.TB) string {
+	t.Helper()
+	src, _ := loadHF(t)
+	exportOnce.Do(func() {
+		ck, err := llama.OpenCheckpoint(src)
+		if err != nil {
+			exportErr = err
+			return
+		}
+		defer ck.Close()
+		if exportTmp, exportErr = os.MkdirTemp("", "onnx-tdb-llama-"); exportErr != nil {
+			return
+		}
+		exportDir = filepath.Join(exportTmp, "llama")
+		_, exportErr = llama.Write(context.Background(), ck, exportDir, export.WriteOptions{Name: "hf-llama"})
+	})
+	if exportErr != nil {
+		t.Fatal(exportErr)
+	}
+	return exportDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if exportTmp != "" {
+		os.RemoveAll(exportTmp)
+	}
+	os.Exit(code)
+}
+
+func openGolden(t testing.TB) *modelctx.Transformer {
+	t.Helper()
+	m, err := modelctx.Open(exported(t), modelctx.WithThreads(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func check(t *testing.T, name string, got []float32, gotShape []int, file string, shape []int, maxAbs float64) {
+	t.Helper()
+	want, err := golden.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gotShape) != len(shape) || golden.Numel(gotShape) != golden.Numel(shape) {
+		t.Fatalf("%s: shape %v, want %v", name, gotShape, shape)
+	}
+	for i := range shape {
+		if gotShape[i] != shape[i] {
+			t.Fatalf("%s: shape %v, want %v", name, gotShape, shape)
+		}
+	}
+	worst, fail := golden.Diff(got, want, golden.Tolerance(maxAbs))
+	if fail != "" {
+		t.Errorf("%s: %s", name, fail)
+	}
+	t.Logf("%s: worst diff %.2e (tolerance %.2e)", name, worst, golden.Tolerance(maxAbs))
+}
+
+func TestGoldenPointsAndLogits(t *testing.T) {
+	dir, c := loadHF(t)
+	m := openGolden(t)
+	for _, in := range c.Inputs {
+		out, err := m.Forward(context.Background(), in.Tokens, modelctx.Capture(modelctx.AllPoints))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(in.Activations) == 0 {
+			t.Fatalf("input %s: no reference activations", in.Name)
+		}
+		for _, a := range in.Activations {
+			pt, err := hooks.Parse(a.Point)
+			if err != nil {
+				t.Fatal(err)
+			}
+			site := hooks.Site{Point: pt, Layer: -1}
+			if a.Layer != nil {
+				site.Layer = *a.Layer
+			}
+			got := out.Logits
+			if a.Point != "logits" {
+				got = out.Activations[site]
+			}
+			if got == nil {
+				t.Fatalf("input %s: %s not captured", in.Name, site)
+			}
+			check(t, in.Name+" "+site.String(), got.Data, got.Shape, filepath.Join(dir, a.File), a.Shape, a.Max)
+		}
+	}
+}
+
+func TestGoldenAblations(t *testing.T) {
+	dir, c := loadHF(t)
+	m := openGolden(t)
+	n := 0
+	for _, in := range c.Inputs {
+		for _, iv := range in.Interventions {
+			h := ablation(t, iv.Ablate)
+			out, err := m.Forward(context.Background(), in.Tokens, modelctx.WithHooks(h))
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, in.Name+" "+iv.Name, out.Logits.Data, out.Logits.Shape, filepath.Join(dir, iv.Logits.File), iv.Logits.Shape, iv.Logits.Max)
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("no ablation cases")
+	}
+}
+
+func ablation(t *testing.T, target string) *hooks.Hooks {
+	t.Helper()
+	site, idx, err := hooks.ParseEditTarget(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hooks.New()
+	hooks.Edit{Site: site, Index: idx, Kind: hooks.Ablate}.Register(h)
+	return h
+}
+
+// TestGoldenGreedySampling samples the reference prompts as one left-padded
+// batch with the KV cache, and each prompt alone: every row gives the
+// reference tokens.
+func TestGoldenGreedySampling(t *testing.T) {
+	_, c := loadHF(t)
+	m := openGolden(t)
+	for _, sc := range c.Sampling {
+		var opts []modelctx.SampleOption
+		opts = append(opts, modelctx.WithNumTokens(sc.NumTokens), modelctx.WithTemperature(0))
+		if sc.Ablate != "" {
+			opts = append(opts, modelctx.WithHooks(ablation(t, sc.Ablate)))
+		}
+		res, err := m.Sample(context.Background(), modelctx.TokenPrompts(sc.Prompts...), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Strings != nil {
+			t.Errorf("%s: strings %q without a tokenizer", sc.Name, res.Strings)
+		}
+		for i, want := range sc.Tokens {
+			if !equalInts(res.Tokens[i], want) {
+				t.Errorf("%s batch row %d: %v, want %v", sc.Name, i, res.Tokens[i], want)
+			}
+			alone, err := m.Sample(context.Background(), modelctx.TokenPrompts(sc.Prompts[i]), opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equalInts(alone.Tokens[0], want) {
+				t.Errorf("%s row %d alone: %v, want %v", sc.Name, i, alone.Tokens[0], want)
+			}
+		}
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
