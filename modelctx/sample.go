@@ -234,15 +234,12 @@ func (t *Transformer) hasKVCache() bool {
 }
 
 // sampleTokenizer is the model's tokenizer, or nil when it has none.
-func (t *Transformer) sampleTokenizer() (*tokenizer.Tokenizer, error) {
-	if t.man.Tokenizer != "gpt2" {
-		return nil, ErrNoTokenizer
-	}
-	return tokenizer.GPT2()
+func (t *Transformer) sampleTokenizer() (tokenizer.Tokenizer, error) {
+	return t.Tokenizer()
 }
 
 // promptRows turns prompts into token rows (copies).
-func (t *Transformer) promptRows(p Prompts, tok *tokenizer.Tokenizer) ([][]int, error) {
+func (t *Transformer) promptRows(p Prompts, tok tokenizer.Tokenizer) ([][]int, error) {
 	switch {
 	case p.Text != nil && p.Tokens != nil:
 		return nil, fmt.Errorf("%w: prompts as text and as tokens at once", ErrBadSampleOption)
@@ -285,7 +282,7 @@ type stepper interface {
 // sampling is the state of one Sample call.
 type sampling struct {
 	cfg  *sampleConfig
-	tok  *tokenizer.Tokenizer
+	tok  tokenizer.Tokenizer
 	eot  int
 	pick *chooser
 	res  *SampleResult

@@ -67,6 +67,9 @@ func open(dir string, whole bool, opts []Option) (*Transformer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := export.Lookup(man.Architecture); err != nil {
+		return nil, fmt.Errorf("open %s: %w", dir, err)
+	}
 	var model *onnxpb.ModelProto
 	if whole && man.Whole != "" {
 		model, err = graphs.ReadModel(filepath.Join(dir, man.Whole))
@@ -87,6 +90,16 @@ func open(dir string, whole bool, opts []Option) (*Transformer, error) {
 		}
 		points[site] = runtime.PointRef{Tensor: p.Tensor, Perm: p.Perm}
 	}
+	var boundaries []hooks.Site
+	for _, b := range man.Boundaries {
+		site, err := hooks.ParseSite(b)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: boundary %w", dir, err)
+		}
+		if !whole && points[site].Tensor != "" {
+			boundaries = append(boundaries, site)
+		}
+	}
 	var ro runtime.Options
 	for _, o := range opts {
 		o(&ro)
@@ -97,28 +110,12 @@ func open(dir string, whole bool, opts []Option) (*Transformer, error) {
 		Points:     points,
 		Switches:   man.Switches,
 		NLayers:    man.Config.NLayers,
-		Boundaries: residualBoundaries(points, man.Config.NLayers),
+		Boundaries: boundaries,
 	}, ro)
 	if err != nil {
 		return nil, err
 	}
 	return &Transformer{man: man, dir: dir, eng: eng, points: points}, nil
-}
-
-// residualBoundaries lists the sites that carry the residual stream between
-// layers (those the model has): the planner may cut there to hand a layer's
-// read points to the hooks before the next layer runs.
-func residualBoundaries(points map[hooks.Site]runtime.PointRef, nLayers int) []hooks.Site {
-	var b []hooks.Site
-	if s := (hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}); points[s].Tensor != "" {
-		b = append(b, s)
-	}
-	for l := 0; l+1 < nLayers; l++ {
-		if s := (hooks.Site{Point: hooks.PostMLP, Layer: l}); points[s].Tensor != "" {
-			b = append(b, s)
-		}
-	}
-	return b
 }
 
 // Close releases the model's ONNX Runtime sessions.

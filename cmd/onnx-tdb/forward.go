@@ -137,7 +137,7 @@ func runForward(c *cli.Context) error {
 }
 
 // topTokens ranks the logits at each row's last real position.
-func topTokens(out *modelctx.Output, rows [][]int, prompts []string, side modelctx.PadSide, k int, tok *tokenizer.Tokenizer) []rowResult {
+func topTokens(out *modelctx.Output, rows [][]int, prompts []string, side modelctx.PadSide, k int, tok tokenizer.Tokenizer) []rowResult {
 	T, V := out.Logits.Shape[1], out.Logits.Shape[2]
 	var res []rowResult
 	for b, r := range rows {

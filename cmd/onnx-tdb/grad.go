@@ -74,7 +74,7 @@ estimate of how much each raises the loss. --abs ranks by magnitude.`,
 }
 
 // tokenID reads a token id, or a text that is exactly one token.
-func tokenID(s string, tok *tokenizer.Tokenizer) (int, error) {
+func tokenID(s string, tok tokenizer.Tokenizer) (int, error) {
 	if id, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
 		return id, nil
 	}
@@ -95,7 +95,7 @@ type target struct {
 	tokens []int
 }
 
-func parseTarget(c *cli.Context, tok *tokenizer.Tokenizer, needToken bool) (target, error) {
+func parseTarget(c *cli.Context, tok tokenizer.Tokenizer, needToken bool) (target, error) {
 	s := c.String("target")
 	if s == "" {
 		return target{}, fmt.Errorf("--target B,POS,TOKEN is required")
@@ -518,7 +518,7 @@ func runAttribute(c *cli.Context) error {
 
 // rank returns row b's k entries of act × grad, largest first (by
 // magnitude with abs), over the real positions and the point's own axes.
-func rank(act, grad *hooks.Tensor, batch modelctx.Batch, b, k int, abs bool, tok *tokenizer.Tokenizer) []attribution {
+func rank(act, grad *hooks.Tensor, batch modelctx.Batch, b, k int, abs bool, tok tokenizer.Tokenizer) []attribution {
 	T := act.Shape[1]
 	per := act.Numel() / (act.Shape[0] * T)
 	type entry struct {

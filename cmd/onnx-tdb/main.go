@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 
+	_ "github.com/onnx-tdb/onnx-tdb/export/arch/all" // every built-in architecture
 	"github.com/onnx-tdb/onnx-tdb/runtime"
 	"github.com/urfave/cli/v2"
 )

@@ -259,7 +259,7 @@ func runSAETop(c *cli.Context) error {
 }
 
 // topLatents lists each real token's k strongest nonzero latents.
-func topLatents(z *hooks.Tensor, batch modelctx.Batch, k int, tok *tokenizer.Tokenizer) []saeRow {
+func topLatents(z *hooks.Tensor, batch modelctx.Batch, k int, tok tokenizer.Tokenizer) []saeRow {
 	B, T, N := z.Shape[0], z.Shape[1], z.Shape[2]
 	tokens := make([]saeRow, B)
 	for b := 0; b < B; b++ {
