@@ -24,7 +24,7 @@ func exportFixture(t *testing.T, f fixture, seed uint64) (*model, *modelctx.Tran
 	}
 	defer ck.Close()
 	out := filepath.Join(t.TempDir(), "exported")
-	if _, err := llama.Write(context.Background(), ck, out, export.WriteOptions{}); err != nil {
+	if _, err := export.Write(context.Background(), ck, out, export.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	tr, err := modelctx.Open(out, modelctx.WithThreads(1))

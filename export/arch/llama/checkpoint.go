@@ -96,9 +96,3 @@ func (c *Checkpoint) Tensor(name string) ([]float32, []int, error) {
 	}
 	return nil, nil, fmt.Errorf("%s: %w %q", c.Dir, safetensors.ErrNoTensor, name)
 }
-
-// HasTokenizer reports whether the folder ships a tokenizer.json.
-func (c *Checkpoint) HasTokenizer() bool {
-	_, err := os.Stat(filepath.Join(c.Dir, TokenizerFile))
-	return err == nil
-}

@@ -84,7 +84,7 @@ func exported(t testing.TB) string {
 			return
 		}
 		exportDir = filepath.Join(exportTmp, "llama")
-		_, exportErr = llama.Write(context.Background(), ck, exportDir, export.WriteOptions{Name: "hf-llama"})
+		_, exportErr = export.Write(context.Background(), ck, exportDir, export.WriteOptions{Name: "hf-llama"})
 	})
 	if exportErr != nil {
 		t.Fatal(exportErr)

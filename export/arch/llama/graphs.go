@@ -8,61 +8,40 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
 
-// Tensor names shared between the stages and with the runtime.
+// Tensor names the stages share beyond the engine's own (graphs.InTokens,
+// graphs.PastK, ...).
 const (
-	InTokens   = "tokens"    // int64 [B,T]: token ids of this call
-	InPad      = "pad"       // bool [B,Tk]: true at pad positions, cached + new tokens
-	InPrevLens = "prev_lens" // int64 [B,1]: real tokens already in the cache per row
-	AttnMask   = "attn_mask" // bool [B,T,Tk,1]: true where attention is masked
-	RopeCos    = "rope_cos"  // float [B,T,1,d_head]: cos of each position's rotary angles
-	RopeSin    = "rope_sin"  // float [B,T,1,d_head]
-	OutLogits  = "logits"    // float [B,T,V]
+	AttnMask = "attn_mask" // bool [B,T,Tk,1]: true where attention is masked
+	RopeCos  = "rope_cos"  // float [B,T,1,d_head]: cos of each position's rotary angles
+	RopeSin  = "rope_sin"  // float [B,T,1,d_head]
 )
 
 // PointTensor names the tensor of a hook point at a layer (-1 for once points).
-func PointTensor(p hooks.Point, layer int) string { return p.FileName(layer) }
+func PointTensor(p hooks.Point, layer int) string { return graphs.PointTensor(p, layer) }
 
 // UpTensor names the up_proj output of a layer, [B,T,d_ff]: a value with no
 // TDB hook point (mlp.post_act is silu(mlp.pre_act) times it).
 func UpTensor(layer int) string { return fmt.Sprintf("mlp.up.L%d", layer) }
 
-// PastK and friends name the KV-cache inputs and outputs of layer l. The
-// cache holds keys after the rotary embedding and values, unscaled and with
-// the heads merged: [B,Tk,n_kv_heads*d_head].
-func PastK(l int) string    { return fmt.Sprintf("past_k.L%d", l) }
-func PastV(l int) string    { return fmt.Sprintf("past_v.L%d", l) }
-func PresentK(l int) string { return fmt.Sprintf("present_k.L%d", l) }
-func PresentV(l int) string { return fmt.Sprintf("present_v.L%d", l) }
-
-// explicitSuffix marks the tensor that takes qk_probs' place when the
-// softmax denominator is hooked (the explicit softmax path).
-const explicitSuffix = "#explicit"
-
-// Table maps initializer names to their place in the weights file.
-type Table struct {
-	Location string // file name relative to the model folder
-	Offsets  map[string][2]int64
-}
-
 // stage builds one stage graph.
 type stage struct {
 	c Config
-	w Table
+	w graphs.Weights
 	b *graphs.Builder
 }
 
-func newStage(c Config, w Table, name, prefix string) *stage {
+func newStage(c Config, w graphs.Weights, name, prefix string) *stage {
 	s := &stage{c: c, w: w, b: graphs.NewBuilder(name)}
 	s.b.SetPrefix(prefix)
 	return s
 }
 
 func (s *stage) weight(name string, dims ...int64) string {
-	off, ok := s.w.Offsets[name]
-	if !ok {
-		panic(fmt.Sprintf("weight %s missing from the weights table", name))
+	ref, err := s.w.Ref(s.b, name, dims...)
+	if err != nil {
+		panic(err) // recovered by Stages
 	}
-	return s.b.External(name, dims, s.w.Location, off[0], off[1])
+	return ref
 }
 
 // StageNames are the file stems of Stages' graphs.
@@ -76,7 +55,7 @@ func StageNames(c Config) []string {
 
 // Stages builds the stage graphs: embed, one per layer, final. Stages are
 // linked by tensor name, so graphs.Merge joins them into the whole model.
-func Stages(c Config, w Table) (stages []*onnxpb.ModelProto, err error) {
+func Stages(c Config, w graphs.Weights) (stages []*onnxpb.ModelProto, err error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -95,12 +74,12 @@ func Stages(c Config, w Table) (stages []*onnxpb.ModelProto, err error) {
 // embedStage looks up the token embeddings and computes what every layer
 // shares: the attention mask and the rotary cos/sin tables at each token's
 // position.
-func embedStage(c Config, w Table) *onnxpb.ModelProto {
+func embedStage(c Config, w graphs.Weights) *onnxpb.ModelProto {
 	s := newStage(c, w, "embed", "embed/")
 	b := s.b
-	tokens := b.Input(InTokens, graphs.Int64, "B", "T")
-	pad := b.Input(InPad, graphs.Bool, "B", "Tk")
-	prev := b.Input(InPrevLens, graphs.Int64, "B", "1")
+	tokens := b.Input(graphs.InTokens, graphs.Int64, "B", "T")
+	pad := b.Input(graphs.InPad, graphs.Bool, "B", "Tk")
+	prev := b.Input(graphs.InPrevLens, graphs.Int64, "B", "1")
 	axis := func(a int64) string { return b.ConstI64("", []int64{1}, a) }
 	one, zero := b.ConstI64("", []int64{1}, 1), b.ConstI64("", []int64{1}, 0)
 	oneS, zeroS := b.ConstI64("", nil, 1), b.ConstI64("", nil, 0)

@@ -11,7 +11,7 @@ import (
 
 // layerStage is one decoder block: RMSNorm, attention with the rotary
 // embedding and a KV cache, residual add, RMSNorm, SwiGLU MLP, residual add.
-func layerStage(c Config, w Table, l int) *onnxpb.ModelProto {
+func layerStage(c Config, w graphs.Weights, l int) *onnxpb.ModelProto {
 	s := newStage(c, w, fmt.Sprintf("layer%d", l), fmt.Sprintf("L%d/", l))
 	b := s.b
 	D, KVW, F := int64(c.DModel), int64(c.KVWidth()), int64(c.DFF)
@@ -24,8 +24,8 @@ func layerStage(c Config, w Table, l int) *onnxpb.ModelProto {
 	dh := fmt.Sprint(c.DHead)
 	cos := b.Input(RopeCos, graphs.Float, "B", "T", "1", dh)
 	sin := b.Input(RopeSin, graphs.Float, "B", "T", "1", dh)
-	pastK := b.Input(PastK(l), graphs.Float, "B", "P", fmt.Sprint(KVW))
-	pastV := b.Input(PastV(l), graphs.Float, "B", "P", fmt.Sprint(KVW))
+	pastK := b.Input(graphs.PastK(l), graphs.Float, "B", "P", fmt.Sprint(KVW))
+	pastV := b.Input(graphs.PastV(l), graphs.Float, "B", "P", fmt.Sprint(KVW))
 
 	h := s.rmsNorm(x, s.weight(p+"input_layernorm.weight", D), hooks.Resid.Torso.LnAttn, pt(hooks.PostLnAttn), l)
 	postAttn := s.attention(h, x, mask, cos, sin, pastK, pastV, l)
@@ -59,8 +59,8 @@ func (s *stage) attention(h, x, mask, cos, sin, pastK, pastV string, l int) stri
 	qr := s.rope(q, cos, sin, rot)
 	kr := b.Op("Reshape", "", []string{s.rope(kNew, cos, sin, rot), b.ConstI64("", []int64{3}, 0, 0, KVW)})
 
-	kAll := b.Op("Concat", PresentK(l), []string{pastK, kr}, graphs.AttrInt("axis", 1))
-	vAll := b.Op("Concat", PresentV(l), []string{pastV, vNew}, graphs.AttrInt("axis", 1))
+	kAll := b.Op("Concat", graphs.PresentK(l), []string{pastK, kr}, graphs.AttrInt("axis", 1))
+	vAll := b.Op("Concat", graphs.PresentV(l), []string{pastV, vNew}, graphs.AttrInt("axis", 1))
 	b.Output(kAll, graphs.Float, "B", "Tk", fmt.Sprint(KVW))
 	b.Output(vAll, graphs.Float, "B", "Tk", fmt.Sprint(KVW))
 
@@ -103,17 +103,17 @@ func (s *stage) explicitSoftmax(lt string, l int) {
 	den := b.Type(b.Op("Transpose", PointTensor(hooks.AttnQKSoftmaxDenominator, l), []string{denBH}, graphs.AttrInts("perm", 0, 2, 3, 1)), graphs.Float, "B", "T", "1", Hs)
 	denBack := b.Op("Transpose", "", []string{den}, graphs.AttrInts("perm", 0, 3, 1, 2))
 	probs := b.Op("Div", "", []string{num, denBack})
-	b.Type(b.Op("Transpose", PointTensor(hooks.AttnQKProbs, l)+explicitSuffix, []string{probs}, graphs.AttrInts("perm", 0, 2, 3, 1)), graphs.Float, "B", "T", "Tk", Hs)
+	b.Type(b.Op("Transpose", PointTensor(hooks.AttnQKProbs, l)+graphs.ExplicitSuffix, []string{probs}, graphs.AttrInts("perm", 0, 2, 3, 1)), graphs.Float, "B", "T", "Tk", Hs)
 }
 
 // finalStage is the final RMSNorm and the unembedding.
-func finalStage(c Config, w Table) *onnxpb.ModelProto {
+func finalStage(c Config, w graphs.Weights) *onnxpb.ModelProto {
 	s := newStage(c, w, "final", "final/")
 	b := s.b
 	D, V := int64(c.DModel), int64(c.NVocab)
 	x := b.Input(PointTensor(hooks.PostMLP, c.NLayers-1), graphs.Float, "B", "T", fmt.Sprint(D))
 	h := s.rmsNorm(x, s.weight("norm.weight", D), hooks.Resid.LnF, PointTensor(hooks.PostLnF, -1), -1)
-	logits := b.Op("MatMul", OutLogits, []string{h, s.weight("lm_head.weight.T", D, V)})
+	logits := b.Op("MatMul", graphs.OutLogits, []string{h, s.weight("lm_head.weight.T", D, V)})
 	b.Output(logits, graphs.Float, "B", "T", fmt.Sprint(V))
 	return b.Model()
 }
@@ -151,7 +151,7 @@ func Switches(c Config) []graphs.Switch {
 			Point:   hooks.AttnQKSoftmaxDenominator.Path(),
 			Layer:   l,
 			Replace: PointTensor(hooks.AttnQKProbs, l),
-			With:    PointTensor(hooks.AttnQKProbs, l) + explicitSuffix,
+			With:    PointTensor(hooks.AttnQKProbs, l) + graphs.ExplicitSuffix,
 		})
 	}
 	return s
