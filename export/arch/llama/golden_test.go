@@ -2,7 +2,6 @@ package llama_test
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"sync"
@@ -15,52 +14,6 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 )
 
-// hfCases is hf/llama/cases.json: reference tensors per hook point, the
-// MLP-unit ablations and greedy sampling.
-type hfCases struct {
-	Inputs []struct {
-		Name        string  `json:"name"`
-		Tokens      [][]int `json:"tokens"`
-		Activations []struct {
-			Point string  `json:"point"`
-			Layer *int    `json:"layer"`
-			File  string  `json:"file"`
-			Shape []int   `json:"shape"`
-			Max   float64 `json:"max_abs"`
-		} `json:"activations"`
-		Interventions []struct {
-			Name   string `json:"name"`
-			Ablate string `json:"ablate"`
-			Logits struct {
-				File  string  `json:"file"`
-				Shape []int   `json:"shape"`
-				Max   float64 `json:"max_abs"`
-			} `json:"logits"`
-		} `json:"interventions"`
-	} `json:"inputs"`
-	Sampling []struct {
-		Name      string  `json:"name"`
-		Prompts   [][]int `json:"prompt_tokens"`
-		NumTokens int     `json:"num_tokens"`
-		Ablate    string  `json:"ablate"`
-		Tokens    [][]int `json:"tokens"`
-	} `json:"sampling"`
-}
-
-func loadHF(t testing.TB) (string, *hfCases) {
-	t.Helper()
-	dir := filepath.Join(golden.RequireShared(t, "hf"), "llama")
-	b, err := os.ReadFile(filepath.Join(dir, "cases.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c hfCases
-	if err := json.Unmarshal(b, &c); err != nil {
-		t.Fatal(err)
-	}
-	return dir, &c
-}
-
 var (
 	exportOnce sync.Once
 	exportTmp  string
@@ -72,7 +25,7 @@ var (
 // test binary.
 func exported(t testing.TB) string {
 	t.Helper()
-	src, _ := loadHF(t)
+	src := golden.LoadHFLlama(t).Dir
 	exportOnce.Do(func() {
 		ck, err := llama.OpenCheckpoint(src)
 		if err != nil {
@@ -110,29 +63,8 @@ func openGolden(t testing.TB) *modelctx.Transformer {
 	return m
 }
 
-func check(t *testing.T, name string, got []float32, gotShape []int, file string, shape []int, maxAbs float64) {
-	t.Helper()
-	want, err := golden.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(gotShape) != len(shape) || golden.Numel(gotShape) != golden.Numel(shape) {
-		t.Fatalf("%s: shape %v, want %v", name, gotShape, shape)
-	}
-	for i := range shape {
-		if gotShape[i] != shape[i] {
-			t.Fatalf("%s: shape %v, want %v", name, gotShape, shape)
-		}
-	}
-	worst, fail := golden.Diff(got, want, golden.Tolerance(maxAbs))
-	if fail != "" {
-		t.Errorf("%s: %s", name, fail)
-	}
-	t.Logf("%s: worst diff %.2e (tolerance %.2e)", name, worst, golden.Tolerance(maxAbs))
-}
-
 func TestGoldenPointsAndLogits(t *testing.T) {
-	dir, c := loadHF(t)
+	c := golden.LoadHFLlama(t)
 	m := openGolden(t)
 	for _, in := range c.Inputs {
 		out, err := m.Forward(context.Background(), in.Tokens, modelctx.Capture(modelctx.AllPoints))
@@ -158,13 +90,13 @@ func TestGoldenPointsAndLogits(t *testing.T) {
 			if got == nil {
 				t.Fatalf("input %s: %s not captured", in.Name, site)
 			}
-			check(t, in.Name+" "+site.String(), got.Data, got.Shape, filepath.Join(dir, a.File), a.Shape, a.Max)
+			a.CheckFile(t, in.Name+" "+site.String(), got.Data, got.Shape)
 		}
 	}
 }
 
 func TestGoldenAblations(t *testing.T) {
-	dir, c := loadHF(t)
+	c := golden.LoadHFLlama(t)
 	m := openGolden(t)
 	n := 0
 	for _, in := range c.Inputs {
@@ -174,7 +106,7 @@ func TestGoldenAblations(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			check(t, in.Name+" "+iv.Name, out.Logits.Data, out.Logits.Shape, filepath.Join(dir, iv.Logits.File), iv.Logits.Shape, iv.Logits.Max)
+			iv.Logits.CheckFile(t, in.Name+" "+iv.Name, out.Logits.Data, out.Logits.Shape)
 			n++
 		}
 	}
@@ -198,7 +130,7 @@ func ablation(t *testing.T, target string) *hooks.Hooks {
 // batch with the KV cache, and each prompt alone: every row gives the
 // reference tokens.
 func TestGoldenGreedySampling(t *testing.T) {
-	_, c := loadHF(t)
+	c := golden.LoadHFLlama(t)
 	m := openGolden(t)
 	for _, sc := range c.Sampling {
 		var opts []modelctx.SampleOption
