@@ -149,10 +149,11 @@ func boundaries(c Config) []string {
 
 // weightLocations says where ModelContext.Weight finds the standard weight
 // locations in the Hugging Face tensors (nn.Linear layout [out,in]): the
-// query/key/value projections split into heads (keys and values into the
-// key-value heads), mlp.to_hidden is gate_proj (the weight behind
-// mlp.pre_act), and the RMSNorm weights are the layer-norm gains. There are
-// no biases and no position embedding.
+// query/key/value projections split into heads, mlp.to_hidden is gate_proj
+// (the weight behind mlp.pre_act), and the RMSNorm weights are the
+// layer-norm gains. There are no biases and no position embedding; with
+// grouped-query attention the key and value projections have fewer heads
+// than the standard [heads, d_model, d_head] shape, so they are left out.
 func weightLocations(c Config) []export.WeightLocation {
 	ax := func(a int) *int { return &a }
 	unembed := "lm_head.weight"
@@ -170,12 +171,16 @@ func weightLocations(c Config) []export.WeightLocation {
 			export.WeightLocation{Location: "mlp.to_hidden", Layer: l, Source: p + "mlp.gate_proj.weight", Perm: []int{1, 0}},
 			export.WeightLocation{Location: "mlp.to_residual", Layer: l, Source: p + "mlp.down_proj.weight", Perm: []int{1, 0}},
 			export.WeightLocation{Location: "attn.to_query", Layer: l, Source: p + "self_attn.q_proj.weight", Split: ax(0), Heads: c.NHeads, Perm: []int{0, 2, 1}},
-			export.WeightLocation{Location: "attn.to_key", Layer: l, Source: p + "self_attn.k_proj.weight", Split: ax(0), Heads: c.NKVHeads, Perm: []int{0, 2, 1}},
-			export.WeightLocation{Location: "attn.to_value", Layer: l, Source: p + "self_attn.v_proj.weight", Split: ax(0), Heads: c.NKVHeads, Perm: []int{0, 2, 1}},
 			export.WeightLocation{Location: "attn.to_residual", Layer: l, Source: p + "self_attn.o_proj.weight", Split: ax(1), Heads: c.NHeads, Perm: []int{1, 2, 0}},
 			export.WeightLocation{Location: "layer_norm_gain.pre_attn", Layer: l, Source: p + "input_layernorm.weight"},
 			export.WeightLocation{Location: "layer_norm_gain.pre_mlp", Layer: l, Source: p + "post_attention_layernorm.weight"},
 		)
+		if c.NKVHeads == c.NHeads {
+			out = append(out,
+				export.WeightLocation{Location: "attn.to_key", Layer: l, Source: p + "self_attn.k_proj.weight", Split: ax(0), Perm: []int{0, 2, 1}},
+				export.WeightLocation{Location: "attn.to_value", Layer: l, Source: p + "self_attn.v_proj.weight", Split: ax(0), Perm: []int{0, 2, 1}},
+			)
+		}
 	}
 	return out
 }
