@@ -2,8 +2,11 @@ package llama_test
 
 import (
 	"context"
+	"errors"
 	"math"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/onnx-tdb/onnx-tdb/export"
@@ -14,7 +17,7 @@ import (
 )
 
 // exportFixture writes a fixture folder, exports it and opens it.
-func exportFixture(t *testing.T, f fixture, seed uint64) (*model, *modelctx.Transformer) {
+func exportFixture(t testing.TB, f fixture, seed uint64) (*model, *modelctx.Transformer) {
 	t.Helper()
 	src := t.TempDir()
 	m := f.write(t, src, seed)
@@ -55,7 +58,7 @@ func toF32(v []float64) []float32 {
 
 // TestMatchesReference runs random models with grouped-query attention,
 // head_dim given or not, llama3 and linear rope scaling, tied and untied
-// unembeddings, float32 and bfloat16 shards, and compares every hook point
+// unembeddings, float32, float16 and bfloat16 shards, and compares every hook point
 // with a float64 loop-by-loop reference.
 func TestMatchesReference(t *testing.T) {
 	cases := []struct {
@@ -64,6 +67,7 @@ func TestMatchesReference(t *testing.T) {
 	}{
 		{"gqa_llama3_tied_f32", tinyGQA},
 		{"mqa_linear_bf16_shards", tinyLinear},
+		{"mha_f16_untied", tinyF16},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -159,4 +163,67 @@ func argmax(v []float32) int {
 		}
 	}
 	return best
+}
+
+// TestExportCancelled stops an export whose context is done and leaves no
+// folder behind.
+func TestExportCancelled(t *testing.T) {
+	src := t.TempDir()
+	tinyGQA.write(t, src, 8)
+	ck, err := llama.OpenCheckpoint(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	out := filepath.Join(t.TempDir(), "exported")
+	if _, err := export.Write(ctx, ck, out, export.WriteOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v, want context.Canceled", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 0 {
+		t.Errorf("left behind: %v", entries)
+	}
+}
+
+// TestCheckpointShapeMismatch refuses weights that do not fit the config.
+func TestCheckpointShapeMismatch(t *testing.T) {
+	src := t.TempDir()
+	tinyGQA.write(t, src, 9)
+	cfg := tinyGQA.config()
+	cfg["intermediate_size"] = 41
+	writeJSONFile(t, filepath.Join(src, "config.json"), cfg)
+	ck, err := llama.OpenCheckpoint(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	_, err = export.Write(context.Background(), ck, filepath.Join(t.TempDir(), "x"), export.WriteOptions{})
+	if !errors.Is(err, export.ErrCheckpoint) || !strings.Contains(err.Error(), "gate_proj") {
+		t.Errorf("error %v, want ErrCheckpoint naming gate_proj", err)
+	}
+	if _, err := llama.OpenCheckpoint(t.TempDir()); !errors.Is(err, llama.ErrNotCheckpoint) {
+		t.Errorf("empty folder: %v", err)
+	}
+}
+
+func BenchmarkForward(b *testing.B) {
+	_, tr := exportFixture(b, tinyGQA, 1)
+	rows := [][]int{{1, 2, 3, 4, 5, 6, 7, 8}, {9, 10, 11, 12, 13, 14, 15, 16}}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := tr.Forward(context.Background(), rows); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSampleKVCache(b *testing.B) {
+	_, tr := exportFixture(b, tinyGQA, 1)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := tr.Sample(context.Background(), modelctx.TokenPrompts([]int{1, 2, 3, 4}), modelctx.WithNumTokens(16), modelctx.WithTemperature(0)); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

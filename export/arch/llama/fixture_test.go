@@ -42,6 +42,13 @@ var tinyLinear = fixture{
 	rope: map[string]any{"type": "linear", "factor": 2.0},
 }
 
+// tinyF16 is plain multi-head attention without rope scaling, an untied
+// unembedding and float16 weights.
+var tinyF16 = fixture{
+	hidden: 16, inter: 24, layers: 1, heads: 2, kvHeads: 2, headDim: 8, vocab: 50, ctx: 16,
+	theta: 10000, eps: 1e-5, dtype: "F16",
+}
+
 // model holds a fixture's weights (as the reader widens them) by HF name.
 type model struct {
 	f fixture

@@ -11,6 +11,7 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/export/arch/llama"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
+	"github.com/onnx-tdb/onnx-tdb/internal/goldenmodel"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 )
 
@@ -55,7 +56,8 @@ func TestMain(m *testing.M) {
 
 func openGolden(t testing.TB) *modelctx.Transformer {
 	t.Helper()
-	m, err := modelctx.Open(exported(t), modelctx.WithThreads(1))
+	dev, id := goldenmodel.Device(t) // ONNX_TDB_TEST_DEVICE=cuda runs it on the GPU
+	m, err := modelctx.Open(exported(t), modelctx.WithThreads(1), modelctx.WithDevice(dev, id))
 	if err != nil {
 		t.Fatal(err)
 	}
