@@ -1,5 +1,5 @@
 // Package hfbpe is a generic byte-level BPE tokenizer read from a Hugging
-// Face tokenizer.json (the kind Llama 3 and GPT-2-style models ship): the
+// Face tokenizer.json (the kind byte-level BPE models ship): the
 // BPE model's vocab and merges, a pre-tokenizer of Split (regex, isolated
 // matches) and ByteLevel steps, and the added (special) tokens, which are
 // matched in text before anything else.

@@ -22,21 +22,22 @@ import (
 // order, each merge the split BPE reaches with the lower ranks.
 
 // cl100kPattern is the pre-tokenizer split of cl100k_base, the same as
-// Llama 3's tokenizer.json Split pattern.
+// the Split pattern of tokenizer.json files converted from cl100k-style
+// vocabularies.
 const cl100kPattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 
 type refEncoding struct {
 	file    string
 	pattern string
 	special map[string]int
-	// llama3Style: Split(pattern) then ByteLevel without its regex, and
-	// ignore_merges; else ByteLevel with its own (GPT-2) regex.
-	llama3Style bool
+	// splitFirst: Split(pattern) then ByteLevel without its regex, and
+	// ignore_merges; else ByteLevel with its own regex.
+	splitFirst bool
 }
 
 var (
 	r50k   = refEncoding{file: "r50k_base.tiktoken", pattern: `'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`, special: map[string]int{"<|endoftext|>": 50256}}
-	cl100k = refEncoding{file: "cl100k_base.tiktoken", pattern: cl100kPattern, llama3Style: true, special: map[string]int{
+	cl100k = refEncoding{file: "cl100k_base.tiktoken", pattern: cl100kPattern, splitFirst: true, special: map[string]int{
 		"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259, "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276}}
 )
 
@@ -120,7 +121,7 @@ func (e refEncoding) tokenizerJSON(ranks map[string]int) map[string]any {
 		added = append(added, map[string]any{"id": id, "content": s, "special": true})
 	}
 	pre := map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}
-	if e.llama3Style {
+	if e.splitFirst {
 		pre = map[string]any{"type": "Sequence", "pretokenizers": []any{
 			map[string]any{"type": "Split", "pattern": map[string]any{"Regex": e.pattern}, "behavior": "Isolated", "invert": false},
 			map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
@@ -129,7 +130,7 @@ func (e refEncoding) tokenizerJSON(ranks map[string]int) map[string]any {
 	return map[string]any{
 		"version": "1.0", "added_tokens": added, "normalizer": nil, "pre_tokenizer": pre,
 		"decoder": map[string]any{"type": "ByteLevel"},
-		"model":   map[string]any{"type": "BPE", "vocab": vocab, "merges": ms, "ignore_merges": e.llama3Style},
+		"model":   map[string]any{"type": "BPE", "vocab": vocab, "merges": ms, "ignore_merges": e.splitFirst},
 	}
 }
 
@@ -207,13 +208,13 @@ func testParity(t *testing.T, e refEncoding) {
 	}
 }
 
-// TestMatchesTiktokenR50k compares a GPT-2-style tokenizer.json (ByteLevel
+// TestMatchesTiktokenR50k compares a tokenizer.json of the original layout (ByteLevel
 // with its own regex, merges applied) with tiktoken's r50k_base.
 func TestMatchesTiktokenR50k(t *testing.T) { testParity(t, r50k) }
 
-// TestMatchesTiktokenCl100k compares a Llama-3-style tokenizer.json (a
+// TestMatchesTiktokenCl100k compares a split-first tokenizer.json (a
 // Split regex, then ByteLevel, ignore_merges) with tiktoken's cl100k_base,
-// whose split Llama 3 shares.
+// whose split it uses.
 func TestMatchesTiktokenCl100k(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a 100k-token tokenizer.json")

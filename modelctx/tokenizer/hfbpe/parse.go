@@ -42,8 +42,9 @@ const (
 	matchTimeout = 2 * time.Second
 )
 
-// gpt2Pattern is the split ByteLevel applies when use_regex is set.
-const gpt2Pattern = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
+// byteLevelPattern is the split ByteLevel applies when use_regex is set
+// (the original byte-level BPE's).
+const byteLevelPattern = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
 
 func init() {
 	tokenizer.Register(Name, func(dir string) (tokenizer.Tokenizer, error) {
@@ -239,7 +240,8 @@ func (t *Tokenizer) setMerges(raw json.RawMessage) error {
 }
 
 // setPreTokenizer accepts a ByteLevel step, optionally after Split steps
-// with Isolated behaviour (Llama 3's layout), or a Sequence of them.
+// with Isolated behaviour (the layout of tokenizers converted from
+// tiktoken vocabularies), or a Sequence of them.
 func (t *Tokenizer) setPreTokenizer(raw json.RawMessage) error {
 	if isNull(raw) {
 		return fmt.Errorf("%w: no pre_tokenizer (byte-level BPE needs a ByteLevel step)", ErrUnsupported)
@@ -268,7 +270,7 @@ func (t *Tokenizer) setPreTokenizer(raw json.RawMessage) error {
 			byteLevel = true
 			t.addPrefixSpace = s.AddPrefix
 			if s.UseRegex == nil || *s.UseRegex {
-				t.splits = append(t.splits, compile(gpt2Pattern))
+				t.splits = append(t.splits, compile(byteLevelPattern))
 			}
 		default:
 			return fmt.Errorf("%w: pre_tokenizer step %q", ErrUnsupported, s.Type)

@@ -4,14 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
 )
 
-// smallJSON is a tokenizer.json with every byte, a few merges, Llama 3's
-// layout (Split then ByteLevel, ignore_merges) and two special tokens.
+// smallJSON is a tokenizer.json with every byte, a few merges, the
+// split-then-ByteLevel layout (ignore_merges) and two special tokens.
 func smallJSON(t testing.TB) []byte {
 	t.Helper()
 	vocab := map[string]int{}
@@ -162,4 +163,34 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Decode(Encode(%q)) = %q, %v", text, back, err)
 		}
 	})
+}
+
+// TestConcurrentEncode encodes from several goroutines at once (the
+// pre-token cache is shared); run with -race.
+func TestConcurrentEncode(t *testing.T) {
+	tok, err := Parse(smallJSON(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := tok.Encode("hello the hello world 123")
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				tok.Encode(strings.Repeat("x", g+i%7) + " fresh words")
+				if got := tok.Encode("hello the hello world 123"); !equal(got, want) {
+					errs <- "concurrent Encode differs"
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
 }
