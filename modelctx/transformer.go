@@ -122,8 +122,14 @@ func open(dir string, whole bool, opts []Option) (*Transformer, error) {
 func (t *Transformer) Close() error { return errors.Join(t.eng.Close(), t.outs.close()) }
 
 // snapshot freezes hook sets for one run, with the model's site values.
+// A hook at a point the model lacks, or restricted to a layer it does not
+// have, makes the set's runs fail with that error (hooks.Set.Check).
 func (t *Transformer) snapshot(hs ...*hooks.Hooks) *hooks.Set {
-	return hooks.Snapshot(hs...).WithSiteValues(t.siteValue)
+	set := hooks.Snapshot(hs...).WithSiteValues(t.siteValue)
+	if err := set.Check(t.NLayers(), t.HasSite); errors.Is(err, hooks.ErrAbsentSite) {
+		set.Fail(fmt.Errorf("%w (model %s): %w", ErrNoPoint, t.man.Name, err))
+	}
+	return set
 }
 
 // Manifest describes the exported model.

@@ -143,8 +143,12 @@ func benchPaths(m *modelctx.Transformer) map[string][]modelctx.ForwardOption {
 		return x, nil
 	}, hooks.AtLayers(n/2))
 	allRead := hooks.New()
-	for _, p := range hooks.Points() {
-		allRead.Observe(p, func(*hooks.Context, *hooks.Tensor) error { return nil })
+	seen := map[hooks.Point]bool{}
+	for _, s := range m.Sites() { // every point the model has
+		if !seen[s.Point] {
+			seen[s.Point] = true
+			allRead.Observe(s.Point, func(*hooks.Context, *hooks.Tensor) error { return nil })
+		}
 	}
 	perStage := hooks.New()
 	identity := func(_ *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) { return x, nil }

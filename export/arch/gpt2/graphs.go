@@ -300,7 +300,7 @@ func finalStage(c Config, w graphs.Weights) *onnxpb.ModelProto {
 // Points maps every hook site of the model to its tensor.
 func Points(c Config) map[hooks.Site]string {
 	m := map[hooks.Site]string{}
-	for _, p := range hooks.Points() {
+	for _, p := range hooks.TDBPoints() {
 		if !p.PerLayer() {
 			m[hooks.Site{Point: p, Layer: -1}] = graphs.PointTensor(p, -1)
 			continue

@@ -1,11 +1,9 @@
-package modelctx
+package vocab
 
 import (
 	"errors"
 	"reflect"
 	"testing"
-
-	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
 
 func TestActivationLocationTypeToHookPoint(t *testing.T) {
@@ -48,7 +46,7 @@ func TestActivationLocationTypeToHookPoint(t *testing.T) {
 			}
 		}
 	}
-	for _, p := range []hooks.Point{hooks.PostLnAttn, hooks.AttnQKSoftmaxDenominator, hooks.PostLnF, hooks.SAELatents} {
+	for _, p := range []Point{PostLnAttn, AttnQKSoftmaxDenominator, PostLnF, SAELatents} {
 		if a, ok := ActivationLocationTypeForPoint(p); ok {
 			t.Errorf("%s maps back to %s", p, a)
 		}
