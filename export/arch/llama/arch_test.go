@@ -96,7 +96,7 @@ func TestMatchesReference(t *testing.T) {
 				}
 				n++
 			}
-			if n != 18*tc.f.layers+5 {
+			if n != 19*tc.f.layers+5 {
 				t.Errorf("compared %d points", n)
 			}
 			for _, missing := range []hooks.Point{hooks.LnAttnPostMeanSubtraction, hooks.LnFPostMeanSubtraction} {

@@ -19,9 +19,20 @@ const (
 // PointTensor names the tensor of a hook point at a layer (-1 for once points).
 func PointTensor(p hooks.Point, layer int) string { return graphs.PointTensor(p, layer) }
 
-// UpTensor names the up_proj output of a layer, [B,T,d_ff]: a value with no
-// TDB hook point (mlp.post_act is silu(mlp.pre_act) times it).
-func UpTensor(layer int) string { return fmt.Sprintf("mlp.up.L%d", layer) }
+// MLPUp is the hook point of the up_proj output, [B,T,d_ff], a value with
+// no point of the original: mlp.post_act is silu(mlp.pre_act) times it. It
+// is called right after mlp.pre_act.
+var MLPUp = mustRegister(hooks.PointSpec{
+	Path: "mlp.up", PerLayer: true, Shape: []hooks.Dim{hooks.Batch, hooks.Seq, hooks.FF}, After: hooks.MLPPreAct,
+})
+
+func mustRegister(spec hooks.PointSpec) hooks.Point {
+	p, err := hooks.RegisterPoint(spec)
+	if err != nil {
+		panic(err) // a clash between plugins' point names is a build mistake
+	}
+	return p
+}
 
 // stage builds one stage graph.
 type stage struct {

@@ -32,7 +32,7 @@ func layerStage(c Config, w graphs.Weights, l int) *onnxpb.ModelProto {
 
 	h2 := s.rmsNorm(postAttn, s.weight(p+"post_attention_layernorm.weight", D), hooks.Resid.Torso.LnMLP, pt(hooks.PostLnMLP), l)
 	gate := b.Type(b.Op("MatMul", pt(hooks.MLPPreAct), []string{h2, s.weight(p+"gate_proj.weight.T", D, F)}), graphs.Float, "B", "T", Fs)
-	up := b.Type(b.Op("MatMul", UpTensor(l), []string{h2, s.weight(p+"up_proj.weight.T", D, F)}), graphs.Float, "B", "T", Fs)
+	up := b.Type(b.Op("MatMul", pt(MLPUp), []string{h2, s.weight(p+"up_proj.weight.T", D, F)}), graphs.Float, "B", "T", Fs)
 	silu := b.Op("Mul", "", []string{gate, b.Op("Sigmoid", "", []string{gate})})
 	post := b.Type(b.Op("Mul", pt(hooks.MLPPostAct), []string{silu, up}), graphs.Float, "B", "T", Fs)
 	dMLP := b.Type(b.Op("MatMul", pt(hooks.DeltaMLP), []string{post, s.weight(p+"down_proj.weight.T", F, D)}), graphs.Float, "B", "T", Ds)
@@ -119,7 +119,8 @@ func finalStage(c Config, w graphs.Weights) *onnxpb.ModelProto {
 }
 
 // Points maps every hook site the model has to its tensor: TDB's points
-// but the LayerNorms' post_mean_subtraction (an RMSNorm subtracts no mean).
+// but the LayerNorms' post_mean_subtraction (an RMSNorm subtracts no mean),
+// and mlp.up, the up_proj output.
 func Points(c Config) map[hooks.Site]string {
 	skip := map[hooks.Point]bool{
 		hooks.LnAttnPostMeanSubtraction: true,
@@ -127,8 +128,8 @@ func Points(c Config) map[hooks.Site]string {
 		hooks.LnFPostMeanSubtraction:    true,
 	}
 	m := map[hooks.Site]string{}
-	for _, p := range hooks.Points() {
-		if skip[p] || p.IsSAE() {
+	for _, p := range append(hooks.TDBPoints(), MLPUp) {
+		if skip[p] {
 			continue
 		}
 		if !p.PerLayer() {

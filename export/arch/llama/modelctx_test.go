@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,5 +209,33 @@ func TestNoSliceOp(t *testing.T) {
 	delete(w.Offsets, "norm.weight")
 	if _, err := llama.Stages(c, w); err == nil || !strings.Contains(err.Error(), "norm.weight") {
 		t.Errorf("missing weight: %v", err)
+	}
+}
+
+// TestAbsentAndOwnPoints: a hook at a LayerNorm's post_mean_subtraction is
+// an error (an RMSNorm has none); mlp.up is a point of this architecture,
+// and mlp.post_act is silu(mlp.pre_act) times it.
+func TestAbsentAndOwnPoints(t *testing.T) {
+	_, tr := exportFixture(t, tinyGQA, 10)
+	h := hooks.New()
+	h.Observe(hooks.LnMLPPostMeanSubtraction, func(*hooks.Context, *hooks.Tensor) error { return nil })
+	if _, err := tr.Forward(context.Background(), [][]int{{1, 2}}, modelctx.WithHooks(h)); err == nil {
+		t.Error("a hook at resid.torso.ln_mlp.post_mean_subtraction ran without error")
+	}
+	pts := []hooks.Point{hooks.MLPPreAct, llama.MLPUp, hooks.MLPPostAct}
+	out, err := tr.Forward(context.Background(), [][]int{{1, 2, 3}}, modelctx.Capture(&modelctx.Filter{Points: pts, Layers: []int{0}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate, up, post := out.Activations[hooks.Site{Point: pts[0]}], out.Activations[hooks.Site{Point: pts[1]}], out.Activations[hooks.Site{Point: pts[2]}]
+	want := make([]float32, len(gate.Data))
+	for i, g := range gate.Data {
+		want[i] = float32(float64(g) / (1 + math.Exp(-float64(g))) * float64(up.Data[i]))
+	}
+	if _, fail := golden.Diff(post.Data, want, 1e-5); fail != "" {
+		t.Error(fail)
+	}
+	if p, err := hooks.Parse("mlp.up"); err != nil || p != llama.MLPUp {
+		t.Errorf("Parse(mlp.up) = %v, %v", p, err)
 	}
 }

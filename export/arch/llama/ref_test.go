@@ -105,6 +105,7 @@ func refRun(m *model, toks []int) map[string][]float64 {
 				post[i] = gate[i] / (1 + math.Exp(-gate[i])) * up[i]
 			}
 			add(at("mlp.pre_act"), gate...)
+			add(at("mlp.up"), up...)
 			add(at("mlp.post_act"), post...)
 			delta := linear(post, w(p+"mlp.down_proj.weight"), D)
 			add(at("resid.torso.delta_mlp"), delta...)
