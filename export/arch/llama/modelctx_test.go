@@ -239,3 +239,23 @@ func TestAbsentAndOwnPoints(t *testing.T) {
 		t.Errorf("Parse(mlp.up) = %v, %v", p, err)
 	}
 }
+
+// TestCommonNames: the common point names of hook maps name this model's
+// sites (resid_pre@0 is resid.post_emb, resid_pre@1 resid.torso.post_mlp@0).
+func TestCommonNames(t *testing.T) {
+	_, tr := exportFixture(t, tinyGQA, 11)
+	cases := map[string]hooks.Site{
+		"resid_pre@0":  {Point: hooks.ResidPostEmb, Layer: -1},
+		"resid_pre@1":  {Point: hooks.PostMLP, Layer: 0},
+		"mlp_hidden@1": {Point: hooks.MLPPostAct, Layer: 1},
+		"attn_out@0":   {Point: hooks.DeltaAttn, Layer: 0},
+		"final_norm":   {Point: hooks.PostLnF, Layer: -1},
+		"mlp.up@1":     {Point: llama.MLPUp, Layer: 1},
+	}
+	for name, want := range cases {
+		got, err := tr.ParseSite(name)
+		if err != nil || got != want {
+			t.Errorf("ParseSite(%q) = %v, %v; want %v", name, got, err, want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/graphs"
@@ -84,6 +85,7 @@ func (c *Checkpoint) Build(ctx context.Context, b *export.Builder) error {
 	}
 	man.Boundaries = boundaries(cfg)
 	man.WeightLocations = weightLocations(cfg)
+	man.Aliases = aliases(cfg)
 	return c.addTokenizer(b)
 }
 
@@ -145,6 +147,58 @@ func boundaries(c Config) []string {
 		out = append(out, hooks.Site{Point: hooks.PostMLP, Layer: l}.String())
 	}
 	return out
+}
+
+// aliases are the common point names (resid_pre, mlp_hidden, ...) that
+// imported graphs' hook maps use, as names for this model's sites.
+func aliases(c Config) []export.Alias {
+	var out []export.Alias
+	names := make([]string, 0, len(export.KnownPointNames))
+	for n := range export.KnownPointNames {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		target := export.KnownPointNames[name]
+		if target == name {
+			continue
+		}
+		if target == export.BlockInput {
+			for l := 0; l < c.NLayers; l++ {
+				site := hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}
+				if l > 0 {
+					site = hooks.Site{Point: hooks.PostMLP, Layer: l - 1}
+				}
+				out = append(out, alias(name, l, site))
+			}
+			continue
+		}
+		p, err := hooks.Parse(target)
+		if err != nil {
+			continue
+		}
+		if !p.PerLayer() {
+			out = append(out, alias(name, -1, hooks.Site{Point: p, Layer: -1}))
+			continue
+		}
+		for l := 0; l < c.NLayers; l++ {
+			out = append(out, alias(name, l, hooks.Site{Point: p, Layer: l}))
+		}
+	}
+	return out
+}
+
+func alias(name string, layer int, site hooks.Site) export.Alias {
+	a := export.Alias{Name: name, Point: site.Point.Path(), Tensor: PointTensor(site.Point, site.Layer)}
+	if layer >= 0 {
+		l := layer
+		a.Layer = &l
+	}
+	if site.Layer >= 0 {
+		l := site.Layer
+		a.PointLayer = &l
+	}
+	return a
 }
 
 // weightLocations says where ModelContext.Weight finds the standard weight
