@@ -27,16 +27,6 @@ type Checkpoint struct {
 	set    *safetensors.Set
 }
 
-// IsCheckpoint reports whether dir holds a config.json that names a
-// LlamaForCausalLM model (it does not validate the rest).
-func IsCheckpoint(dir string) bool {
-	b, err := os.ReadFile(filepath.Join(dir, ConfigFile))
-	if err != nil {
-		return false
-	}
-	return looksLlama(b)
-}
-
 // looksLlama reports whether a config.json names the llama model type or
 // the LlamaForCausalLM architecture.
 func looksLlama(b []byte) bool {

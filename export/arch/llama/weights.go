@@ -54,10 +54,3 @@ func sourceNames(name string) []string {
 	}
 	return []string{name}
 }
-
-// LayerWeight names the initializer of a per-layer weight ("mlp.down_proj",
-// "self_attn.o_proj", ...) as the graphs hold it, transposed to [in,out].
-func LayerWeight(layer int, module string) string {
-	short := module[strings.LastIndex(module, ".")+1:]
-	return fmt.Sprintf("layers.%d.%s.weight.T", layer, short)
-}

@@ -233,3 +233,29 @@ func equal(a, b []int) bool {
 	}
 	return true
 }
+
+func BenchmarkEncode(b *testing.B) {
+	js, _ := cl100k.build(b)
+	tok, err := Parse(js)
+	if err != nil {
+		b.Fatal(err)
+	}
+	text := strings.Repeat(strings.Join(parityTexts, " "), 4)
+	b.SetBytes(int64(len(text)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		tok.Encode(text)
+	}
+}
+
+// BenchmarkEncodeTiktoken is the reference encoder on the same text, for
+// comparison.
+func BenchmarkEncodeTiktoken(b *testing.B) {
+	_, ref := cl100k.build(b)
+	text := strings.Repeat(strings.Join(parityTexts, " "), 4)
+	b.SetBytes(int64(len(text)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ref.EncodeOrdinary(text)
+	}
+}
