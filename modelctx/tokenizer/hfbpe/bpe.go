@@ -12,10 +12,11 @@ import (
 // Tokenizer is a byte-level BPE read from a tokenizer.json. It implements
 // tokenizer.Tokenizer and is safe for concurrent use.
 type Tokenizer struct {
-	vocab          map[string]int // byte-level token text -> id
-	ranks          map[pair]int   // merge -> rank (lower merges first)
-	added          []addedToken   // longest first
-	splits         []*regexp2.Regexp
+	vocab          map[string]int    // byte-level token text -> id
+	ranks          map[pair]int      // merge -> rank (lower merges first)
+	added          []addedToken      // longest first
+	splits         []*regexp2.Regexp // the Split steps, in order
+	byteRegex      *regexp2.Regexp   // ByteLevel's own split (use_regex), or nil
 	addPrefixSpace bool
 	ignoreMerges   bool
 	unk, eot       int
@@ -101,21 +102,34 @@ func (t *Tokenizer) encodeText(ids []int, text string) []int {
 	if text == "" {
 		return ids
 	}
-	if t.addPrefixSpace && !strings.HasPrefix(text, " ") {
-		text = " " + text
-	}
 	pieces := [][]rune{[]rune(text)}
 	for _, re := range t.splits {
-		var next [][]rune
-		for _, p := range pieces {
-			next = isolate(re, p, next)
+		pieces = isolateAll(re, pieces)
+	}
+	// ByteLevel: a space before each piece that lacks one, then its own
+	// split.
+	if t.addPrefixSpace {
+		for i, p := range pieces {
+			if len(p) == 0 || p[0] != ' ' {
+				pieces[i] = append([]rune{' '}, p...)
+			}
 		}
-		pieces = next
+	}
+	if t.byteRegex != nil {
+		pieces = isolateAll(t.byteRegex, pieces)
 	}
 	for _, p := range pieces {
 		ids = append(ids, t.bpe(toByteLevel(string(p)))...)
 	}
 	return ids
+}
+
+func isolateAll(re *regexp2.Regexp, pieces [][]rune) [][]rune {
+	var next [][]rune
+	for _, p := range pieces {
+		next = isolate(re, p, next)
+	}
+	return next
 }
 
 // isolate appends the pieces of p: every match of re, and the text between

@@ -270,7 +270,7 @@ func (t *Tokenizer) setPreTokenizer(raw json.RawMessage) error {
 			byteLevel = true
 			t.addPrefixSpace = s.AddPrefix
 			if s.UseRegex == nil || *s.UseRegex {
-				t.splits = append(t.splits, compile(byteLevelPattern))
+				t.byteRegex = compile(byteLevelPattern)
 			}
 		default:
 			return fmt.Errorf("%w: pre_tokenizer step %q", ErrUnsupported, s.Type)

@@ -82,6 +82,19 @@ func TestSmallTokenizer(t *testing.T) {
 	}
 }
 
+// TestAddPrefixSpace: ByteLevel's add_prefix_space puts a space before
+// each piece that lacks one (here: each text between added tokens).
+func TestAddPrefixSpace(t *testing.T) {
+	js := strings.Replace(string(smallJSON(t)), `"add_prefix_space":false`, `"add_prefix_space":true`, 1)
+	tok, err := Parse([]byte(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tok.Encode("hello<|end_of_text|>hello"); !equal(got, []int{260, 301, 260}) {
+		t.Errorf("Encode = %v, want [260 301 260]", got)
+	}
+}
+
 func TestParseRefuses(t *testing.T) {
 	base := string(smallJSON(t))
 	cases := []struct {
