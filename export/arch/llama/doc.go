@@ -19,5 +19,14 @@
 // RMSNorm's scale is sqrt(mean(x^2)+eps) and its post_scale is x/scale before
 // the weight; there is no post_mean_subtraction. attn.q and attn.k are taken
 // after the rotary embedding, each scaled by d_head^-1/4, so that qk_logits is
-// q.k; attn.k and attn.v have the key-value head count.
+// q.k; attn.k and attn.v have the key-value head count. mlp.pre_act is the
+// gate projection and mlp.post_act silu(gate) times up, the input of
+// down_proj. The up projection is a point of this architecture's own,
+// mlp.up (MLPUp). The common names of hook maps (resid_pre, mlp_hidden, ...)
+// are aliases of the sites.
+//
+// The graphs hold no Slice (ONNX Runtime's plugin CUDA provider crashes in
+// it): rotate-half is a product with a constant matrix of zeros and ones,
+// the grouped heads are repeated with Expand, and every op has a gradient
+// rule in graphs, so Backward works on the model as on GPT-2.
 package llama
