@@ -156,9 +156,9 @@ func (c *sampleConfig) check() error {
 // Hooks given with WithHooks run on every step (their registrations are read
 // at each step).
 //
-// Models with a KV cache (GPT-2 exports) run the prompt once and then only
-// the new token of each row, keeping the cache in Go memory, one pair of
-// tensors per layer; hooks on attn.k, attn.v and attn.qk_* see the whole key
+// Models with a KV cache (the native architectures' exports) run the prompt
+// once and then only the new token of each row, keeping the cache where
+// ONNX Runtime wrote it, one pair of tensors per layer; hooks on attn.k, attn.v and attn.qk_* see the whole key
 // axis (cached and new), as in the original. Models without one (a manifest
 // with no kv_cache, such as an imported ONNX graph) re-run the whole
 // left-padded sequence at every step: the same tokens, slower, and hooks see

@@ -1,7 +1,3 @@
-// Package modelctx is the face users see: the Transformer type (Forward with
-// padding, hook points read and written, sampling with a KV cache) over an
-// exported model directory, and the original's ModelContext and
-// AutoencoderContext interfaces.
 package modelctx
 
 import (

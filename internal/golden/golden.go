@@ -1,6 +1,3 @@
-// Package golden gives tests typed access to the reference data made by the
-// original Python implementation (testdata/golden, copied from ../shared/golden)
-// and the tolerance rule every parity test uses.
 package golden
 
 import (
