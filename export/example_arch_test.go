@@ -33,7 +33,7 @@ func (toySource) Describe() string     { return "toy bigram weights" }
 // tensors, and the manifest fields the engine reads.
 func (toySource) Build(ctx context.Context, b *export.Builder) error {
 	const V, D = 4, 2
-	emb := []float32{1, 0, 0, 1, 1, 1, -1, 0} // [V, D]
+	emb := []float32{1, 0, 0, 1, 1, 1, -1, 0}   // [V, D]
 	unemb := []float32{1, 0, 2, -1, 0, 1, 0, 3} // [D, V], ready for MatMul
 	if err := b.AddWeight("emb", "emb", emb, []int64{V, D}, false); err != nil {
 		return err
