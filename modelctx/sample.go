@@ -148,7 +148,7 @@ func (c *sampleConfig) check() error {
 }
 
 // Sample continues each prompt by NumTokens tokens with the original's
-// rules (spec §1.6): prompts are left-padded into one batch; each step runs
+// rules (docs/behaviour.md §1.6): prompts are left-padded into one batch; each step runs
 // the model, multiplies the last position's logits by
 // 1/max(temperature, 1e-10) in float32 and chooses a token (argmax at
 // temperature 0, nucleus sampling with WithTopP, plain categorical

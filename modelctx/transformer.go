@@ -247,7 +247,7 @@ func Capture(f *Filter) ForwardOption { return func(c *forwardConfig) { c.captur
 // Output is the result of a forward pass.
 type Output struct {
 	Logits      *hooks.Tensor                // [B,T,V]
-	Activations map[hooks.Site]*hooks.Tensor // captured hook points, shapes as in spec §3.2
+	Activations map[hooks.Site]*hooks.Tensor // captured hook points, shapes as in docs/behaviour.md §3.2
 	Pad         [][]bool                     // [B][T], true at pads
 }
 
