@@ -1,13 +1,3 @@
-// Package export turns checkpoints into exported model directories and
-// reads them back. An exported directory holds manifest.json, one .onnx graph
-// per stage (external data references into one weights file) and that
-// weights file, with page-aligned offsets so every session can map it and
-// share its pages.
-//
-// Sources: a local TDB checkpoint folder (config.json + model_pieces/*.pt),
-// the public blob locations (https://openaipublic.blob.core.windows.net/...,
-// az://openaipublic/...) and the names gpt2-small|medium|large|xl, fetched
-// into an atomic local cache; and any ONNX transformer plus a hook map.
 package export
 
 import (

@@ -24,7 +24,7 @@ var (
 // (torch.nn.functional.normalize's eps).
 const NormalizationEps = 1e-12
 
-// ModelContext is the original's ModelContext (spec §4.1) in Go terms: a
+// ModelContext is the original's ModelContext (docs/behaviour.md §4.1) in Go terms: a
 // model's name and device, its dimensions, its weights by standard
 // location, its tokenizer, and the model itself, created on first use.
 //
@@ -47,7 +47,7 @@ type ModelContext interface {
 	NResidualStreamChannels() int
 	NContext() int
 
-	// Weight returns a weight in its standard shape (spec §4.3); layer is
+	// Weight returns a weight in its standard shape (docs/behaviour.md §4.3); layer is
 	// NoLayer for locations that exist once per model. The result is the
 	// caller's own copy.
 	Weight(loc WeightLocationType, layer int, opts ...WeightOption) (*hooks.Tensor, error)

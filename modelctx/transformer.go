@@ -1,7 +1,3 @@
-// Package modelctx is the face users see: the Transformer type (Forward with
-// padding, hook points read and written, sampling with a KV cache) over an
-// exported model directory, and the original's ModelContext and
-// AutoencoderContext interfaces.
 package modelctx
 
 import (
@@ -251,7 +247,7 @@ func Capture(f *Filter) ForwardOption { return func(c *forwardConfig) { c.captur
 // Output is the result of a forward pass.
 type Output struct {
 	Logits      *hooks.Tensor                // [B,T,V]
-	Activations map[hooks.Site]*hooks.Tensor // captured hook points, shapes as in spec §3.2
+	Activations map[hooks.Site]*hooks.Tensor // captured hook points, shapes as in docs/behaviour.md §3.2
 	Pad         [][]bool                     // [B][T], true at pads
 }
 

@@ -5,8 +5,7 @@ import (
 	"fmt"
 )
 
-// The original's component registry (model_component_registry.py and
-// inference_engine_type_registry.py, spec §4.4 and §4.6): the names of
+// The original's component registry (docs/behaviour.md §4.4 and §4.6): the names of
 // dimensions, weights, activations and nodes shared by every architecture,
 // with the standard shape of each weight and activation.
 
@@ -21,7 +20,7 @@ var (
 // Dimension names an axis of a weight or activation tensor.
 type Dimension string
 
-// Dimensions (spec §4.4).
+// Dimensions (docs/behaviour.md §4.4).
 const (
 	DimSequenceTokens            Dimension = "sequence_tokens"
 	DimAttendedToSequenceTokens  Dimension = "attended_to_sequence_tokens"
@@ -199,7 +198,7 @@ const (
 // before the LayerNorm unless the name says otherwise.
 type ActivationLocationType string
 
-// Activation location types (spec §4.4).
+// Activation location types (docs/behaviour.md §4.4).
 const (
 	ActResidPostEmbedding                 ActivationLocationType = "resid.post_emb"
 	ActResidDeltaAttn                     ActivationLocationType = "resid.delta_attn"
@@ -398,7 +397,7 @@ func (a ActivationLocationTypeAndPassType) ExistsByDefault() bool {
 // architectures.
 type WeightLocationType string
 
-// Weight location types (spec §4.3).
+// Weight location types (docs/behaviour.md §4.3).
 const (
 	WeightMLPToHidden          WeightLocationType = "mlp.to_hidden"
 	WeightMLPToResidual        WeightLocationType = "mlp.to_residual"

@@ -7,7 +7,7 @@ import (
 )
 
 func TestActivationLocationTypeToHookPoint(t *testing.T) {
-	// The original's 17-entry map (inference_engine_type_registry.py), with
+	// The original's 17-entry map (docs/behaviour.md §4.6), with
 	// hook_graph's /torso inserted for the residual points.
 	want := map[ActivationLocationType]string{
 		ActResidPostEmbedding:       "resid.post_emb",

@@ -15,7 +15,7 @@ var ErrUnknownPoint = errors.New("unknown hook point")
 // Dim is a symbolic dimension of a hook point's tensor.
 type Dim string
 
-// The dimensions hook tensors are laid out in (spec §3.2).
+// The dimensions hook tensors are laid out in (docs/behaviour.md §3.2).
 const (
 	Batch    Dim = "batch"
 	Seq      Dim = "seq"       // query tokens of this call (T)
@@ -34,7 +34,7 @@ const (
 type Point int
 
 // Every hook point, in the order the original calls them within one forward
-// pass (spec §3.3): the once point resid.post_emb, then per layer the 21 layer
+// pass (docs/behaviour.md §3.3): the once point resid.post_emb, then per layer the 21 layer
 // points, then the final LayerNorm points and the logits. The SAE points exist
 // only where an autoencoder is spliced in; they run at the SAE's input point.
 const (

@@ -1,6 +1,3 @@
-// Command onnx-tdb reads, ablates and patches the activations of
-// transformers run by ONNX Runtime: export checkpoints, run forward passes
-// with hooks, sample, encode with sparse autoencoders, and benchmark.
 package main
 
 import (

@@ -273,7 +273,7 @@ func topLatents(z *hooks.Tensor, batch modelctx.Batch, k int, tok tokenizer.Toke
 			if tok != nil {
 				st.Token, _ = tok.DecodeToken(id)
 			}
-			for _, i := range topK(row, k) {
+			for _, i := range modelctx.TopK(row, k) {
 				if row[i] == 0 {
 					break
 				}

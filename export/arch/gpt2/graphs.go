@@ -129,7 +129,7 @@ func embedStage(c Config, w graphs.Weights) *onnxpb.ModelProto {
 	// in Slice.
 	padNew := b.Type(b.Op("Gather", "embed/pad_new", []string{pad, qidx}, graphs.AttrInt("axis", 1)), graphs.Bool, "B", "T")
 
-	// Positions (spec §1.4): cumsum(!pad) - 1, clamped at 0, plus the real
+	// Positions (docs/behaviour.md §1.4): cumsum(!pad) - 1, clamped at 0, plus the real
 	// length already in the cache.
 	real := b.Op("Cast", "", []string{b.Op("Not", "", []string{padNew})}, graphs.AttrInt("to", int64(graphs.Int64)))
 	cs := b.Op("CumSum", "", []string{real, oneS})
@@ -142,7 +142,7 @@ func embedStage(c Config, w graphs.Weights) *onnxpb.ModelProto {
 	b.Output(emb, graphs.Float, "B", "T", D)
 
 	// Attention mask, true where masked: causal over the key axis (query i is
-	// key Tk-T+i) plus the pad XOR mask of spec §1.3 step 6.
+	// key Tk-T+i) plus the pad XOR mask of docs/behaviour.md §1.3 step 6.
 	kidx := b.Op("Range", "", []string{zeroS, tkS, oneS})
 	axis1 := b.ConstI64("embed/axis1", []int64{1}, 1)
 	axis2 := b.ConstI64("embed/axis2", []int64{1}, 2)
@@ -169,7 +169,7 @@ func layerInput(l int) string {
 }
 
 // layerNorm adds the original's LayerNorm with its three inner hook points
-// and returns the output tensor (spec §1.3 Norm).
+// and returns the output tensor (docs/behaviour.md §1.3 Norm).
 func (g *stage) layerNorm(x, gain, bias string, pts hooks.LayerNormPoints, out string, layer int) string {
 	b := g.b
 	D := fmt.Sprint(g.c.DModel)
@@ -270,7 +270,7 @@ func layerStage(c Config, w graphs.Weights, l int) *onnxpb.ModelProto {
 	return b.Model()
 }
 
-// gelu is the tanh approximation (spec §1.3 MLP):
+// gelu is the tanh approximation (docs/behaviour.md §1.3 MLP):
 // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 func (g *stage) gelu(x, out string) string {
 	b := g.b

@@ -80,7 +80,7 @@ func (r Random) Tensor(key string) ([]float32, []int, error) {
 	return v, shape, nil
 }
 
-// Keys lists the state-dict keys of a GPT-2 checkpoint (spec §1.2).
+// Keys lists the state-dict keys of a GPT-2 checkpoint (docs/behaviour.md §1.2).
 func Keys(c Config) []string {
 	var keys []string
 	seen := map[string]bool{}
@@ -94,7 +94,7 @@ func Keys(c Config) []string {
 }
 
 // StateDictShape is the shape a GPT-2 state-dict key has under a config
-// (spec §1.2); unknown keys are an error.
+// (docs/behaviour.md §1.2); unknown keys are an error.
 func StateDictShape(c Config, key string) ([]int, error) {
 	D, F, V, Ctx := c.DModel, c.DFF, c.NVocab, c.NCtx
 	switch key {
@@ -125,7 +125,7 @@ func StateDictShape(c Config, key string) ([]int, error) {
 	return nil, fmt.Errorf("%w: unknown state-dict key %s", export.ErrCheckpoint, key)
 }
 
-// Shapes are the shapes of the four GPT-2 sizes (spec §1.1).
+// Shapes are the shapes of the four GPT-2 sizes (docs/behaviour.md §1.1).
 var Shapes = map[string]Config{
 	"small":  Small,
 	"medium": {NLayers: 24, DModel: 1024, NHeads: 16, DHead: 64, DFF: 4096, NVocab: 50257, NCtx: 1024},
