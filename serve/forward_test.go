@@ -32,7 +32,7 @@ func closeTo(t *testing.T, what string, got, want []float32) {
 }
 
 func TestForwardMatchesInProcessForward(t *testing.T) {
-	m := golden(t)
+	m := goldenModel(t)
 	_, ts, _ := start(t)
 	rows := [][]int{{464, 2068, 7586, 21831}, {15496, 11}}
 	for _, pad := range []string{"right", "left"} {

@@ -26,12 +26,20 @@ func TestMain(m *testing.M) {
 	if testModel != nil {
 		testModel.Close()
 	}
+	if testAE != nil {
+		testAE.Close()
+	}
+	if saeDir != "" {
+		os.RemoveAll(saeDir)
+	}
 	goldenmodel.Cleanup()
 	os.Exit(code)
 }
 
-// golden opens the golden model once per test binary.
-func golden(t testing.TB) *modelctx.Transformer {
+func tempDir() (string, error) { return os.MkdirTemp("", "onnx-tdb-serve-") }
+
+// goldenModel opens the golden model once per test binary.
+func goldenModel(t testing.TB) *modelctx.Transformer {
 	t.Helper()
 	dir := goldenmodel.Dir(t)
 	modelOnce.Do(func() {
@@ -67,7 +75,7 @@ func (s *syncBuffer) String() string {
 func start(t testing.TB, opts ...Option) (*Server, *httptest.Server, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
-	all := append([]Option{WithModel("golden", golden(t)), WithLogger(log.New(logs, "", 0))}, opts...)
+	all := append([]Option{WithModel("golden", goldenModel(t)), WithLogger(log.New(logs, "", 0))}, opts...)
 	s, err := New(all...)
 	if err != nil {
 		t.Fatal(err)
