@@ -133,3 +133,13 @@ type forwardAnswer struct {
 	Activations map[string]*tensorJSON `json:"activations"`
 	LogitsLast  *tensorJSON            `json:"logits_last"`
 }
+
+func readAll(t testing.TB, resp *http.Response) []byte {
+	t.Helper()
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
