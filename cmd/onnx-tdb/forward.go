@@ -39,7 +39,7 @@ func forwardCommand() *cli.Command {
 			&cli.StringFlag{Name: "save-activations", Usage: "write <dot path>.L<layer>.npy / <dot path>.npy / logits.npy here"},
 			&cli.IntFlag{Name: "top", Value: 5, Usage: "next tokens to print per row"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
-		), append(interventionFlags(), saeFlags()...)...),
+		), append(append(interventionFlags(), saeFlags()...), pictureFlags()...)...),
 		Action: runForward,
 	}
 }
@@ -113,6 +113,11 @@ func runForward(c *cli.Context) error {
 	}
 	defer release()
 	opts = append(opts, ho...)
+	pics, err := newPictures(c, m)
+	if err != nil {
+		return err
+	}
+	opts = append(opts, pics.options()...)
 	out, err := m.Forward(c.Context, rows, opts...)
 	if err != nil {
 		return err
@@ -123,6 +128,9 @@ func runForward(c *cli.Context) error {
 		}
 	}
 	tok, _ := modelTokenizer(m)
+	if err := pics.write(rows, side, tok); err != nil {
+		return err
+	}
 	results := topTokens(out, rows, prompts, side, c.Int("top"), tok)
 	if c.Bool("json") {
 		enc := json.NewEncoder(c.App.Writer)
