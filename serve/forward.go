@@ -191,7 +191,45 @@ func (s *Server) handleForward(w http.ResponseWriter, r *http.Request) error {
 		}
 		return writeNPY(w, t)
 	}
-	writeJSON(w, http.StatusOK, res)
+	return writeForward(w, res)
+}
+
+// writeForward writes the answer with its arrays appended directly.
+func writeForward(w http.ResponseWriter, res forwardResponse) error {
+	size := 1024
+	if res.LogitsLast != nil {
+		size += 12 * len(res.LogitsLast.Data)
+	}
+	o := newObject(size)
+	if err := o.field("model", res.Model); err != nil {
+		return err
+	}
+	if err := o.field("tokens", res.Tokens); err != nil {
+		return err
+	}
+	if res.Strings != nil {
+		if err := o.field("strings", res.Strings); err != nil {
+			return err
+		}
+	}
+	if err := o.field("positions", res.Positions); err != nil {
+		return err
+	}
+	if err := o.field("top", res.Top); err != nil {
+		return err
+	}
+	if res.Activations != nil {
+		keys := make([]string, 0, len(res.Activations))
+		for k := range res.Activations {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		o.tensors("activations", keys, res.Activations)
+	}
+	if res.LogitsLast != nil {
+		o.tensor("logits_last", res.LogitsLast)
+	}
+	o.write(w, http.StatusOK)
 	return nil
 }
 

@@ -29,19 +29,7 @@ func tensorOf(t *hooks.Tensor) *tensorJSON { return &tensorJSON{Shape: t.Shape, 
 
 // MarshalJSON writes the values with the shortest float32 form.
 func (t *tensorJSON) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.Grow(16 + 12*len(t.Data))
-	b.WriteString(`{"shape":[`)
-	for i, d := range t.Shape {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.Itoa(d))
-	}
-	b.WriteString(`],"data":`)
-	b.Write(appendFloats(nil, t.Data))
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return appendTensor(make([]byte, 0, 16+12*len(t.Data)), t), nil
 }
 
 // UnmarshalJSON reads what MarshalJSON writes (null as NaN).
