@@ -71,22 +71,37 @@ func New(opts ...Option) (*Server, error) {
 // Limits are the limits the server applies.
 func (s *Server) Limits() Limits { return s.limits }
 
+// endpoint is one API route.
+type endpoint struct {
+	pattern string
+	handle  func(w http.ResponseWriter, r *http.Request) error
+}
+
+// endpoints are the API's routes (the OpenAPI document lists each).
+func (s *Server) endpoints() []endpoint {
+	return []endpoint{
+		{"GET /v1/models", s.handleModels},
+		{"GET /v1/capabilities", s.handleCapabilities},
+		{"GET /v1/openapi.json", s.handleOpenAPI},
+		{"POST /v1/forward", s.handleForward},
+		{"POST /v1/sample", s.handleSample},
+		{"POST /v1/sae/encode", s.handleSAEEncode},
+		{"POST /v1/sae/top", s.handleSAETop},
+		{"POST /v1/grad", s.handleGrad},
+		{"POST /v1/attribute", s.handleAttribute},
+		{"GET /v1/records/{name}/{layer}/{unit}", s.handleRecord},
+		{"POST /v1/workflows/{name}", s.handleWorkflow},
+	}
+}
+
 func (s *Server) routes() error {
 	m := http.NewServeMux()
 	api := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
 		m.Handle(pattern, s.apiHandler(h))
 	}
-	api("GET /v1/models", s.handleModels)
-	api("GET /v1/capabilities", s.handleCapabilities)
-	api("GET /v1/openapi.json", s.handleOpenAPI)
-	api("POST /v1/forward", s.handleForward)
-	api("POST /v1/sample", s.handleSample)
-	api("POST /v1/sae/encode", s.handleSAEEncode)
-	api("POST /v1/sae/top", s.handleSAETop)
-	api("POST /v1/grad", s.handleGrad)
-	api("POST /v1/attribute", s.handleAttribute)
-	api("GET /v1/records/{name}/{layer}/{unit}", s.handleRecord)
-	api("POST /v1/workflows/{name}", s.handleWorkflow)
+	for _, e := range s.endpoints() {
+		api(e.pattern, e.handle)
+	}
 	api("/v1/", func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, "no endpoint %s %s", r.Method, r.URL.Path)
 	})
