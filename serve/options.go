@@ -3,7 +3,6 @@ package serve
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log"
 	goruntime "runtime"
 	"time"
@@ -124,14 +123,10 @@ func WithLimits(l Limits) Option {
 // (the page's static files stay public: they hold no data).
 func WithToken(token string) Option { return func(s *Server) { s.token = token } }
 
-// WithLogger sets where access log lines go (default: standard error).
+// WithLogger sets where access log lines and recovered panics go (default:
+// standard error).
 func WithLogger(l *log.Logger) Option { return func(s *Server) { s.log = l } }
 
-// WithAccessLog turns the access log off (false) or on.
-func WithAccessLog(on bool) Option {
-	return func(s *Server) {
-		if !on {
-			s.log = log.New(io.Discard, "", 0)
-		}
-	}
-}
+// WithAccessLog turns the access log lines off (false) or on; recovered
+// panics are logged either way.
+func WithAccessLog(on bool) Option { return func(s *Server) { s.quiet = !on } }

@@ -31,6 +31,7 @@ type Server struct {
 	limits      Limits
 	token       string
 	log         *log.Logger
+	quiet       bool // no access log lines
 
 	mux   *http.ServeMux
 	gate  *gate
@@ -128,6 +129,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status := rec.status
 		if status == 0 {
 			status = http.StatusOK
+		}
+		if s.quiet {
+			return
 		}
 		note := ""
 		if r.Context().Err() != nil {
