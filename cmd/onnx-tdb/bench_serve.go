@@ -54,15 +54,17 @@ func runBenchServe(c *cli.Context) error {
 
 	w := c.App.Writer
 	fmt.Fprintf(w, "model %s, %d layers; API on loopback vs in-process Forward, interleaved\n", m.Manifest().Name, m.NLayers())
-	fmt.Fprintf(w, "%-7s %14s %14s %8s %16s %8s\n", "shape", "Forward ms", "API ms", "ratio", "API no-logits ms", "ratio")
+	fmt.Fprintf(w, "(API: top tokens and logits_last as JSON, the default answer; .npy: logits_last as .npy bytes; no logits: top tokens only)\n")
+	fmt.Fprintf(w, "%-7s %11s %9s %6s %9s %6s %14s %6s\n", "shape", "Forward ms", "API ms", "ratio", ".npy ms", "ratio", "no logits ms", "ratio")
 	for _, s := range shapes {
 		rows := benchRows(s, m.Manifest().Config.NVocab)
 		full, _ := json.Marshal(map[string]any{"tokens": rows, "top": 5})
 		lean, _ := json.Marshal(map[string]any{"tokens": rows, "top": 5, "logits_last": false})
 		fns := []func() error{
 			func() error { _, err := m.Forward(c.Context, rows, modelctx.WithPad(modelctx.PadRight)); return err },
-			func() error { return postForward(client, url, full) },
-			func() error { return postForward(client, url, lean) },
+			func() error { return postForward(client, url, full, "") },
+			func() error { return postForward(client, url, full, "application/x-npy") },
+			func() error { return postForward(client, url, lean, "") },
 		}
 		total, rounds, err := interleaved(c.Duration("min-time"), c.Int("min-runs"), fns)
 		if err != nil {
@@ -70,15 +72,24 @@ func runBenchServe(c *cli.Context) error {
 		}
 		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(rounds) }
 		base := ms(total[0])
-		fmt.Fprintf(w, "%-7s %14.2f %14.2f %8.2f %16.2f %8.2f\n", s, base, ms(total[1]), ms(total[1])/base, ms(total[2]), ms(total[2])/base)
+		fmt.Fprintf(w, "%-7s %11.2f %9.2f %6.2f %9.2f %6.2f %14.2f %6.2f\n", s, base,
+			ms(total[1]), ms(total[1])/base, ms(total[2]), ms(total[2])/base, ms(total[3]), ms(total[3])/base)
 	}
 	return nil
 }
 
 // postForward sends one request and reads its whole answer (a client's
 // own JSON decoding is not the server's cost, so only errors are decoded).
-func postForward(client *http.Client, url string, body []byte) error {
-	resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+func postForward(client *http.Client, url string, body []byte, accept string) error {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
