@@ -189,3 +189,14 @@ func writeScreenshot(t *testing.T, png []byte) {
 	}
 	t.Logf("screenshot: %s (%d bytes)", filepath.Join(dir, "serve-page.png"), len(png))
 }
+
+func TestPageWithBearerToken(t *testing.T) {
+	_, ts, _ := start(t, WithToken("s3cret"))
+	ctx := browserPage(t, ts.URL+"/")
+	waitFor(t, ctx, "the refusal", `document.getElementById("status").textContent.includes("bearer token")`)
+	// A new URL (not only a new fragment), so the page loads again.
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(ts.URL+"/index.html#token=s3cret")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the first run with the token", `document.getElementById("status").textContent.startsWith("ready:")`)
+}
