@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	goruntime "runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/onnx-tdb/onnx-tdb/export/npy"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
@@ -53,8 +55,48 @@ func (t *tensorJSON) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
+// parallelFloats is the array length from which appendFloats splits the
+// work across cores: writing the shortest form of 50257 logits costs more
+// than a small forward pass.
+const parallelFloats = 1 << 14
+
+// appendFloats appends v as a JSON array (non-finite values as null).
 func appendFloats(b []byte, v []float32) []byte {
 	b = append(b, '[')
+	n := goruntime.GOMAXPROCS(0)
+	if len(v) < parallelFloats || n < 2 {
+		b = appendFloatRun(b, v)
+		return append(b, ']')
+	}
+	chunk := (len(v) + n - 1) / n
+	parts := make([][]byte, n)
+	var wg sync.WaitGroup
+	for i := range parts {
+		lo, hi := i*chunk, min((i+1)*chunk, len(v))
+		if lo >= hi {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			parts[i] = appendFloatRun(make([]byte, 0, 12*(hi-lo)), v[lo:hi])
+		}()
+	}
+	wg.Wait()
+	for i, p := range parts {
+		if len(p) == 0 {
+			continue
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, p...)
+	}
+	return append(b, ']')
+}
+
+// appendFloatRun appends v's values separated by commas.
+func appendFloatRun(b []byte, v []float32) []byte {
 	for i, x := range v {
 		if i > 0 {
 			b = append(b, ',')
@@ -66,7 +108,7 @@ func appendFloats(b []byte, v []float32) []byte {
 		}
 		b = strconv.AppendFloat(b, f, 'g', -1, 32)
 	}
-	return append(b, ']')
+	return b
 }
 
 // wantsNPY reports whether the client asks for .npy bytes.
