@@ -61,6 +61,7 @@ func newApp() *cli.App {
 			importCommand(),
 			randomCheckpointCommand(),
 			benchCommand(),
+			serveCommand(),
 		},
 		HideHelpCommand: true,
 		// Repeatable flags (--prompt, --ablate, ...) take each value whole: a
