@@ -227,6 +227,7 @@ type forwardConfig struct {
 	hooks   []*hooks.Hooks
 	pad     PadSide
 	capture *Filter
+	partial *partialRun // StopAtLayer / StartAtLayer (partial.go)
 }
 
 // ForwardOption configures one Forward call.
@@ -250,6 +251,7 @@ type Output struct {
 	Logits      *hooks.Tensor                // [B,T,V]
 	Activations map[hooks.Site]*hooks.Tensor // captured hook points, shapes as in spec §3.2
 	Pad         [][]bool                     // [B][T], true at pads
+	Resid       *hooks.Tensor                // [B,T,D] after StopAtLayer (Logits is then nil)
 }
 
 // Batch is token rows padded to one length.
@@ -373,13 +375,20 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 		}
 		hs = append(append([]*hooks.Hooks{}, hs...), capture)
 	}
-	res, err := t.eng.Run(ctx, runtime.Request{
+	req := runtime.Request{
 		Inputs:  t.inputs(batch),
 		Outputs: []string{t.man.Inputs.Logits},
 		Hooks:   t.snapshot(hs...),
-	})
+	}
+	if err := t.applyPartial(c.partial, batch, &req); err != nil {
+		return nil, err
+	}
+	res, err := t.eng.Run(ctx, req)
 	if err != nil {
 		return nil, err
+	}
+	if t.partialOutput(c.partial, res, out) {
+		return out, nil
 	}
 	lg := res[t.man.Inputs.Logits]
 	out.Logits = &hooks.Tensor{Shape: toInts(lg.Shape), Data: lg.F32}
