@@ -22,17 +22,17 @@ type Workflows struct {
 		Tables []PatchTable `json:"tables"`
 	} `json:"patching"`
 	Lens struct {
-		Prompt      string      `json:"prompt"`
-		Tokens      []int       `json:"tokens"`
-		K           int         `json:"k"`
-		TargetLogit Tensor      `json:"target_logit"`
-		TargetProb  Tensor      `json:"target_prob"`
-		TopEps      float64     `json:"top_eps"`
-		Top10Ids    [][][]int   `json:"top10_ids"`
-		Top10Logits Tensor      `json:"top10_logits"`
-		LogitsLast  Tensor      `json:"lens_logits_last"`
-		Resid       Tensor      `json:"resid"`
-		CLI         []string    `json:"cli"`
+		Prompt      string    `json:"prompt"`
+		Tokens      []int     `json:"tokens"`
+		K           int       `json:"k"`
+		TargetLogit Tensor    `json:"target_logit"`
+		TargetProb  Tensor    `json:"target_prob"`
+		TopEps      float64   `json:"top_eps"`
+		Top10Ids    [][][]int `json:"top10_ids"`
+		Top10Logits Tensor    `json:"top10_logits"`
+		LogitsLast  Tensor    `json:"lens_logits_last"`
+		Resid       Tensor    `json:"resid"`
+		CLI         []string  `json:"cli"`
 		TargetRank  struct {
 			Min [][]int `json:"min"`
 			Max [][]int `json:"max"`
