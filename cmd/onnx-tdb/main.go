@@ -63,6 +63,9 @@ func newApp() *cli.App {
 			importCommand(),
 			randomCheckpointCommand(),
 			benchCommand(),
+			patchCommand(),
+			lensCommand(),
+			dlaCommand(),
 		},
 		HideHelpCommand: true,
 		// Repeatable flags (--prompt, --ablate, ...) take each value whole: a
