@@ -26,10 +26,13 @@ func TestGoldenPatchTables(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, maxBatch := range []int{0, 3} {
+			for _, mode := range []struct {
+				maxBatch int
+				full     bool
+			}{{0, false}, {3, false}, {0, true}} {
 				res, err := m.Patch(context.Background(), PatchSpec{
 					Clean: w.Prompts.Clean.Tokens, Corrupted: w.Prompts.Corrupted.Tokens,
-					Point: p, Per: per, MaxBatch: maxBatch,
+					Point: p, Per: per, MaxBatch: mode.maxBatch, FullPasses: mode.full,
 					Metric: Metric{Kind: kind, Target: w.Target.ID, Distractor: w.Distractor.ID},
 				})
 				if err != nil {
