@@ -72,15 +72,22 @@ func (c *Cache) DecomposeResid(ctx context.Context, per Per) (*Decomposition, er
 }
 
 // embeddings adds the token embedding and the position embedding (when
-// the model has one).
+// the model has one). A model whose embedding weights cannot be read gets
+// one component, embed, the whole of resid.post_emb.
 func (c *Cache) embeddings(push func(string, *hooks.Tensor)) error {
 	post, err := c.Get(hooks.Site{Point: hooks.ResidPostEmb, Layer: -1})
 	if err != nil {
 		return err
 	}
-	we, err := c.m.weight(modelctx.WeightEmbedding, modelctx.NoLayer) // [V,D]
+	we, err := c.m.optionalWeight(modelctx.WeightEmbedding, modelctx.NoLayer) // [V,D]
 	if err != nil {
 		return err
+	}
+	if we == nil {
+		// No readable embedding weights (an imported graph): the embedding
+		// stage's output is the one component before the layers.
+		push("embed", post)
+		return nil
 	}
 	B, T, D := post.Shape[0], post.Shape[1], post.Shape[2]
 	embed := hooks.Zeros(B, T, D)
