@@ -89,6 +89,14 @@ func TestTopKAndRank(t *testing.T) {
 			t.Errorf("TopK(%d) = %v, want %v", c.k, got, c.want)
 		}
 	}
+	// The large-k path (a full sort) agrees with the small-k one.
+	big := make([]float32, 300)
+	for i := range big {
+		big[i] = float32((i*7919)%211) / 7
+	}
+	if a, b := TopK(big, 64), TopK(big, 100); !slices.Equal(a, b[:64]) {
+		t.Errorf("TopK 64 %v, TopK 100 starts %v", a, b[:64])
+	}
 	for i, want := range []int{3, 1, 5, 1, 0, 4} {
 		if got := Rank(v, i); got != want {
 			t.Errorf("Rank(%d) = %d, want %d", i, got, want)
