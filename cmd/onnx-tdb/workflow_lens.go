@@ -17,7 +17,7 @@ func lensCommand() *cli.Command {
 			&cli.StringFlag{Name: "prompt", Usage: "the prompt (tokenized with no BOS token)"},
 			&cli.StringFlag{Name: "target", Usage: "token to follow: its text with the leading space or #ID; must be one token"},
 			&cli.IntFlag{Name: "k", Value: 5, Usage: "top tokens per layer and position"},
-			&cli.BoolFlag{Name: "json", Usage: "print top_ids [L+1,T,k], top_logits, target_logit, target_prob, target_rank [L+1,T] as JSON"},
+			&cli.BoolFlag{Name: "json", Usage: "print top_ids [L+1,T,k] (their lens logits as best_values), target_logit, target_prob, target_rank [L+1,T] as JSON"},
 		},
 		Action: runLens,
 	}
@@ -44,7 +44,7 @@ func runLens(c *cli.Context) error {
 			return err
 		}
 		if c.Bool("json") {
-			out := map[string]any{"rows": res.Labels, "tokens": toks, "top_ids": res.TopIDs, "top_logits": res.TopLogits}
+			out := map[string]any{"rows": res.Labels, "tokens": toks, "top_ids": res.TopIDs, "best_values": res.TopLogits}
 			if opt.HasTarget {
 				out["target"] = opt.Target
 				out["target_logit"], out["target_prob"], out["target_rank"] = res.TargetLogit, res.TargetProb, res.TargetRank
