@@ -224,16 +224,13 @@ func (m *Model) patchedRuns(ctx context.Context, spec PatchSpec, layers []int, c
 			}
 			h.Add(spec.Point, patcher(spec, chunk, l, clean[l]), opts...)
 		}
-		opts := []modelctx.ForwardOption{modelctx.WithHooks(h)}
-		if start := m.chunkStart(spec, chunk); start >= 0 && !spec.FullPasses {
-			opts = append(opts, modelctx.StartAtLayer(start, corr.residRows(start, len(chunk))))
-		}
-		out, err := m.T.Forward(ctx, rows, opts...)
+		last, err := m.lastLogits(ctx, spec, rows, h, m.chunkStart(spec, chunk), corr)
 		if err != nil {
 			return nil, fmt.Errorf("patch: corrupted runs: %w", err)
 		}
+		V := len(last) / len(chunk)
 		for r := range chunk {
-			values = append(values, spec.Metric.Of(lastRow(out.Logits, r)))
+			values = append(values, spec.Metric.Of(last[r*V:(r+1)*V]))
 		}
 	}
 	return values, nil

@@ -82,3 +82,57 @@ func (m *Model) chunkStart(spec PatchSpec, chunk []patchCell) int {
 	}
 	return start
 }
+
+// lastLogits runs one batch of patched rows and returns each row's logits
+// at the last position ([B*V]). Unless spec.FullPasses, the batch starts
+// at layer start (>= 0) from the corrupted residual stream, and when the
+// point lies before the final norm the pass stops at the final residual
+// stream, whose last position alone then goes through the model's head
+// (final norm and unembedding work position by position): the head, a
+// large share of a pass, runs for one position instead of all.
+func (m *Model) lastLogits(ctx context.Context, spec PatchSpec, rows [][]int, h *hooks.Hooks, start int, corr *corruptedRun) ([]float32, error) {
+	opts := []modelctx.ForwardOption{modelctx.WithHooks(h)}
+	if spec.FullPasses {
+		start = -1
+	}
+	if start >= 0 {
+		opts = append(opts, modelctx.StartAtLayer(start, corr.residRows(start, len(rows))))
+	}
+	L := m.T.NLayers()
+	final, err := m.T.ResidualSite(L)
+	if err != nil {
+		return nil, err
+	}
+	site := hooks.Site{Point: spec.Point, Layer: max(0, L-1)}
+	if !spec.Point.PerLayer() {
+		site.Layer = -1
+	}
+	if spec.FullPasses || start >= L || site.Order(L) > final.Order(L) {
+		out, err := m.T.Forward(ctx, rows, opts...)
+		if err != nil {
+			return nil, err
+		}
+		B, T, V := out.Logits.Shape[0], out.Logits.Shape[1], out.Logits.Shape[2]
+		last := make([]float32, 0, B*V)
+		for r := 0; r < B; r++ {
+			last = append(last, out.Logits.Data[(r*T+T-1)*V:(r*T+T)*V]...)
+		}
+		return last, nil
+	}
+	out, err := m.T.Forward(ctx, rows, append(opts, modelctx.StopAtLayer(L))...)
+	if err != nil {
+		return nil, err
+	}
+	B, T, D := out.Resid.Shape[0], out.Resid.Shape[1], out.Resid.Shape[2]
+	resid := hooks.Zeros(B, 1, D)
+	one := make([][]int, B)
+	for r := 0; r < B; r++ {
+		copy(resid.Data[r*D:(r+1)*D], out.Resid.Data[(r*T+T-1)*D:(r*T+T)*D])
+		one[r] = rows[r][T-1:]
+	}
+	head, err := m.T.Forward(ctx, one, modelctx.StartAtLayer(L, resid))
+	if err != nil {
+		return nil, err
+	}
+	return head.Logits.Data, nil
+}

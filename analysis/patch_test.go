@@ -74,3 +74,40 @@ func TestPatchBadInput(t *testing.T) {
 		}
 	}
 }
+
+// Batches that start at their first patched layer and run the head on the
+// last position only give the values of whole passes, for every kind of
+// point: once before the layers, once after them, per layer, head points
+// per position and per head, attention patterns along the query axis, keys.
+func TestPatchPartialRunsMatchWholePasses(t *testing.T) {
+	m := openGolden(t)
+	ctx := context.Background()
+	for _, c := range []struct {
+		p   hooks.Point
+		per Per
+	}{
+		{hooks.ResidPostEmb, PerPosition}, {hooks.PostLnF, PerPosition}, {hooks.LnFScale, PerLayer},
+		{hooks.AttnQKProbs, PerPosition}, {hooks.AttnQKProbs, PerHead}, {hooks.AttnK, PerPosition},
+		{hooks.MLPPostAct, PerLayer}, {hooks.PostMLP, PerPosition},
+	} {
+		spec := PatchSpec{Clean: []int{3260, 5335, 290, 1757, 1364}, Corrupted: []int{3260, 1757, 290, 5335, 1364},
+			Point: c.p, Per: c.per, MaxBatch: 5, Metric: Metric{Kind: Logit, Target: 5335}}
+		fast, err := m.Patch(ctx, spec)
+		if err != nil {
+			t.Fatalf("%s per %s: %v", c.p, c.per, err)
+		}
+		spec.FullPasses = true
+		slow, err := m.Patch(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := flat(fast.Raw), flat(slow.Raw)
+		if worst, fail := golden.Diff(a, b, 2e-5); fail != "" {
+			t.Errorf("%s per %s: %s", c.p, c.per, fail)
+		} else if len(a) == 0 {
+			t.Errorf("%s per %s: empty table", c.p, c.per)
+		} else {
+			t.Logf("%s per %s: %d x %d, worst %.3g", c.p, c.per, len(fast.Layers), fast.Cols, worst)
+		}
+	}
+}

@@ -14,8 +14,9 @@ const patchSweepFlag = "patch-sweep"
 // runPatchBench times a residual patching sweep (every layer x 16
 // positions of resid.torso.post_mlp, 1x16 prompts) against the same number
 // of rows run as batched 1x16 forwards with no hooks (batches of the
-// sweep's size), and against one forward per patched run; the three run in
-// interleaved rounds after a warm-up each.
+// sweep's size), against one forward per patched run, and against the
+// sweep made of whole passes (no partial runs); they run in interleaved
+// rounds after a warm-up each.
 func runPatchBench(c *cli.Context) error {
 	t, _, err := benchModel(c)
 	if err != nil {
@@ -45,6 +46,9 @@ func runPatchBench(c *cli.Context) error {
 	fmt.Fprintf(c.App.Writer, "patching sweep of %s: %d layers x %d positions = %d patched runs (batches of %d), on %s\n",
 		man.Name, t.NLayers(), T, cells, batch, t.Engine().Options().Device)
 	sweep := func() error { _, err := m.Patch(ctx, spec); return err }
+	whole := spec
+	whole.FullPasses = true
+	sweepWhole := func() error { _, err := m.Patch(ctx, whole); return err }
 	batched := func() error {
 		for lo := 0; lo < cells; lo += batch {
 			rows := make([][]int, min(batch, cells-lo))
@@ -65,8 +69,9 @@ func runPatchBench(c *cli.Context) error {
 		}
 		return nil
 	}
-	names := []string{"sweep (batched patching)", fmt.Sprintf("%d rows as batched 1x%d forwards", cells, T), fmt.Sprintf("%d separate 1x%d forwards", cells, T)}
-	total, rounds, err := interleaved(0, max(1, c.Int("min-runs")), []func() error{sweep, batched, separate})
+	names := []string{"sweep (batched, partial runs)", fmt.Sprintf("%d rows as batched 1x%d forwards", cells, T),
+		fmt.Sprintf("%d separate 1x%d forwards", cells, T), "sweep (batched, whole passes)"}
+	total, rounds, err := interleaved(0, max(1, c.Int("min-runs")), []func() error{sweep, batched, separate, sweepWhole})
 	if err != nil {
 		return err
 	}
@@ -75,7 +80,7 @@ func runPatchBench(c *cli.Context) error {
 		per := total[i].Seconds() / float64(rounds)
 		fmt.Fprintf(c.App.Writer, "%-36s %10.3f %12.3f\n", n, per, total[i].Seconds()/total[0].Seconds())
 	}
-	fmt.Fprintf(c.App.Writer, "sweep / batched forwards = %.3f (goal <= 1.3); %d rounds\n",
-		total[0].Seconds()/total[1].Seconds(), rounds)
+	fmt.Fprintf(c.App.Writer, "sweep / batched forwards = %.3f (goal <= 1.3), with whole passes %.3f; %d rounds\n",
+		total[0].Seconds()/total[1].Seconds(), total[3].Seconds()/total[1].Seconds(), rounds)
 	return nil
 }
