@@ -73,6 +73,11 @@ func TestPatchBadInput(t *testing.T) {
 			t.Errorf("%s: error %v, want %v", c.name, err, c.want)
 		}
 	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := m.Patch(cancelled, good); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: error %v, want context.Canceled", err)
+	}
 }
 
 // Batches that start at their first patched layer and run the head on the
