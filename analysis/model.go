@@ -117,11 +117,11 @@ func (m *Model) unembedColumn(id int) ([]float64, error) {
 // (attn.v_out) set to zero leaves exactly the bias in resid.torso.delta_attn.
 func (m *Model) AttnBias(ctx context.Context) ([][]float32, error) {
 	m.mu.Lock()
-	if m.bias != nil {
-		defer m.mu.Unlock()
-		return m.bias, nil
-	}
+	known := m.bias
 	m.mu.Unlock()
+	if known != nil {
+		return known, nil
+	}
 	L := m.T.NLayers()
 	for l := 0; l < L; l++ {
 		if err := m.need(hooks.Site{Point: hooks.AttnVOut, Layer: l}, hooks.Site{Point: hooks.DeltaAttn, Layer: l}); err != nil {
