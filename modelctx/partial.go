@@ -59,14 +59,21 @@ func (t *Transformer) ResidualSite(l int) (hooks.Site, error) {
 	if l < 0 || l > t.NLayers() {
 		return hooks.Site{}, fmt.Errorf("%w: layer %d out of range [0,%d]", ErrPartial, l, t.NLayers())
 	}
-	s := hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}
-	if l > 0 {
-		s = hooks.Site{Point: hooks.PostMLP, Layer: l - 1}
-	}
+	s := residualSite(l)
 	if !t.HasSite(s) {
 		return hooks.Site{}, fmt.Errorf("%w: %w: %s (model %s)", ErrPartial, ErrNoPoint, s, t.man.Name)
 	}
 	return s, nil
+}
+
+// residualSite names the site that carries the residual stream into layer
+// l, the one place that says which points these are (the planner's stage
+// boundaries and the partial runs' ends).
+func residualSite(l int) hooks.Site {
+	if l == 0 {
+		return hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}
+	}
+	return hooks.Site{Point: hooks.PostMLP, Layer: l - 1}
 }
 
 // applyPartial turns the partial-run options into the request's span: the

@@ -110,11 +110,8 @@ func open(dir string, whole bool, opts []Option) (*Transformer, error) {
 // read points to the hooks before the next layer runs.
 func residualBoundaries(points map[hooks.Site]runtime.PointRef, nLayers int) []hooks.Site {
 	var b []hooks.Site
-	if s := (hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}); points[s].Tensor != "" {
-		b = append(b, s)
-	}
-	for l := 0; l+1 < nLayers; l++ {
-		if s := (hooks.Site{Point: hooks.PostMLP, Layer: l}); points[s].Tensor != "" {
+	for l := 0; l < nLayers; l++ {
+		if s := residualSite(l); points[s].Tensor != "" {
 			b = append(b, s)
 		}
 	}
