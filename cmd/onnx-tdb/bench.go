@@ -31,6 +31,7 @@ func benchCommand() *cli.Command {
 			&cli.DurationFlag{Name: "min-time", Value: 10 * time.Second, Usage: "least time spent per shape, in rounds that run every path once in turn (after a warm-up run of each)"},
 			&cli.IntFlag{Name: "min-runs", Value: 3, Usage: "least number of rounds per shape"},
 			benchServeFlag(),
+			&cli.BoolFlag{Name: patchSweepFlag, Usage: "instead, time a 16-position patching sweep of resid.torso.post_mlp over every layer against the same rows as batched 1x16 forwards and as separate forwards (--min-runs rounds)"},
 			&cli.StringFlag{Name: "sample", Value: "1,4", Usage: "batch sizes of the decoding rows (16-token prompt, 32 new tokens, KV cache); empty for none"},
 		},
 		Action: runBench,
@@ -185,6 +186,9 @@ type benchGroup struct {
 func runBench(c *cli.Context) error {
 	if c.Bool("serve") {
 		return runBenchServe(c)
+	}
+	if c.Bool(patchSweepFlag) {
+		return runPatchBench(c)
 	}
 	shapes, err := parseShapes(c.String("shapes"))
 	if err != nil {

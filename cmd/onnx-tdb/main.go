@@ -62,6 +62,9 @@ func newApp() *cli.App {
 			randomCheckpointCommand(),
 			benchCommand(),
 			serveCommand(),
+			patchCommand(),
+			lensCommand(),
+			dlaCommand(),
 		},
 		HideHelpCommand: true,
 		// Repeatable flags (--prompt, --ablate, ...) take each value whole: a
