@@ -8,10 +8,10 @@ import (
 
 	"github.com/onnx-tdb/onnx-tdb/analysis"
 	"github.com/onnx-tdb/onnx-tdb/export"
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2/bpe"
 	"github.com/onnx-tdb/onnx-tdb/export/fetch"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
-	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2/bpe"
 )
 
 // The golden test model: a tiny random GPT-2 in TDB's checkpoint format.

@@ -44,7 +44,7 @@ type Transformer struct {
 	eng    *runtime.Engine
 	points map[hooks.Site]runtime.PointRef
 	resid  []hooks.Site // the residual stream entering each layer, and the final one
-	outs   outLayers // the out_layer values of mlp.post_act, read on first use
+	outs   outLayers    // the out_layer values of mlp.post_act, read on first use
 }
 
 // Open opens an exported model directory.
