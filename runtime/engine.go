@@ -77,14 +77,17 @@ type planSlot struct {
 
 // NewEngine prepares an engine; sessions are created on first use.
 func NewEngine(g *Graph, o Options) (*Engine, error) {
-	if err := Init(); err != nil {
+	if err := Start(o.Process); err != nil {
 		return nil, err
 	}
 	if g == nil || g.Model == nil {
 		return nil, errors.New("new engine: no graph")
 	}
-	if o.Device == "" {
-		o.Device = CPU
+	if o.Provider.Name == "" {
+		o.Provider = CPUProvider()
+	}
+	if _, err := o.optLevel(); err != nil {
+		return nil, fmt.Errorf("new engine: %w", err)
 	}
 	ws, err := newWeightStore(g.Model, g.Dir)
 	if err != nil {
@@ -395,7 +398,7 @@ func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map
 			layers[s.Layer] = true
 		}
 	}
-	if (len(layers) < 2 && !stageCuts()) || len(e.g.Boundaries) == 0 {
+	if (len(layers) < 2 && !e.o.StageCuts) || len(e.g.Boundaries) == 0 {
 		return cuts
 	}
 	order := map[string]int{}

@@ -138,15 +138,35 @@ var (
 	initDone    bool
 	initPath    string
 	initVersion string
+	// defaults are the process settings SetProcessDefaults gave; running
+	// those ONNX Runtime was started with.
+	defaults Process
+	running  Process
 )
 
-// Init finds, checks and loads ONNX Runtime once per process. Later calls
-// return at once.
-func Init() error {
+// Init finds, checks and loads ONNX Runtime once per process, with the
+// process defaults. Later calls return at once.
+func Init() error { return Start(Process{}) }
+
+// Start is Init with process settings p over the defaults. Once ONNX
+// Runtime runs, it returns ErrProcessStarted where p's non-zero fields
+// differ from the running environment's.
+func Start(p Process) error {
 	initOnce.Lock()
 	defer initOnce.Unlock()
 	if initDone {
-		return nil
+		return p.conflicts(running)
+	}
+	p = p.over(defaults)
+	if p.Threads <= 0 {
+		p.Threads = goruntime.NumCPU()
+	}
+	if p.LogLevel == "" {
+		p.LogLevel = "error"
+	}
+	level, err := p.logLevel()
+	if err != nil {
+		return err
 	}
 	path, err := FindLibrary()
 	if err != nil {
@@ -156,12 +176,19 @@ func Init() error {
 	if err != nil {
 		return err
 	}
-	if err := initShim(path, GlobalThreads(), GlobalSpin()); err != nil {
+	if err := initShim(path, p.Threads, !p.NoSpin, level); err != nil {
 		return fmt.Errorf("start onnxruntime %s from %s: %w", version, path, err)
 	}
 	ort.SetSharedLibraryPath(path)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
 		return fmt.Errorf("start onnxruntime %s from %s: %w", version, path, err)
+	}
+	// Telemetry events (a device id, a local event database, an endpoint
+	// in some builds) are off unless the user allows them.
+	if !p.Telemetry {
+		if err := ort.DisableTelemetry(); err != nil {
+			return fmt.Errorf("start onnxruntime: disable telemetry: %w", err)
+		}
 	}
 	// One CPU arena in the environment that every session uses (with
 	// session.use_env_allocators), instead of an arena per session.
@@ -179,68 +206,60 @@ func Init() error {
 	if err := ort.CreateAndRegisterAllocator(mi, arena); err != nil {
 		return fmt.Errorf("start onnxruntime: shared allocator: %w", err)
 	}
-	initDone, initPath, initVersion = true, path, version
+	initDone, initPath, initVersion, running = true, path, version, p
 	return nil
 }
 
-var globalThreads int
-
-// SetGlobalThreads sets the size of the process-wide intra-op thread pool
-// that sessions share (0: one thread per core). It takes effect only before
-// the first engine starts ONNX Runtime; later calls return an error.
-func SetGlobalThreads(n int) error {
+// SetProcessDefaults sets the process settings ONNX Runtime starts with
+// where an engine's Options.Process leaves a field zero (the CLI sets them
+// from its flags and environment). Once ONNX Runtime runs, settings that
+// differ from the running ones return ErrProcessStarted.
+func SetProcessDefaults(p Process) error {
 	initOnce.Lock()
 	defer initOnce.Unlock()
-	if initDone && n != globalThreads {
-		return fmt.Errorf("onnxruntime already started with %d threads", GlobalThreads())
+	if _, err := p.logLevel(); err != nil {
+		return err
 	}
-	globalThreads = n
+	if p.Threads < 0 {
+		return fmt.Errorf("%w: %d threads", ErrOption, p.Threads)
+	}
+	if initDone {
+		return p.conflicts(running)
+	}
+	defaults = p
 	return nil
 }
 
-var globalSpin *bool
-
-// SetGlobalSpin says whether idle threads of the process-wide pool spin
-// before they sleep. It takes effect only before the first engine starts
-// ONNX Runtime; later calls that would change it return an error.
-func SetGlobalSpin(on bool) error {
+// RunningProcess reports the settings ONNX Runtime runs with (ok false
+// before it starts).
+func RunningProcess() (p Process, ok bool) {
 	initOnce.Lock()
 	defer initOnce.Unlock()
-	if initDone && on != GlobalSpin() {
-		return fmt.Errorf("onnxruntime already started with spinning %v", GlobalSpin())
-	}
-	globalSpin = &on
-	return nil
+	return running, initDone
 }
 
-// EnvSpin names the environment variable that turns the shared pool's
-// spinning off (0) or on (1) when SetGlobalSpin was not called.
-const EnvSpin = "ONNX_TDB_SPIN"
-
-// GlobalSpin reports whether the process-wide pool's idle threads spin: the
-// value given to SetGlobalSpin, else $ONNX_TDB_SPIN, else on. With one pool
-// for every session there is no other pool for spinning threads to take
-// cores from, and a thread that spins briefly takes the next operator
-// without being woken (decoding at batch 1 runs ~20% faster on 2 cores).
+// GlobalSpin reports whether the process-wide pool's idle threads spin: as
+// started, else as it would start with the defaults.
 func GlobalSpin() bool {
-	if globalSpin != nil {
-		return *globalSpin
+	initOnce.Lock()
+	defer initOnce.Unlock()
+	if initDone {
+		return !running.NoSpin
 	}
-	return os.Getenv(EnvSpin) != "0"
+	return !defaults.NoSpin
 }
 
-// EnvThreads names the environment variable that sets the process-wide
-// thread pool's size when SetGlobalThreads was not called.
-const EnvThreads = "ONNX_TDB_THREADS"
-
-// GlobalThreads is the size of the process-wide thread pool: the value given
-// to SetGlobalThreads, else $ONNX_TDB_THREADS, else one thread per core.
+// GlobalThreads is the size of the process-wide thread pool: as started,
+// else as it would start with the defaults (0 there: one per core).
 func GlobalThreads() int {
-	if globalThreads > 0 {
-		return globalThreads
+	initOnce.Lock()
+	defer initOnce.Unlock()
+	p := defaults
+	if initDone {
+		p = running
 	}
-	if n, err := strconv.Atoi(os.Getenv(EnvThreads)); err == nil && n > 0 {
-		return n
+	if p.Threads > 0 {
+		return p.Threads
 	}
 	return goruntime.NumCPU()
 }

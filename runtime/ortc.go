@@ -308,9 +308,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
-	"os"
 	goruntime "runtime"
-	"strings"
 	"sync/atomic"
 	"unsafe"
 
@@ -330,30 +328,11 @@ func cerr(e *C.char) error {
 
 var theEnv *C.OrtEnv
 
-// EnvLog names the variable that sets ONNX Runtime's log level: verbose,
-// info, warning or error (the default).
-const EnvLog = "ONNX_TDB_ORT_LOG"
-
-// logLevel is ORT's logging level (OrtLoggingLevel) from $ONNX_TDB_ORT_LOG.
-func logLevel() int {
-	switch strings.ToLower(os.Getenv(EnvLog)) {
-	case "verbose":
-		return 0
-	case "info":
-		return 1
-	case "warning":
-		return 2
-	case "fatal":
-		return 4
-	}
-	return 3
-}
-
 // initShim binds the OrtApi table and creates the process-wide environment
 // with one global thread pool of the given size. It runs before
 // onnxruntime_go's InitializeEnvironment, whose CreateEnv then returns the
 // same (singleton) environment.
-func initShim(path string, threads int, spin bool) error {
+func initShim(path string, threads int, spin bool, logLevel int) error {
 	C.tdb_malloc_tuning()
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
@@ -364,7 +343,7 @@ func initShim(path string, threads int, spin bool) error {
 	if spin {
 		s = 1
 	}
-	if err := cerr(C.tdb_create_env(C.int(threads), C.int(s), C.int(logLevel()), &theEnv)); err != nil {
+	if err := cerr(C.tdb_create_env(C.int(threads), C.int(s), C.int(logLevel), &theEnv)); err != nil {
 		return fmt.Errorf("create onnxruntime environment: %w", err)
 	}
 	return nil

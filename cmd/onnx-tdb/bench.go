@@ -212,7 +212,7 @@ func runBench(c *cli.Context) error {
 	}
 	fmt.Fprintf(w, "model %s: %d layers, d_model %d, weights %.0f MB; onnxruntime %s, %s, %d threads (%s), %d CPUs\n",
 		man.Name, man.Config.NLayers, man.Config.DModel, float64(man.Weights.Bytes)/1e6, libVersion,
-		m.Engine().Options().Device, threadsOf(m), spin, goruntime.NumCPU())
+		m.Engine().Options().Provider, threadsOf(m), spin, goruntime.NumCPU())
 	opts := benchPaths(m)
 	for _, p := range paths {
 		if _, ok := opts[p]; !ok {
@@ -326,9 +326,9 @@ func threadsOf(m *modelctx.Transformer) int {
 // openWhole opens the exported model's one-graph copy as its own model: the
 // baseline a plain ONNX Runtime session gives.
 func openWhole(c *cli.Context, dir string) (*modelctx.Transformer, error) {
-	dev, id, err := runtime.ParseDevice(c.String("device"))
+	rt, err := withRuntime(c)
 	if err != nil {
 		return nil, err
 	}
-	return modelctx.OpenWhole(dir, modelctx.WithDevice(dev, id))
+	return modelctx.OpenWhole(dir, rt)
 }
