@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs"
@@ -61,18 +60,12 @@ type Engine struct {
 	o  Options
 	ws *weightStore
 	pp *prepacked
-	mu sync.Mutex
-	// plans by key; a plan is built under its own once so that a slow build
-	// does not block runs of other plans.
-	plans  map[string]*planSlot
-	bwd    *bwdPlans // backward plans (backward.go), made on first use
-	closed bool
-}
-
-type planSlot struct {
-	once sync.Once
-	p    *plan
-	err  error
+	// Forward plans by key, backward plans by key, and the row heads of
+	// loss roots (backward_head.go): each built once, on first use.
+	plans buildCache[string, *plan]
+	bwd   buildCache[string, *bwdPlan]
+	heads buildCache[hooks.Site, *rowHead]
+	life  lifetime
 }
 
 // NewEngine prepares an engine; sessions are created on first use.
@@ -98,7 +91,7 @@ func NewEngine(g *Graph, o Options) (*Engine, error) {
 		ws.release()
 		return nil, err
 	}
-	return &Engine{g: g, o: o, ws: ws, pp: pp, plans: map[string]*planSlot{}}, nil
+	return &Engine{g: g, o: o, ws: ws, pp: pp}, nil
 }
 
 // WeightBytes is the size of the weight files the engine maps.
@@ -107,33 +100,27 @@ func (e *Engine) WeightBytes() int64 { return e.ws.bytes() }
 // Options returns the engine's options.
 func (e *Engine) Options() Options { return e.o }
 
-// Close releases every session of every plan.
+// Close waits for the runs in flight (Run, RunKeep, Backward) to finish,
+// then releases every session of every plan and the shared weights. Runs
+// that start after Close has begun fail with ErrClosed. Values kept by
+// earlier runs stay valid until closed themselves. Close must not be called
+// from a hook of one of the engine's own runs (it would wait for itself).
 func (e *Engine) Close() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
+	if !e.life.close() {
 		return nil
 	}
-	e.closed = true
-	var errs []error
-	for _, s := range e.plans {
-		if s.p != nil {
-			errs = append(errs, s.p.close())
-		}
+	errs := []error{
+		e.plans.close((*plan).close),
+		e.bwd.close((*bwdPlan).close),
+		e.heads.close((*rowHead).close),
 	}
-	e.plans = nil
-	errs = append(errs, e.bwd.close())
 	e.pp.release()
 	errs = append(errs, e.ws.release())
 	return errors.Join(errs...)
 }
 
 // PlanCount is the number of plans built so far.
-func (e *Engine) PlanCount() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.plans)
-}
+func (e *Engine) PlanCount() int { return e.plans.len() }
 
 // Tensor is an input or output value in Go memory: exactly one of the data
 // slices is set, matching the graph's element type.
@@ -227,26 +214,7 @@ func (e *Engine) plan(outputs []string, keep map[string]bool, uses map[hooks.Sit
 		keep = nil // kept or copied, outputs come out of the same plan
 	}
 	key := planKey(outputs, keep, uses)
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return nil, ErrClosed
-	}
-	slot, ok := e.plans[key]
-	if !ok {
-		slot = &planSlot{}
-		e.plans[key] = slot
-	}
-	e.mu.Unlock()
-	slot.once.Do(func() { slot.p, slot.err = e.build(outputs, keep, uses) })
-	if slot.err != nil {
-		e.mu.Lock()
-		if e.plans != nil && e.plans[key] == slot {
-			delete(e.plans, key)
-		}
-		e.mu.Unlock()
-	}
-	return slot.p, slot.err
+	return e.plans.get(key, func() (*plan, error) { return e.build(outputs, keep, uses) })
 }
 
 // build cuts the graph for one set of hooked sites and opens its sessions.
@@ -439,6 +407,10 @@ func (e *Engine) Run(ctx context.Context, req Request) (map[string]*Tensor, erro
 // RunKeep is Run that hands the outputs named in req.Keep back as Values,
 // without copying them.
 func (e *Engine) RunKeep(ctx context.Context, req Request) (*Result, error) {
+	if err := e.life.enter(); err != nil {
+		return nil, err
+	}
+	defer e.life.leave()
 	keep := map[string]bool{}
 	for _, name := range req.Keep {
 		if !slices.Contains(req.Outputs, name) {
@@ -514,14 +486,18 @@ func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string
 	if err != nil {
 		return nil, nil, err
 	}
+	// Deferred: a hook that ends its goroutine (runtime.Goexit) must not
+	// leave the watcher behind.
+	defer done()
 	x.ro = ro
 	err = x.run(ctx)
-	done()
 	x.ro = nil
+	// A context ended during the run fails it, even where the last thing
+	// that ran was a read-only hook and no session saw the cancellation.
+	if cerr := ctx.Err(); cerr != nil {
+		return nil, nil, fmt.Errorf("run: %w", cerr)
+	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, nil, fmt.Errorf("run: %w", ctx.Err())
-		}
 		return nil, nil, err
 	}
 	out := make(map[string]*value, len(req.Outputs))

@@ -1,7 +1,3 @@
-// Package runtime owns ONNX Runtime for onnx-tdb: finding the shared library
-// and checking its version, the process-wide environment, session options
-// (CPU or CUDA provider, threads), and the planner and executor that run a
-// model's graph cut at its hooked points, calling the hooks between segments.
 package runtime
 
 import (

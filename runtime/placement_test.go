@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	goruntime "runtime"
 	"slices"
 	"testing"
 
@@ -200,3 +201,9 @@ func TestKVCacheCUDA(t *testing.T) {
 	}
 	closeTo(t, "cuda logits against cpu", gpuLogits, cpuLogits)
 }
+
+func goldenDir(t *testing.T) string { return goldenmodel.Dir(t) }
+
+func goroutines() int { return goruntime.NumGoroutine() }
+
+func goexit() { goruntime.Goexit() }
