@@ -39,7 +39,7 @@ func libraryRole(lib string) string {
 	case strings.HasPrefix(lib, "libcuda.so"), strings.HasPrefix(lib, "libnvidia"):
 		return "NVIDIA driver"
 	case strings.HasPrefix(lib, "libonnxruntime"):
-		return "ONNX Runtime"
+		return "ONNX Runtime's provider libraries, which make ort-gpu installs"
 	}
 	return ""
 }
@@ -51,14 +51,20 @@ func withCUDAHint(err error) error {
 		return err
 	}
 	var parts []string
+	system := false
 	for _, lib := range missingLibraries(err.Error()) {
+		system = system || !strings.HasPrefix(lib, "libonnxruntime")
 		if r := libraryRole(lib); r != "" {
 			lib += " (" + r + ")"
 		}
 		parts = append(parts, lib)
 	}
 	if len(parts) > 0 {
-		return fmt.Errorf("%w; missing libraries: %s (install them or add their folder to LD_LIBRARY_PATH); %s", err, strings.Join(parts, ", "), cudaFixHint)
+		advice := ""
+		if system {
+			advice = " (install the NVIDIA libraries named, or add their folder to LD_LIBRARY_PATH)"
+		}
+		return fmt.Errorf("%w; missing libraries: %s%s; %s", err, strings.Join(parts, ", "), advice, cudaFixHint)
 	}
 	return fmt.Errorf("%w; %s", err, cudaFixHint)
 }
