@@ -104,7 +104,7 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 	// those values stay in ONNX Runtime's memory until the backward pass is
 	// over, which reads them without a copy.
 	outs := e.forwardOutputs(p, req.Outputs)
-	fres, releaseFwd, err := e.forwardValues(ctx, Request{Inputs: req.Inputs, Outputs: outs, Hooks: hs}, nil)
+	fres, _, releaseFwd, err := e.forwardValues(ctx, Request{Inputs: req.Inputs, Outputs: outs, Hooks: hs}, nil)
 	if err != nil {
 		return nil, err
 	}

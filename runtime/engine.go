@@ -144,16 +144,27 @@ type Request struct {
 	// copying them into Go: they stay where the run left them (in GPU memory
 	// on CUDA, where no hook touches them) until closed.
 	Keep []string
+	// Capture names hook sites whose values (after their hooks ran) RunKeep
+	// hands back in Result.Captured as views of ONNX Runtime's memory,
+	// without copying them; see Result.
+	Capture []hooks.Site
 }
 
-// Result is what RunKeep returns: the outputs copied into Go, and the kept
-// ones, which the caller must close.
+// Result is what RunKeep returns: the outputs copied into Go, the kept
+// ones, and the captured sites' values; the caller must close it.
 type Result struct {
 	Tensors map[string]*Tensor
 	Kept    map[string]*Value
+	// Captured holds the values of Request.Capture's sites. Their Data
+	// views memory the Result owns (ONNX Runtime's, not Go's): valid until
+	// Close, after which it goes back to ONNX Runtime for later runs to
+	// reuse. Clone a tensor to keep it longer; do not write to it.
+	Captured map[hooks.Site]*hooks.Tensor
+	caught   *captured
 }
 
-// Close closes every kept value.
+// Close closes every kept value and releases the captured views (their
+// tensors' Data is set to nil). Closing twice is harmless.
 func (r *Result) Close() {
 	if r == nil {
 		return
@@ -161,6 +172,8 @@ func (r *Result) Close() {
 	for _, v := range r.Kept {
 		v.Close()
 	}
+	r.caught.release()
+	r.caught = nil
 }
 
 // siteRef is a hooked site of a plan.
@@ -418,12 +431,15 @@ func (e *Engine) RunKeep(ctx context.Context, req Request) (*Result, error) {
 		}
 		keep[name] = true
 	}
-	vals, release, err := e.forwardValues(ctx, req, keep)
+	vals, caught, release, err := e.forwardValues(ctx, req, keep)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	res := &Result{Tensors: make(map[string]*Tensor, len(vals)), Kept: map[string]*Value{}}
+	res := &Result{Tensors: make(map[string]*Tensor, len(vals)), Kept: map[string]*Value{}, caught: caught}
+	if caught != nil {
+		res.Captured = caught.tensors
+	}
 	for name, v := range vals {
 		if keep[name] {
 			res.Kept[name] = &Value{v: v}
@@ -444,21 +460,36 @@ func (e *Engine) RunKeep(ctx context.Context, req Request) (*Result, error) {
 //
 // Outputs named in keep are detached from the run: release leaves them to
 // the caller, and on CUDA they may stay in GPU memory.
-func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string]bool) (map[string]*value, func(), error) {
+func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string]bool) (map[string]*value, *captured, func(), error) {
 	hs := req.Hooks
 	if hs == nil {
 		hs = hooks.Snapshot()
 	}
 	uses, err := hs.Uses(e.g.NLayers)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	if uses, err = e.withCaptured(uses, req.Capture); err != nil {
+		return nil, nil, nil, err
 	}
 	p, err := e.plan(req.Outputs, keep, uses)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	x := newExec(p, hs)
+	if len(req.Capture) > 0 {
+		x.capture = map[hooks.Site]bool{}
+		for _, s := range req.Capture {
+			x.capture[s] = true
+		}
+		x.caught = &captured{tensors: map[hooks.Site]*hooks.Tensor{}}
+	}
 	kept := false
+	defer func() {
+		if !kept {
+			x.takeCaptured().release()
+		}
+	}()
 	defer func() {
 		if !kept {
 			x.release()
@@ -467,24 +498,24 @@ func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string
 	for name, t := range req.Inputs {
 		v, err := toValue(t)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: input %s: %v", ErrInput, name, err)
+			return nil, nil, nil, fmt.Errorf("%w: input %s: %v", ErrInput, name, err)
 		}
 		x.own(v)
 		x.vals[name] = v
 	}
 	for name, v := range req.Values {
 		if _, dup := req.Inputs[name]; dup {
-			return nil, nil, fmt.Errorf("%w: input %s given both as a tensor and as a value", ErrInput, name)
+			return nil, nil, nil, fmt.Errorf("%w: input %s given both as a tensor and as a value", ErrInput, name)
 		}
 		if v == nil || v.v == nil || v.v.v == nil {
-			return nil, nil, fmt.Errorf("%w: input %s: closed value", ErrInput, name)
+			return nil, nil, nil, fmt.Errorf("%w: input %s: closed value", ErrInput, name)
 		}
 		x.vals[name] = v.v
 		x.borrowed[v.v] = true
 	}
 	ro, done, err := cancelOnDone(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// Deferred: a hook that ends its goroutine (runtime.Goexit) must not
 	// leave the watcher behind.
@@ -495,27 +526,27 @@ func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string
 	// A context ended during the run fails it, even where the last thing
 	// that ran was a read-only hook and no session saw the cancellation.
 	if cerr := ctx.Err(); cerr != nil {
-		return nil, nil, fmt.Errorf("run: %w", cerr)
+		return nil, nil, nil, fmt.Errorf("run: %w", cerr)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	out := make(map[string]*value, len(req.Outputs))
 	keepVal := map[*value]bool{}
 	for _, name := range req.Outputs {
 		v, ok := x.vals[name]
 		if !ok {
-			return nil, nil, fmt.Errorf("output %s was not computed", name)
+			return nil, nil, nil, fmt.Errorf("output %s was not computed", name)
 		}
 		if x.borrowed[v] && keep[name] {
-			return nil, nil, fmt.Errorf("%w: kept output %s is an input value", ErrInput, name)
+			return nil, nil, nil, fmt.Errorf("%w: kept output %s is an input value", ErrInput, name)
 		}
 		out[name] = v
 		keepVal[v] = true
 	}
 	// Free the rest now (release is idempotent, so x.release stays safe).
 	for _, v := range x.vals {
-		if !keepVal[v] && !x.borrowed[v] {
+		if !keepVal[v] && !x.borrowed[v] && !x.held[v] {
 			v.release()
 		}
 	}
@@ -523,7 +554,7 @@ func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string
 		x.detach(out[name])
 	}
 	kept = true
-	return out, x.release, nil
+	return out, x.takeCaptured(), x.release, nil
 }
 
 // cancelOnDone returns run options that stop a session run when ctx ends,

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
 	"slices"
 	"time"
+
+	"github.com/onnx-tdb/onnx-tdb/modelctx"
 )
 
 // benchRounds is what interleaved rounds measured: times[r][i] is path i's
@@ -149,4 +152,18 @@ func printRounds(w io.Writer, name string, paths []string, tokens int, b benchRo
 // roundsHeader is the table's header line.
 func roundsHeader(w io.Writer) {
 	fmt.Fprintf(w, "\n%-12s %-10s %12s %10s %17s %8s %6s\n", "shape", "path", "tokens/s", "vs whole", "range", "median", "rounds")
+}
+
+// benchViews runs a forward that hands every point out as views
+// (ForwardViews) and releases them, as a consumer that writes each point
+// somewhere and lets go would.
+func benchViews(ctx context.Context, rows [][]int) func(*modelctx.Transformer) error {
+	return func(m *modelctx.Transformer) error {
+		v, err := m.ForwardViews(ctx, rows, modelctx.AllPoints)
+		if err != nil {
+			return err
+		}
+		v.Release()
+		return nil
+	}
 }
