@@ -70,7 +70,7 @@ type Engine struct {
 
 // NewEngine prepares an engine; sessions are created on first use.
 func NewEngine(g *Graph, o Options) (*Engine, error) {
-	if err := Start(o.Process); err != nil {
+	if err := start(o.Process, o.Provider.IsCUDA()); err != nil {
 		return nil, err
 	}
 	if g == nil || g.Model == nil {

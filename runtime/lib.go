@@ -32,8 +32,17 @@ var (
 const fixHint = "run `make ort` (installs onnxruntime 1.30 from the npm registry into the per-user cache) or set " + EnvLibrary + " to the path of libonnxruntime.so (version >= 1.24)"
 
 // CacheDir is the per-user folder `make ort` installs into:
-// ${XDG_CACHE_HOME:-~/.cache}/onnx-tdb/onnxruntime.
-func CacheDir() string {
+// ${XDG_CACHE_HOME:-~/.cache}/onnx-tdb/onnxruntime, one subfolder per
+// version.
+func CacheDir() string { return userCache("onnxruntime") }
+
+// GPUCacheDir is the per-user folder `make ort-gpu` installs the
+// GPU-capable core and its CUDA provider into:
+// ${XDG_CACHE_HOME:-~/.cache}/onnx-tdb/onnxruntime-gpu, one subfolder per
+// package version.
+func GPUCacheDir() string { return userCache("onnxruntime-gpu") }
+
+func userCache(name string) string {
 	base := os.Getenv("XDG_CACHE_HOME")
 	if base == "" {
 		home, err := os.UserHomeDir()
@@ -42,17 +51,28 @@ func CacheDir() string {
 		}
 		base = filepath.Join(home, ".cache")
 	}
-	return filepath.Join(base, "onnx-tdb", "onnxruntime")
+	return filepath.Join(base, "onnx-tdb", name)
 }
 
 var systemDirs = []string{"/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/opt/onnxruntime/lib"}
 
 var libNames = []string{"libonnxruntime.so", "libonnxruntime.so.1"}
 
+// cudaProviderLib is the CUDA provider library a GPU-capable install holds
+// beside its core.
+const cudaProviderLib = "libonnxruntime_providers_cuda.so"
+
 // FindLibrary returns the ONNX Runtime library to load: $ONNXRUNTIME_LIB, then
 // the per-user cache (newest version first), then LD_LIBRARY_PATH and the
 // system library folders.
-func FindLibrary() (string, error) {
+func FindLibrary() (string, error) { return findLibrary(false) }
+
+// FindGPULibrary is FindLibrary for a process whose first engine runs on
+// CUDA: the GPU-capable installs of `make ort-gpu` (those holding the CUDA
+// provider beside the core, newest first) come before the others.
+func FindGPULibrary() (string, error) { return findLibrary(true) }
+
+func findLibrary(gpu bool) (string, error) {
 	if p := os.Getenv(EnvLibrary); p != "" {
 		if st, err := os.Stat(p); err != nil || st.IsDir() {
 			return "", fmt.Errorf("%w: %s=%s does not name a file; %s", ErrLibraryNotFound, EnvLibrary, p, fixHint)
@@ -60,19 +80,14 @@ func FindLibrary() (string, error) {
 		return p, nil
 	}
 	var dirs []string
-	if c := CacheDir(); c != "" {
-		versions, _ := os.ReadDir(c)
-		var vs []string
-		for _, v := range versions {
-			if v.IsDir() {
-				vs = append(vs, v.Name())
+	if gpu {
+		for _, d := range versionDirs(GPUCacheDir()) {
+			if _, err := os.Stat(filepath.Join(d, cudaProviderLib)); err == nil {
+				dirs = append(dirs, d)
 			}
 		}
-		sort.Slice(vs, func(i, j int) bool { return versionLess(vs[j], vs[i]) })
-		for _, v := range vs {
-			dirs = append(dirs, filepath.Join(c, v))
-		}
 	}
+	dirs = append(dirs, versionDirs(CacheDir())...)
 	for _, d := range strings.Split(os.Getenv("LD_LIBRARY_PATH"), ":") {
 		if d != "" {
 			dirs = append(dirs, d)
@@ -89,6 +104,26 @@ func FindLibrary() (string, error) {
 	}
 	return "", fmt.Errorf("%w (searched $%s, %s, $LD_LIBRARY_PATH and %s); %s",
 		ErrLibraryNotFound, EnvLibrary, CacheDir(), strings.Join(systemDirs, ", "), fixHint)
+}
+
+// versionDirs lists the subfolders of root, newest version first.
+func versionDirs(root string) []string {
+	if root == "" {
+		return nil
+	}
+	entries, _ := os.ReadDir(root)
+	var vs []string
+	for _, v := range entries {
+		if v.IsDir() {
+			vs = append(vs, v.Name())
+		}
+	}
+	sort.Slice(vs, func(i, j int) bool { return versionLess(vs[j], vs[i]) })
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = filepath.Join(root, v)
+	}
+	return out
 }
 
 // parseVersion splits "1.30.0" into numbers.
@@ -142,12 +177,16 @@ var (
 
 // Init finds, checks and loads ONNX Runtime once per process, with the
 // process defaults. Later calls return at once.
-func Init() error { return Start(Process{}) }
+func Init() error { return start(Process{}, false) }
 
 // Start is Init with process settings p over the defaults. Once ONNX
 // Runtime runs, it returns ErrProcessStarted where p's non-zero fields
 // differ from the running environment's.
-func Start(p Process) error {
+func Start(p Process) error { return start(p, false) }
+
+// start is Start; gpu says the first engine runs on CUDA, so a GPU-capable
+// install is looked for first.
+func start(p Process, gpu bool) error {
 	initOnce.Lock()
 	defer initOnce.Unlock()
 	if initDone {
@@ -164,7 +203,7 @@ func Start(p Process) error {
 	if err != nil {
 		return err
 	}
-	path, err := FindLibrary()
+	path, err := findLibrary(gpu)
 	if err != nil {
 		return err
 	}

@@ -309,3 +309,49 @@ func TestCUDAPluginSliceGuard(t *testing.T) {
 		t.Fatalf("Slice allowed by the option: %v", err)
 	}
 }
+
+// TestFindGPULibraryPrefersOrtGPUInstall lays out what `make ort` and `make
+// ort-gpu` install (fake files): a CUDA engine's process finds the GPU
+// install's core (the newest one that holds the CUDA provider), a CPU one
+// the plain install's.
+func TestFindGPULibraryPrefersOrtGPUInstall(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv(EnvLibrary, "")
+	t.Setenv("XDG_CACHE_HOME", cache)
+	t.Setenv("LD_LIBRARY_PATH", "")
+	put := func(dir string, files ...string) {
+		os.MkdirAll(dir, 0o755)
+		for _, f := range files {
+			os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644)
+		}
+	}
+	cpu := filepath.Join(cache, "onnx-tdb", "onnxruntime", "1.30.0")
+	put(cpu, "libonnxruntime.so.1")
+	gpuRoot := filepath.Join(cache, "onnx-tdb", "onnxruntime-gpu")
+	put(filepath.Join(gpuRoot, "0.4.9"), "libonnxruntime.so", "libonnxruntime_providers_shared.so", cudaProviderLib)
+	put(filepath.Join(gpuRoot, "0.5.0"), "libonnxruntime.so") // incomplete: no CUDA provider
+	put(filepath.Join(gpuRoot, "0.4.8"), "libonnxruntime.so", cudaProviderLib)
+	if GPUCacheDir() != gpuRoot {
+		t.Fatalf("GPUCacheDir %s, want %s", GPUCacheDir(), gpuRoot)
+	}
+	for _, tc := range []struct {
+		gpu  bool
+		want string
+	}{
+		{false, filepath.Join(cpu, "libonnxruntime.so.1")},
+		{true, filepath.Join(gpuRoot, "0.4.9", "libonnxruntime.so")},
+	} {
+		got, err := findLibrary(tc.gpu)
+		if err != nil || got != tc.want {
+			t.Errorf("gpu %v: got %s, %v; want %s", tc.gpu, got, err, tc.want)
+		}
+	}
+	if got, err := FindGPULibrary(); err != nil || !strings.Contains(got, "onnxruntime-gpu") {
+		t.Errorf("FindGPULibrary: %s, %v", got, err)
+	}
+	// Without a GPU install, a CUDA process still finds the plain one.
+	os.RemoveAll(gpuRoot)
+	if got, err := FindGPULibrary(); err != nil || !strings.HasPrefix(got, cpu) {
+		t.Errorf("no GPU install: %s, %v", got, err)
+	}
+}
