@@ -33,7 +33,7 @@ func libraryRole(lib string) string {
 	case strings.HasPrefix(lib, "libcudnn"):
 		return "cuDNN"
 	case strings.HasPrefix(lib, "libcublas"):
-		return "cuBLAS (CUDA toolkit)"
+		return "cuBLAS, CUDA toolkit"
 	case strings.HasPrefix(lib, "libcudart"), strings.HasPrefix(lib, "libcufft"), strings.HasPrefix(lib, "libcurand"), strings.HasPrefix(lib, "libnvrtc"):
 		return "CUDA runtime"
 	case strings.HasPrefix(lib, "libcuda.so"), strings.HasPrefix(lib, "libnvidia"):
