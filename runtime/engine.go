@@ -105,6 +105,7 @@ func (e *Engine) Options() Options { return e.o }
 // that start after Close has begun fail with ErrClosed. Values kept by
 // earlier runs stay valid until closed themselves. Close must not be called
 // from a hook of one of the engine's own runs (it would wait for itself).
+// A second Close returns nil at once.
 func (e *Engine) Close() error {
 	if !e.life.close() {
 		return nil
