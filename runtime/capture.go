@@ -14,7 +14,9 @@ import (
 // shape reuses the same blocks instead of allocating: a warm capture copies
 // nothing and allocates no tensor memory in Go. Sites whose graph layout
 // differs from the reference layout (PointRef.Perm) are transposed, which is
-// one copy into Go; so are the caller's own input values.
+// one copy into Go; so are the caller's own input values. A view shows the
+// value as the site's hooks left it; a writing hook at a later site of the
+// same tensor that edits it in place shows through.
 
 // withCaptured adds the captured sites to a run's uses (at least Read, so
 // the plan exposes them), checking the model has each.
