@@ -19,6 +19,8 @@ const (
 	StageCuts    = "ONNX_TDB_STAGE_CUTS"       // 1: Options.StageCuts
 	CUDAProvider = "ONNX_TDB_CUDA_PROVIDER"    // Options.CUDAProviderLibrary
 	AllowSlice   = "ONNX_TDB_CUDA_ALLOW_SLICE" // 1: Options.AllowSlice
+	ProfileDir   = "ONNX_TDB_PROFILE_DIR"      // Options.ProfileDir: a JSON profile per session
+	OptimizedDir = "ONNX_TDB_OPTIMIZED_DIR"    // Options.OptimizedDir: each session's optimised graph
 )
 
 // Options returns the runtime options the variables give, looked up with
@@ -53,6 +55,8 @@ func Options(get func(string) string) (runtime.Options, error) {
 		return o, err
 	}
 	o.CUDAProviderLibrary = get(CUDAProvider)
+	o.ProfileDir = get(ProfileDir)
+	o.OptimizedDir = get(OptimizedDir)
 	return o, nil
 }
 

@@ -9,7 +9,7 @@ import (
 func TestOptions(t *testing.T) {
 	env := map[string]string{
 		Threads: "3", Spin: "0", LogLevel: "Warning", Telemetry: "1", GraphOpt: "basic",
-		StageCuts: "1", CUDAProvider: "/x/libp.so", AllowSlice: "1",
+		StageCuts: "1", CUDAProvider: "/x/libp.so", AllowSlice: "1", ProfileDir: "/p", OptimizedDir: "/o",
 	}
 	o, err := Options(func(k string) string { return env[k] })
 	if err != nil {
@@ -20,7 +20,7 @@ func TestOptions(t *testing.T) {
 		Process: runtime.Process{Threads: 3, NoSpin: true, LogLevel: "warning", Telemetry: true},
 	}
 	if o.GraphOpt != want.GraphOpt || o.StageCuts != want.StageCuts || o.CUDAProviderLibrary != want.CUDAProviderLibrary ||
-		o.AllowSlice != want.AllowSlice || o.Process != want.Process {
+		o.AllowSlice != want.AllowSlice || o.Process != want.Process || o.ProfileDir != "/p" || o.OptimizedDir != "/o" {
 		t.Errorf("got %+v\nwant %+v", o, want)
 	}
 	zero, err := Options(func(string) string { return "" })
