@@ -189,6 +189,9 @@ func Start(p Process) error { return start(p, false) }
 func start(p Process, gpu bool) error {
 	initOnce.Lock()
 	defer initOnce.Unlock()
+	if err := p.validate(); err != nil {
+		return err
+	}
 	if initDone {
 		return p.conflicts(running)
 	}
@@ -252,11 +255,8 @@ func start(p Process, gpu bool) error {
 func SetProcessDefaults(p Process) error {
 	initOnce.Lock()
 	defer initOnce.Unlock()
-	if _, err := p.logLevel(); err != nil {
+	if err := p.validate(); err != nil {
 		return err
-	}
-	if p.Threads < 0 {
-		return fmt.Errorf("%w: %d threads", ErrOption, p.Threads)
 	}
 	if initDone {
 		return p.conflicts(running)

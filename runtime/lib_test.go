@@ -186,8 +186,16 @@ func TestProcessSettings(t *testing.T) {
 			t.Errorf("%+v against %+v: %v", tc.p, base, err)
 		}
 	}
-	if _, err := (Process{LogLevel: "loud"}).logLevel(); !errors.Is(err, ErrOption) {
-		t.Errorf("log level loud: %v", err)
+	for _, bad := range []Process{{LogLevel: "loud"}, {Threads: -1}, {Threads: 1 << 20}} {
+		if err := bad.validate(); !errors.Is(err, ErrOption) {
+			t.Errorf("%+v: %v, want ErrOption", bad, err)
+		}
+		if err := SetProcessDefaults(bad); !errors.Is(err, ErrOption) {
+			t.Errorf("SetProcessDefaults(%+v): %v, want ErrOption", bad, err)
+		}
+	}
+	if err := (Process{Threads: 4, LogLevel: "info"}).validate(); err != nil {
+		t.Errorf("valid settings refused: %v", err)
 	}
 	// Once ONNX Runtime runs, its pool cannot change.
 	if err := Init(); err != nil {

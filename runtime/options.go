@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 
@@ -224,6 +225,19 @@ type Process struct {
 // ErrProcessStarted is returned for process settings that differ from
 // those ONNX Runtime was started with.
 var ErrProcessStarted = errors.New("onnxruntime already started with other process settings")
+
+// maxThreadsPerCore bounds the shared pool: more threads than this many per
+// core only make ONNX Runtime slower (or look hung while it starts them).
+const maxThreadsPerCore = 16
+
+// validate checks p's fields.
+func (p Process) validate() error {
+	if p.Threads < 0 || p.Threads > maxThreadsPerCore*goruntime.NumCPU() {
+		return fmt.Errorf("%w: %d threads: want 1 to %d (%d per core)", ErrOption, p.Threads, maxThreadsPerCore*goruntime.NumCPU(), maxThreadsPerCore)
+	}
+	_, err := p.logLevel()
+	return err
+}
 
 // logLevel is ORT's OrtLoggingLevel for the level's name.
 func (p Process) logLevel() (int, error) {
