@@ -84,4 +84,8 @@ void tdb_release_value(OrtValue* v);
 // tdb_describe fills rank (<= 16), dims, element type and data pointer.
 char* tdb_describe(OrtValue* v, int64_t* dims, size_t* rank, int* elem, void** data);
 
+// tdb_probe dlopens path and returns its version string (NULL with *err set
+// on failure); *api_ok says whether it serves C API version api.
+const char* tdb_probe(const char* path, uint32_t api, int* api_ok, const char** err);
+
 #endif
