@@ -130,6 +130,9 @@ func fetchCheckpoint(ctx context.Context, c *fetch.Cache, loc fetch.Location) (s
 		return "", fmt.Errorf("load %s: %w", loc.URL(), err)
 	}
 	_, cfg, err := ParseTDBConfig(cfgBytes)
+	if err == nil {
+		err = CheckConfigLimits(cfg)
+	}
 	if err != nil {
 		return "", fmt.Errorf("load %s: %w", loc.URL(), err)
 	}

@@ -31,9 +31,9 @@ func FuzzLoad(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	old := maxExpandedElems
-	maxExpandedElems = 1 << 16
-	f.Cleanup(func() { maxExpandedElems = old })
+	old := maxExpandedBytes
+	maxExpandedBytes = 1 << 18
+	f.Cleanup(func() { maxExpandedBytes = old })
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		path := filepath.Join(dir, "in.pt")

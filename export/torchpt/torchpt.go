@@ -20,7 +20,11 @@
 // that is then gathered. Loading is safe for concurrent use.
 //
 // Malformed input never panics through this API: errors wrap ErrCorrupt or
-// ErrUnsupported and name the file.
+// ErrUnsupported (ErrShape for LoadTensorShape) and name the file. What a
+// file may ask for is bounded by what it holds: a view by its storage's bytes
+// (a broadcast view by a fixed allowance), the pickle's size, stack and memo,
+// and deflated entries by deflate's ratio and a fixed allowance, so hostile
+// files of a few hundred bytes are refused without large allocations.
 package torchpt
 
 import (
@@ -41,6 +45,9 @@ var (
 	// unknown storage type or Python class, big-endian data, or a top-level
 	// object of the wrong kind for the function called).
 	ErrUnsupported = errors.New("unsupported torch.save content")
+	// ErrShape: LoadTensorShape found a tensor of another shape than the
+	// caller needs.
+	ErrShape = errors.New("tensor has another shape than expected")
 )
 
 // Tensor is a tensor read from a .pt file, materialised contiguous in C order.
@@ -86,7 +93,27 @@ func LoadTensor(path string) (*Tensor, error) {
 	var t *Tensor
 	err := withFile(path, func(r io.ReaderAt, size int64) error {
 		var err error
-		t, err = loadTensor(r, size)
+		t, err = loadTensor(r, size, nil)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// LoadTensorShape is LoadTensor for a tensor whose shape the caller knows (a
+// checkpoint piece, whose shape config.json fixes): a file holding a tensor
+// of another shape fails with ErrShape before any of its data is read, so
+// that a small file cannot make the caller allocate more than it expects.
+func LoadTensorShape(path string, shape []int) (*Tensor, error) {
+	if shape == nil {
+		shape = []int{}
+	}
+	var t *Tensor
+	err := withFile(path, func(r io.ReaderAt, size int64) error {
+		var err error
+		t, err = loadTensor(r, size, shape)
 		return err
 	})
 	if err != nil {
