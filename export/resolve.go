@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/onnx-tdb/onnx-tdb/export/fetch"
+	"github.com/onnx-tdb/onnx-tdb/internal/atomicdir"
 )
 
 // ErrUnknownModel is returned for a name that is neither a folder, a URL nor
@@ -160,6 +161,7 @@ func exportRemote(ctx context.Context, ref string, o ResolveOptions) (string, er
 	if err != nil {
 		return "", err
 	}
+	atomicdir.Sweep(c.Dir()) // downloads and exports left by killed runs
 	out := filepath.Join(c.Dir(), "exported", loc.Account, loc.Container, filepath.FromSlash(loc.Path))
 	fresh, stale := cachedExport(out)
 	if fresh {
@@ -178,13 +180,16 @@ func exportRemote(ctx context.Context, ref string, o ResolveOptions) (string, er
 }
 
 // cachedExport says whether out holds a usable export (fresh), or one made
-// by an earlier version whose graphs are out of date (stale: export again).
+// by an earlier version whose graphs are out of date, or one whose files no
+// longer match its manifest (stale, both: export again). Leftovers of
+// killed exports beside it are removed.
 func cachedExport(out string) (fresh, stale bool) {
+	atomicdir.SweepSiblings(out)
 	if !IsExported(out) {
 		return false, false
 	}
 	m, err := ReadManifest(out)
-	if err != nil || (m.Architecture == "gpt2" && m.GraphsVersion < GPT2GraphsVersion) {
+	if err != nil || (m.Architecture == "gpt2" && m.GraphsVersion < GPT2GraphsVersion) || VerifyFiles(out, m) != nil {
 		return false, true
 	}
 	return true, false
