@@ -28,7 +28,7 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "shapes", Value: "1x16,1x128,4x128,1x1024", Usage: "batch x tokens, comma-separated"},
 			&cli.StringFlag{Name: "paths", Value: "whole,no-hooks,one-write,all-read,capture,per-stage,stage-read", Usage: "which paths to run: whole (the baseline), no-hooks, one-write (an in-place writing hook at mlp.post_act of the middle layer), all-read (a read-only observer at every hook point), capture (every hook point copied out, as --save-activations does), per-stage (a writing hook at every stage boundary: one session per stage, the residual stream through Go), stage-read (a read-only observer of a small point at every layer: one session per stage, the residual stream kept where the sessions run)"},
 			&cli.DurationFlag{Name: "min-time", Value: 10 * time.Second, Usage: "least time spent per shape, in rounds that run every path once in turn (after a warm-up run of each)"},
-			&cli.IntFlag{Name: "min-runs", Value: 3, Usage: "least number of rounds per shape"},
+			countFlag("min-runs", nil, 3, 1, maxRuns, "least number of rounds per shape"),
 			&cli.StringFlag{Name: "sample", Value: "1,4", Usage: "batch sizes of the decoding rows (16-token prompt, 32 new tokens, KV cache); empty for none"},
 		},
 		Action: runBench,

@@ -37,7 +37,7 @@ func forwardCommand() *cli.Command {
 			&cli.StringFlag{Name: "points", Usage: "hook points to read, comma-separated dot paths (default with --save-activations: all)"},
 			&cli.StringFlag{Name: "layers", Usage: "layers to read, comma-separated (default all)"},
 			&cli.StringFlag{Name: "save-activations", Usage: "write <dot path>.L<layer>.npy / <dot path>.npy / logits.npy here"},
-			&cli.IntFlag{Name: "top", Value: 5, Usage: "next tokens to print per row"},
+			countFlag("top", []string{"k"}, 5, 0, maxListed, "next tokens to print per row"),
 			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
 		), append(interventionFlags(), saeFlags()...)...),
 		Action: runForward,

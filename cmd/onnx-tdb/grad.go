@@ -63,9 +63,9 @@ a neuron of mlp.post_act, a key and head of attn.qk_probs, ...) of row B of
 estimate of how much each raises the loss. --abs ranks by magnitude.`,
 		Flags: append(append(append([]cli.Flag{modelFlag()}, inputFlags()...), lossFlags()...),
 			append([]cli.Flag{
-				&cli.StringFlag{Name: "point", Value: "mlp.post_act", Usage: "hook point to attribute"},
+				&cli.StringFlag{Name: "points", Aliases: []string{"point"}, Value: "mlp.post_act", Usage: "hook point to attribute"},
 				&cli.StringFlag{Name: "layers", Usage: "layers, comma-separated (default all)"},
-				&cli.IntFlag{Name: "k", Value: 10, Usage: "entries to print per layer"},
+				countFlag("top", []string{"k"}, 10, 0, maxListed, "entries to print per layer"),
 				&cli.BoolFlag{Name: "abs", Usage: "rank by |activation × gradient|"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
 			}, append(interventionFlags(), saeFlags()...)...)...),
@@ -467,7 +467,7 @@ func runAttribute(c *cli.Context) error {
 	}
 	defer b.close()
 	m, rows, loss, tgt := b.m, b.rows, b.loss, b.tgt
-	p, err := hooks.Parse(c.String("point"))
+	p, err := hooks.Parse(c.String("points"))
 	if err != nil {
 		return fmt.Errorf("--point: %w", err)
 	}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/onnx-tdb/onnx-tdb/runtime"
 	"github.com/urfave/cli/v2"
 )
 
@@ -29,40 +28,21 @@ func main() {
 
 func newApp() *cli.App {
 	return &cli.App{
-		Name:  "onnx-tdb",
-		Usage: "look inside transformers run by ONNX Runtime: hook points, ablations, patches, sparse autoencoders",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "execution provider: cpu or cuda[:N]", EnvVars: []string{"ONNX_TDB_DEVICE"}},
-			&cli.IntFlag{Name: "threads", Usage: "size of the one thread pool every ONNX Runtime session shares (0: $ONNX_TDB_THREADS, else one per core)"},
-			&cli.BoolFlag{Name: "no-spin", Usage: "let the shared pool's idle threads sleep at once instead of spinning briefly (default $ONNX_TDB_SPIN, else spinning)"},
-			&cli.StringFlag{Name: "cache", Usage: "cache root for downloads and exports (default $ONNX_TDB_CACHE or ~/.cache/onnx-tdb)"},
-			&cli.StringFlag{Name: "blob-endpoint", Usage: "blob service URL with {account}, e.g. http://127.0.0.1:10000/{account} (default $ONNX_TDB_BLOB_ENDPOINT or the public service)"},
-		},
-		Before: func(c *cli.Context) error {
-			if c.Bool("no-spin") {
-				if err := runtime.SetGlobalSpin(false); err != nil {
-					return err
-				}
-			}
-			if n := c.Int("threads"); n != 0 {
-				if n < 0 {
-					return fmt.Errorf("--threads %d: want a positive count", n)
-				}
-				return runtime.SetGlobalThreads(n)
-			}
-			return nil
-		},
+		Name:   "onnx-tdb",
+		Usage:  "look inside transformers run by ONNX Runtime: hook points, ablations, patches, sparse autoencoders",
+		Flags:  globalFlags(),
+		Before: applyGlobals,
 		Commands: []*cli.Command{
-			exportCommand(),
-			forwardCommand(),
-			saeCommand(),
-			sampleCommand(),
-			gradCommand(),
-			attributeCommand(),
-			infoCommand(),
-			importCommand(),
-			randomCheckpointCommand(),
-			benchCommand(),
+			withGlobals(exportCommand()),
+			withGlobals(forwardCommand()),
+			withGlobals(saeCommand()),
+			withGlobals(sampleCommand()),
+			withGlobals(gradCommand()),
+			withGlobals(attributeCommand()),
+			withGlobals(infoCommand()),
+			withGlobals(importCommand()),
+			withGlobals(randomCheckpointCommand()),
+			withGlobals(benchCommand()),
 		},
 		HideHelpCommand: true,
 		// Repeatable flags (--prompt, --ablate, ...) take each value whole: a

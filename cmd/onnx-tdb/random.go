@@ -16,7 +16,7 @@ func randomCheckpointCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "output folder"},
 			&cli.StringFlag{Name: "size", Value: "small", Usage: "GPT-2 size whose shape to use: small, medium, large, xl"},
-			&cli.IntFlag{Name: "layers", Usage: "override the number of layers"},
+			countFlag("layers", nil, 0, 1, maxLayers, "override the number of layers"),
 			&cli.Uint64Flag{Name: "seed", Value: 1},
 		},
 		Action: func(c *cli.Context) error {

@@ -38,7 +38,7 @@ func saeCommand() *cli.Command {
 				Name:  "encode",
 				Usage: "write latents.npy [B,T,n_latents] and reconstruction.npy [B,T,n_inputs] (float32) of the activations at --at",
 				Flags: append(append(common(), inputFlags()...),
-					&cli.StringFlag{Name: "out", Required: true, Usage: "folder to write latents.npy and reconstruction.npy into"},
+					&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "folder to write latents.npy and reconstruction.npy into"},
 				),
 				Action: runSAEEncode,
 			},
@@ -46,7 +46,13 @@ func saeCommand() *cli.Command {
 				Name:  "top",
 				Usage: "print, for each token, its strongest latents",
 				Flags: append(append(common(), inputFlags()...),
-					&cli.IntFlag{Name: "k", Aliases: []string{"n"}, Value: 10, Usage: "latents to print per token"},
+					countFlag("top", []string{"k"}, 10, 0, maxListed, "latents to print per token"),
+					&cli.IntFlag{Name: "n", Hidden: true, Usage: "old spelling of --top", Action: func(c *cli.Context, v int) error {
+						if err := checkRange("n", v, 0, maxListed); err != nil {
+							return err
+						}
+						return c.Set("top", fmt.Sprint(v))
+					}},
 					&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
 				),
 				Action: runSAETop,
