@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/onnx-tdb/onnx-tdb/runtime"
 	"github.com/urfave/cli/v2"
@@ -20,18 +19,6 @@ func checkRange(name string, v, lo, hi int) error {
 		return fmt.Errorf("--%s %d: want a whole number in %d..%d", name, v, lo, hi)
 	}
 	return nil
-}
-
-// floatFlag is a float flag that must be finite and lie in [lo, hi] when
-// given.
-func floatFlag(name string, value, lo, hi float64, usage, defaultText string) *cli.Float64Flag {
-	return &cli.Float64Flag{Name: name, Value: value, Usage: usage, DefaultText: defaultText,
-		Action: func(_ *cli.Context, v float64) error {
-			if math.IsNaN(v) || v < lo || v > hi {
-				return fmt.Errorf("--%s %v: want a number in [%v, %v]", name, v, lo, hi)
-			}
-			return nil
-		}}
 }
 
 // Counts no run can exceed, so that a typo fails at once instead of asking

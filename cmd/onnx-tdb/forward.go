@@ -1,16 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/onnx-tdb/onnx-tdb/export/npy"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
@@ -118,7 +116,7 @@ func runForward(c *cli.Context) error {
 		return err
 	}
 	if dir := c.String("save-activations"); dir != "" {
-		if err := saveActivations(dir, out); err != nil {
+		if err := saveActivations(c.Context, dir, out); err != nil {
 			return err
 		}
 	}
@@ -238,18 +236,12 @@ func summary(v []float32) string {
 	return s + "]"
 }
 
-// saveActivations writes every captured point and the logits as .npy files.
-func saveActivations(dir string, out *modelctx.Output) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if err := npy.Write(filepath.Join(dir, "logits.npy"), out.Logits.Shape, out.Logits.Data); err != nil {
-		return err
-	}
+// saveActivations writes every captured point and the logits as .npy files,
+// all at once (see writeNpyFolder).
+func saveActivations(ctx context.Context, dir string, out *modelctx.Output) error {
+	files := []npyFile{{"logits.npy", out.Logits}}
 	for s, t := range out.Activations {
-		if err := npy.Write(filepath.Join(dir, s.Point.FileName(s.Layer)+".npy"), t.Shape, t.Data); err != nil {
-			return err
-		}
+		files = append(files, npyFile{s.Point.FileName(s.Layer) + ".npy", t})
 	}
-	return nil
+	return writeNpyFolder(ctx, dir, files)
 }

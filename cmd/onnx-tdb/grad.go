@@ -5,13 +5,10 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/onnx-tdb/onnx-tdb/export/npy"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
@@ -348,11 +345,7 @@ func runGrad(c *cli.Context) error {
 		return err
 	}
 	dir := c.String("save-grads")
-	if dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-	}
+	var files []npyFile
 	var sums []gradSummary
 	for _, s := range sitesInOrder(g.Grads, m.NLayers()) {
 		t := g.Grads[s]
@@ -363,11 +356,14 @@ func runGrad(c *cli.Context) error {
 		}
 		if dir != "" {
 			sum.File = s.Point.FileName(s.Layer) + ".npy"
-			if err := npy.Write(filepath.Join(dir, sum.File), t.Shape, t.Data); err != nil {
-				return err
-			}
+			files = append(files, npyFile{sum.File, t})
 		}
 		sums = append(sums, sum)
+	}
+	if dir != "" {
+		if err := writeNpyFolder(c.Context, dir, files); err != nil {
+			return err
+		}
 	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(c.App.Writer)

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
-	"github.com/onnx-tdb/onnx-tdb/export/npy"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
@@ -204,16 +202,11 @@ func runSAEEncode(c *cli.Context) error {
 		return err
 	}
 	dir := c.String("out")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	files := []npyFile{{"latents.npy", r.z}, {"reconstruction.npy", rec}}
+	if err := writeNpyFolder(c.Context, dir, files); err != nil {
 		return err
 	}
-	for _, f := range []struct {
-		name string
-		t    *hooks.Tensor
-	}{{"latents.npy", r.z}, {"reconstruction.npy", rec}} {
-		if err := npy.Write(filepath.Join(dir, f.name), f.t.Shape, f.t.Data); err != nil {
-			return err
-		}
+	for _, f := range files {
 		fmt.Fprintf(c.App.Writer, "wrote %s %v\n", filepath.Join(dir, f.name), f.t.Shape)
 	}
 	return nil

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"strings"
 
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
@@ -27,8 +26,8 @@ printed on its own line at the end. --json prints {"tokens": [[...]], "strings":
 			&cli.StringSliceFlag{Name: "prompt", Usage: "a prompt to continue (repeatable: one row each); a literal <|endoftext|> is refused, as in the original"},
 			&cli.StringFlag{Name: "tokens", Usage: "prompts as token ids: rows separated by ';', ids by ',' (\"15496,11,616;818,7795\")"},
 			countFlag("num-tokens", []string{"n"}, 10, 0, maxListed, "tokens to sample per prompt"),
-			floatFlag("temperature", 1, 0, math.MaxFloat64, "sampling temperature; 0 is greedy (argmax)", ""),
-			floatFlag("top-p", 0, 0, 1, "nucleus sampling threshold in [0,1]", "off"),
+			&cli.Float64Flag{Name: "temperature", Value: 1, Usage: "sampling temperature; 0 is greedy (argmax)"},
+			&cli.Float64Flag{Name: "top-p", Usage: "nucleus sampling threshold in [0,1]", DefaultText: "off"},
 			&cli.Uint64Flag{Name: "seed", Usage: "seed for reproducible sampling", DefaultText: "random"},
 			&cli.BoolFlag{Name: "stop-at-eot", Usage: "end each row at its first <|endoftext|>"},
 			&cli.BoolFlag{Name: "json", Usage: "print {\"tokens\": [[...]], \"strings\": [...]} at the end instead of text"},
