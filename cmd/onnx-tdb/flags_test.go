@@ -85,3 +85,18 @@ func TestGlobalFlagsAfterCommand(t *testing.T) {
 		t.Errorf("default: %v", got)
 	}
 }
+
+// TestSetNonFiniteRefused: --set with NaN or Inf is refused unless
+// --allow-nonfinite is given.
+func TestSetNonFiniteRefused(t *testing.T) {
+	golden.RequireShared(t, "model")
+	for _, v := range []string{"NaN", "Inf", "-inf"} {
+		_, err := runCLI(t, "forward", "-m", golden.ModelDir(), "--tokens", "1,2", "--set", "mlp.post_act@0:1="+v)
+		if err == nil || !strings.Contains(err.Error(), "not finite") {
+			t.Errorf("--set ...=%s: %v", v, err)
+		}
+	}
+	if out, err := runCLI(t, "forward", "-m", golden.ModelDir(), "--tokens", "1,2", "--set", "mlp.post_act@0:1=NaN", "--allow-nonfinite"); err != nil {
+		t.Errorf("with --allow-nonfinite: %v\n%s", err, out)
+	}
+}
