@@ -27,7 +27,11 @@ func exportCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			man, err := export.WriteGPT2(src, c.String("out"), export.WriteOptions{Overwrite: c.Bool("force"), Whole: c.Bool("whole")})
+			var man *export.Manifest
+			err = untilDone(c.Context, func() (err error) {
+				man, err = export.WriteGPT2(src, c.String("out"), export.WriteOptions{Overwrite: c.Bool("force"), Whole: c.Bool("whole")})
+				return err
+			})
 			if err != nil {
 				return err
 			}

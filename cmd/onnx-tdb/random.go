@@ -31,7 +31,9 @@ func randomCheckpointCommand() *cli.Command {
 			if _, err := os.Stat(out); err == nil {
 				return fmt.Errorf("%s exists", out)
 			}
-			if err := export.WriteRandomCheckpoint(out, export.RandomGPT2{Config: cfg, Seed: c.Uint64("seed")}); err != nil {
+			if err := untilDone(c.Context, func() error {
+				return export.WriteRandomCheckpoint(out, export.RandomGPT2{Config: cfg, Seed: c.Uint64("seed")})
+			}); err != nil {
 				return err
 			}
 			abs, _ := filepath.Abs(out)
