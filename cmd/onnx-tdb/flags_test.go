@@ -100,3 +100,25 @@ func TestSetNonFiniteRefused(t *testing.T) {
 		t.Errorf("with --allow-nonfinite: %v\n%s", err, out)
 	}
 }
+
+// TestForwardTextRough: --tokens rows are shown decoded, a one-token row
+// says "1 token", and info --points gives shapes in dimension terms.
+func TestForwardTextRough(t *testing.T) {
+	golden.RequireShared(t, "model")
+	out, err := runCLI(t, "forward", "-m", golden.ModelDir(), "--tokens", "15496;15496,11", "-k", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`row 0 (1 token): "Hello"`, `row 1 (2 tokens): "Hello,"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = runCLI(t, "info", "-m", golden.ModelDir(), "--points")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "[batch seq d_ff=") || !strings.Contains(out, "heads=") {
+		t.Errorf("info --points lacks dimension shapes:\n%s", out)
+	}
+}

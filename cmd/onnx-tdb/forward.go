@@ -127,6 +127,14 @@ func runForward(c *cli.Context) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{"rows": results})
 	}
+	if prompts == nil && tok != nil {
+		// --tokens rows are shown decoded, as --prompt rows are.
+		for i := range results {
+			if s, err := tok.Decode(rows[i]); err == nil {
+				results[i].Prompt = s
+			}
+		}
+	}
 	printTop(c.App.Writer, results)
 	if filter != nil && c.String("save-activations") == "" {
 		printActivations(c.App.Writer, out)
@@ -185,7 +193,7 @@ func topK(v []float32, k int) []int {
 
 func printTop(w io.Writer, results []rowResult) {
 	for b, r := range results {
-		head := fmt.Sprintf("row %d (%d tokens)", b, len(r.Tokens))
+		head := fmt.Sprintf("row %d (%s)", b, plural(len(r.Tokens), "token"))
 		if r.Prompt != "" {
 			head += fmt.Sprintf(": %q", r.Prompt)
 		}

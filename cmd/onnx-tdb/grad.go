@@ -80,7 +80,7 @@ func tokenID(s string, tok *tokenizer.Tokenizer) (int, error) {
 	}
 	ids := tok.Encode(s)
 	if len(ids) != 1 {
-		return 0, fmt.Errorf("%q is %d tokens, not one", s, len(ids))
+		return 0, fmt.Errorf("%q is %s, not one", s, plural(len(ids), "token"))
 	}
 	return ids[0], nil
 }
