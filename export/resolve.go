@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/onnx-tdb/onnx-tdb/export/fetch"
 	"github.com/onnx-tdb/onnx-tdb/internal/atomicdir"
@@ -85,6 +86,7 @@ func exportLocal(dir string, o ResolveOptions) (string, error) {
 	out := filepath.Join(c.Dir(), "exported", "local", filepath.Base(abs)+"-"+hex.EncodeToString(h.Sum(nil))[:16])
 	fresh, stale := cachedExport(out)
 	if fresh {
+		touchLastUse(out)
 		return out, nil
 	}
 	ck, err := OpenCheckpoint(abs)
@@ -165,6 +167,7 @@ func exportRemote(ctx context.Context, ref string, o ResolveOptions) (string, er
 	out := filepath.Join(c.Dir(), "exported", loc.Account, loc.Container, filepath.FromSlash(loc.Path))
 	fresh, stale := cachedExport(out)
 	if fresh {
+		touchLastUse(out)
 		return out, nil
 	}
 	dir, err := fetchCheckpoint(ctx, c, loc)
@@ -204,4 +207,16 @@ func exportToCache(ck Source, out string, o WriteOptions) (string, error) {
 		return "", err
 	}
 	return out, nil
+}
+
+// LastUseFile is touched in a cached export each time Resolve hands it out,
+// so that "onnx-tdb cache list" can tell when it was last used.
+const LastUseFile = ".last-use"
+
+func touchLastUse(dir string) {
+	p := filepath.Join(dir, LastUseFile)
+	now := time.Now()
+	if os.Chtimes(p, now, now) != nil {
+		os.WriteFile(p, nil, 0o644)
+	}
 }

@@ -43,6 +43,7 @@ func newApp() *cli.App {
 			withGlobals(importCommand()),
 			withGlobals(randomCheckpointCommand()),
 			withGlobals(benchCommand()),
+			withGlobals(cacheCommand()),
 		},
 		HideHelpCommand: true,
 		// Repeatable flags (--prompt, --ablate, ...) take each value whole: a

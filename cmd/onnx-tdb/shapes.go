@@ -37,10 +37,13 @@ func dimShape(p hooks.Point, cfg graphs.GPT2Config) string {
 	return "[" + strings.Join(parts, " ") + "]"
 }
 
-// plural writes "1 token", "2 tokens".
+// plural writes "1 token", "2 tokens", "3 entries".
 func plural(n int, word string) string {
 	if n == 1 {
 		return fmt.Sprintf("%d %s", n, word)
+	}
+	if w, ok := strings.CutSuffix(word, "y"); ok {
+		return fmt.Sprintf("%d %sies", n, w)
 	}
 	return fmt.Sprintf("%d %ss", n, word)
 }
