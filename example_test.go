@@ -45,7 +45,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	probs := out.Activations[hooks.Site{Point: hooks.Attn.QKProbs, Layer: 0}] // [batch, query, key, heads]
-	logits := out.Logits                                                     // [batch, tokens, vocab]
+	logits := out.Logits                                                      // [batch, tokens, vocab]
 	fmt.Println("attn.qk_probs@0", probs.Shape, "logits", logits.Shape)
 	// Output: attn.qk_probs@0 [1 4 4 4] logits [1 4 50257]
 }
