@@ -13,6 +13,7 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/export/fetch"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
+	"github.com/onnx-tdb/onnx-tdb/internal/progress"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/runtime"
 	"github.com/urfave/cli/v2"
@@ -101,7 +102,7 @@ func peakRSS() int64 {
 // runs once first as a warm-up (which also builds its plan). It stops after
 // minRuns rounds once minTime has passed, and returns each workload's total
 // time and the number of rounds.
-func interleaved(minTime time.Duration, minRuns int, fns []func() error) ([]time.Duration, int, error) {
+func interleaved(minTime time.Duration, minRuns int, fns []func() error, tick func(elapsed time.Duration)) ([]time.Duration, int, error) {
 	for _, fn := range fns {
 		if err := fn(); err != nil {
 			return nil, 0, err
@@ -117,6 +118,9 @@ func interleaved(minTime time.Duration, minRuns int, fns []func() error) ([]time
 				return nil, 0, err
 			}
 			total[i] += time.Since(t0)
+		}
+		if tick != nil {
+			tick(time.Since(start))
 		}
 	}
 	return total, rounds, nil
@@ -285,7 +289,13 @@ func runBench(c *cli.Context) error {
 			}
 			fns = append(fns, func() error { return run(model) })
 		}
-		total, rounds, err := interleaved(c.Duration("min-time"), c.Int("min-runs"), fns)
+		// A bar on standard error, when it is a terminal, while a shape runs.
+		minTime := c.Duration("min-time")
+		bar := progress.New(max(minTime.Milliseconds(), 1), "bench "+g.name, progress.Options{Unit: "ms", Clear: true})
+		total, rounds, err := interleaved(minTime, c.Int("min-runs"), fns, func(d time.Duration) {
+			bar.Set(min(d.Milliseconds(), minTime.Milliseconds()))
+		})
+		bar.Finish()
 		if err != nil {
 			return fmt.Errorf("%s: %w", g.name, err)
 		}

@@ -18,8 +18,9 @@ import (
 
 // Bar is one progress bar. The zero value and nil draw nothing.
 type Bar struct {
-	pb *progressbar.ProgressBar
-	w  io.Writer
+	pb    *progressbar.ProgressBar
+	w     io.Writer
+	clear bool
 }
 
 // Options for a bar.
@@ -31,6 +32,9 @@ type Options struct {
 	Bytes bool
 	// Unit names the items counted ("files", "rounds"), when not bytes.
 	Unit string
+	// Clear erases the bar when it finishes (for a bar between lines of a
+	// table), instead of leaving its last state on its own line.
+	Clear bool
 }
 
 // IsTerminal reports whether w is a terminal.
@@ -65,7 +69,10 @@ func New(total int64, description string, o Options) *Bar {
 			opts = append(opts, progressbar.OptionSetItsString(o.Unit))
 		}
 	}
-	return &Bar{pb: progressbar.NewOptions64(total, opts...), w: w}
+	if o.Clear {
+		opts = append(opts, progressbar.OptionClearOnFinish())
+	}
+	return &Bar{pb: progressbar.NewOptions64(total, opts...), w: w, clear: o.Clear}
 }
 
 // Set moves the bar to n units done.
@@ -100,7 +107,9 @@ func (b *Bar) Describe(s string) {
 func (b *Bar) Finish() {
 	if b != nil {
 		b.pb.Finish()
-		io.WriteString(b.w, "\n")
+		if !b.clear {
+			io.WriteString(b.w, "\n")
+		}
 	}
 }
 

@@ -40,3 +40,15 @@ func TestNilBarDrawsNothing(t *testing.T) {
 	b.Finish()
 	b.Stop()
 }
+
+// TestClearedBarLeavesNoLine: a bar with Clear erases itself at Finish and
+// writes no newline of its own.
+func TestClearedBarLeavesNoLine(t *testing.T) {
+	var buf bytes.Buffer
+	b := New(10, "bench 1x16", Options{Writer: &buf, Clear: true})
+	b.Set(5)
+	b.Finish()
+	if strings.HasSuffix(buf.String(), "\n") {
+		t.Errorf("cleared bar ended with a newline: %q", buf.String())
+	}
+}
