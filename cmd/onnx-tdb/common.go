@@ -25,7 +25,7 @@ func openModel(c *cli.Context) (*modelctx.Transformer, error) {
 		return nil, fmt.Errorf("--model is required (an exported folder, a TDB checkpoint folder, %s, or an https/az:// URL)", strings.Join(export.ModelNames(), "|"))
 	}
 	var dir string
-	err := untilDone(c.Context, func() (err error) {
+	err := untilDoneShowing(c.Context, "open "+ref+" (exported once into the cache)", func() (err error) {
 		dir, err = export.Resolve(c.Context, ref, export.ResolveOptions{Fetch: fetchOptions(c)})
 		return err
 	})

@@ -28,7 +28,7 @@ func exportCommand() *cli.Command {
 				return err
 			}
 			var man *export.Manifest
-			err = untilDone(c.Context, func() (err error) {
+			err = untilDoneShowing(c.Context, "export "+ref, func() (err error) {
 				man, err = export.WriteGPT2(src, c.String("out"), export.WriteOptions{Overwrite: c.Bool("force"), Whole: c.Bool("whole")})
 				return err
 			})

@@ -31,7 +31,7 @@ func randomCheckpointCommand() *cli.Command {
 			if _, err := os.Stat(out); err == nil {
 				return fmt.Errorf("%s exists", out)
 			}
-			if err := untilDone(c.Context, func() error {
+			if err := untilDoneShowing(c.Context, "write a random checkpoint", func() error {
 				return export.WriteRandomCheckpoint(out, export.RandomGPT2{Config: cfg, Seed: c.Uint64("seed")})
 			}); err != nil {
 				return err
