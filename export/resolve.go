@@ -163,7 +163,7 @@ func exportRemote(ctx context.Context, ref string, o ResolveOptions) (string, er
 	if err != nil {
 		return "", err
 	}
-	atomicdir.Sweep(c.Dir()) // downloads and exports left by killed runs
+	sweepCache(c.Dir()) // downloads and exports left by killed runs
 	out := filepath.Join(c.Dir(), "exported", loc.Account, loc.Container, filepath.FromSlash(loc.Path))
 	fresh, stale := cachedExport(out)
 	if fresh {
@@ -218,5 +218,17 @@ func touchLastUse(dir string) {
 	now := time.Now()
 	if os.Chtimes(p, now, now) != nil {
 		os.WriteFile(p, nil, 0o644)
+	}
+}
+
+// CacheModelDirs are the cache's folders that hold models (downloaded blobs,
+// exports, converted SAEs); the others hold tools and are never swept.
+var CacheModelDirs = []string{"blobs", "exported", "sae"}
+
+// sweepCache removes the leftovers of killed runs from the model folders of
+// the cache at root. Best effort.
+func sweepCache(root string) {
+	for _, sub := range CacheModelDirs {
+		atomicdir.Sweep(filepath.Join(root, sub))
 	}
 }
