@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/onnx-tdb/onnx-tdb/export/fetch"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
@@ -88,5 +89,27 @@ func TestResolveRebuildsDamagedExport(t *testing.T) {
 		if err := VerifyFiles(dir, m2); err != nil {
 			t.Fatalf("%s: not rebuilt: %v", name, err)
 		}
+	}
+}
+
+// TestSweepCacheOnlyModelFolders: leftovers in the model folders go; a
+// tool folder's files that merely look like leftovers stay.
+func TestSweepCacheOnlyModelFolders(t *testing.T) {
+	root := t.TempDir()
+	old := time.Now().Add(-time.Hour)
+	mk := func(rel string) string {
+		p := filepath.Join(root, rel)
+		os.MkdirAll(p, 0o755)
+		os.Chtimes(p, old, old)
+		return p
+	}
+	stale := mk("exported/local/m.tmp-1")
+	tool := mk("azurite/node_modules/x.tmp-2")
+	sweepCache(root)
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("leftover kept: %v", err)
+	}
+	if _, err := os.Stat(tool); err != nil {
+		t.Errorf("tool folder swept: %v", err)
 	}
 }
