@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
+	"github.com/onnx-tdb/onnx-tdb/internal/hostile"
 )
 
 // FuzzLoad feeds mutated torch.save files to both loaders: no panic may
@@ -31,6 +32,10 @@ func FuzzLoad(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	// The small hostile files: a broadcast view and a deep NONE stack.
+	f.Add(hostile.StrideZero(false))
+	f.Add(hostile.StrideZero(true))
+	f.Add(hostile.NoneOps(1 << 20))
 	old := maxExpandedBytes
 	maxExpandedBytes = 1 << 18
 	f.Cleanup(func() { maxExpandedBytes = old })
