@@ -56,6 +56,7 @@ FUZZ_TARGETS := \
 	./cmd/onnx-tdb:FuzzParseTarget \
 	./modelctx/tokenizer:FuzzDecode \
 	./sae:FuzzReadManifest \
+	./sae:FuzzFromStateDict \
 	./graphs:FuzzReadModel
 
 fuzz:
