@@ -122,3 +122,12 @@ func TestForwardTextRough(t *testing.T) {
 		t.Errorf("info --points lacks dimension shapes:\n%s", out)
 	}
 }
+
+// TestSampleTooLongSaysOneToken: a one-token prompt is "1 token".
+func TestSampleTooLongSaysOneToken(t *testing.T) {
+	golden.RequireShared(t, "model")
+	_, err := runCLI(t, "sample", "-m", golden.ModelDir(), "--tokens", "1", "-n", "1000")
+	if err == nil || !strings.Contains(err.Error(), "has 1 token and") {
+		t.Errorf("err = %v", err)
+	}
+}
