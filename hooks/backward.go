@@ -95,7 +95,8 @@ func (e *entry) vjpStage() Stage {
 // site.
 func (s *Set) CallBwd(site Site, grad *Tensor, shared bool, arrived func(*Tensor)) (*Tensor, error) {
 	t := grad
-	want := append([]int(nil), grad.Shape...)
+	var buf [8]int
+	want := append(buf[:0], grad.Shape...)
 	for _, group := range []Stage{Fwd2, Bwd, Fwd} {
 		if group == Bwd && arrived != nil {
 			arrived(t)

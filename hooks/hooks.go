@@ -374,7 +374,8 @@ func (s *Set) Call(site Site, t *Tensor, shared bool) (*Tensor, error) {
 	// The shape the site has on the way in is the shape it must keep: a hook
 	// may edit its tensor's Shape in place, so the check cannot compare a
 	// result with its own input.
-	want := append([]int(nil), t.Shape...)
+	var buf [8]int
+	want := append(buf[:0], t.Shape...)
 	for _, stage := range []Stage{Fwd, Fwd2} {
 		for _, e := range s.entries {
 			if e.stage != stage || !e.matches(site) {
@@ -434,7 +435,7 @@ func checkShape(t *Tensor, want []int) error {
 	if t != nil {
 		got = fmt.Sprintf("%v with %d values", t.Shape, len(t.Data))
 	}
-	return fmt.Errorf("%w: got %s, want %v", ErrHookShape, got, want)
+	return fmt.Errorf("%w: got %s, want %v", ErrHookShape, got, append([]int(nil), want...))
 }
 
 // protect copies t into the set's scratch buffer for an observer: the copy
