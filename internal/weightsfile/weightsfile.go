@@ -32,6 +32,9 @@ func Create(path string) (*Writer, error) {
 // once ctx is done (Ctrl-C during an export of gigabytes): each tensor is
 // checked before it is written, and a large one every few megabytes.
 func CreateContext(ctx context.Context, path string) (*Writer, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
