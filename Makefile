@@ -7,7 +7,7 @@ GO      ?= go
 BIN     := bin/onnx-tdb
 export CGO_ENABLED := 1
 
-.PHONY: all build ort ort-gpu azurite test test-short demo bench vet fmt proto clean
+.PHONY: all build ort ort-gpu azurite test test-short demo bench vet fmt proto clean fuzz
 
 all: build
 
@@ -41,6 +41,33 @@ demo: ort build
 
 bench: ort build
 	./$(BIN) bench --random-gpt2-small
+
+# Each fuzz target for FUZZTIME (go test runs their seed corpora in every
+# test run; this explores beyond them).
+FUZZTIME ?= 10s
+FUZZ_TARGETS := \
+	./export/torchpt:FuzzLoad \
+	./export/npy:FuzzRead \
+	./export:FuzzParseTDBConfig \
+	./export:FuzzReadManifest \
+	./export:FuzzReadHookMap \
+	./export/fetch:FuzzParse \
+	./hooks:FuzzParseEditTarget \
+	./cmd/onnx-tdb:FuzzParseTokenRows \
+	./cmd/onnx-tdb:FuzzParseLayers \
+	./cmd/onnx-tdb:FuzzParseShapes \
+	./cmd/onnx-tdb:FuzzParseTarget \
+	./modelctx/tokenizer:FuzzDecode \
+	./sae:FuzzReadManifest \
+	./sae:FuzzFromStateDict \
+	./graphs:FuzzReadModel
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== $$pkg $$fn"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); \
+	done
 
 proto:
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" ./scripts/gen-onnxpb.sh

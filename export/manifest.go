@@ -41,6 +41,8 @@ type Manifest struct {
 	// Whole names an optional one-graph copy of the model (the benchmark
 	// baseline), written by export with --whole.
 	Whole string `json:"whole,omitempty"`
+	// WholeBytes is the size of the whole graph's file, when recorded.
+	WholeBytes int64 `json:"whole_bytes,omitempty"`
 	// GraphsVersion is the version of the architecture's stage graphs an
 	// export holds. Exports cached by Resolve are made again when it is
 	// older than the plugin's (see Versioned).
@@ -114,6 +116,8 @@ type IO struct {
 type Stage struct {
 	Name string `json:"name"`
 	File string `json:"file"`
+	// Bytes is the file's size, when recorded (VerifyFiles checks it).
+	Bytes int64 `json:"bytes,omitempty"`
 }
 
 // WeightsFile is the shared weights file.
@@ -169,7 +173,7 @@ type KV struct {
 
 // ReadManifest reads dir/manifest.json.
 func ReadManifest(dir string) (*Manifest, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	b, err := readLimited(filepath.Join(dir, ManifestFile), maxManifestBytes)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s has no %s", ErrNotExported, dir, ManifestFile)
@@ -182,6 +186,9 @@ func ReadManifest(dir string) (*Manifest, error) {
 	}
 	if m.Format != Format {
 		return nil, fmt.Errorf("%w: %s has format %q, this build reads %q (export it again)", ErrNotExported, dir, m.Format, Format)
+	}
+	if err := m.checkNames(dir); err != nil {
+		return nil, err
 	}
 	return &m, nil
 }

@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/onnx-tdb/onnx-tdb/export/fetch"
+	"github.com/onnx-tdb/onnx-tdb/internal/atomicdir"
 )
 
 // ErrUnknownModel is returned for a name that is neither a folder, a URL nor
@@ -59,6 +61,7 @@ func exportLocal(ctx context.Context, dir string, o ResolveOptions) (string, err
 	out := filepath.Join(c.Dir(), "exported", "local", filepath.Base(abs)+"-"+hex.EncodeToString(h.Sum(nil))[:16])
 	fresh, stale := cachedExport(out)
 	if fresh {
+		touchLastUse(out)
 		return out, nil
 	}
 	src, err := OpenSource(abs)
@@ -136,9 +139,11 @@ func exportRemote(ctx context.Context, ref string, o ResolveOptions) (string, er
 	if err != nil {
 		return "", err
 	}
+	sweepCache(c.Dir()) // downloads and exports left by killed runs
 	out := filepath.Join(c.Dir(), "exported", loc.Account, loc.Container, filepath.FromSlash(loc.Path))
 	fresh, stale := cachedExport(out)
 	if fresh {
+		touchLastUse(out)
 		return out, nil
 	}
 	dir, err := fetchCheckpoint(ctx, c, loc)
@@ -160,13 +165,16 @@ type Versioned interface {
 }
 
 // cachedExport says whether out holds a usable export (fresh), or one made
-// by an earlier version whose graphs are out of date (stale: export again).
+// by an earlier version whose graphs are out of date, or one whose files no
+// longer match its manifest (stale, both: export again). Leftovers of
+// killed exports beside it are removed.
 func cachedExport(out string) (fresh, stale bool) {
+	atomicdir.SweepSiblings(out)
 	if !IsExported(out) {
 		return false, false
 	}
 	m, err := ReadManifest(out)
-	if err != nil {
+	if err != nil || VerifyFiles(out, m) != nil {
 		return false, true
 	}
 	if a, err := Lookup(m.Architecture); err == nil {
@@ -186,4 +194,28 @@ func exportToCache(ctx context.Context, src Source, out string, o WriteOptions) 
 		return "", err
 	}
 	return out, nil
+}
+
+// LastUseFile is touched in a cached export each time Resolve hands it out,
+// so that "onnx-tdb cache list" can tell when it was last used.
+const LastUseFile = ".last-use"
+
+func touchLastUse(dir string) {
+	p := filepath.Join(dir, LastUseFile)
+	now := time.Now()
+	if os.Chtimes(p, now, now) != nil {
+		os.WriteFile(p, nil, 0o644)
+	}
+}
+
+// CacheModelDirs are the cache's folders that hold models (downloaded blobs,
+// exports, converted SAEs); the others hold tools and are never swept.
+var CacheModelDirs = []string{"blobs", "exported", "sae"}
+
+// sweepCache removes the leftovers of killed runs from the model folders of
+// the cache at root. Best effort.
+func sweepCache(root string) {
+	for _, sub := range CacheModelDirs {
+		atomicdir.Sweep(filepath.Join(root, sub))
+	}
 }

@@ -43,6 +43,12 @@ type WriteOptions struct {
 // a temporary sibling that is renamed into place. An existing folder is
 // replaced only when overwrite is set and it is an exported model.
 func atomicDir(out string, overwrite bool, fill func(tmp string) error) error {
+	return atomicDirContext(context.Background(), out, overwrite, func(_ context.Context, tmp string) error { return fill(tmp) })
+}
+
+// atomicDirContext is atomicDir that stops when ctx is cancelled, leaving
+// nothing under out.
+func atomicDirContext(ctx context.Context, out string, overwrite bool, fill func(ctx context.Context, tmp string) error) error {
 	out = filepath.Clean(out)
 	if _, err := os.Stat(out); err == nil {
 		if !overwrite {
@@ -52,7 +58,7 @@ func atomicDir(out string, overwrite bool, fill func(tmp string) error) error {
 			return fmt.Errorf("%w: %s is not an exported model, refusing to replace it", ErrExists, out)
 		}
 	}
-	return atomicdir.Write(out, fill, nil)
+	return atomicdir.WriteContext(ctx, out, fill, nil)
 }
 
 // Builder is what an architecture's Source.Build writes an export
@@ -163,8 +169,8 @@ func Write(ctx context.Context, src Source, out string, o WriteOptions) (*Manife
 		name = filepath.Base(filepath.Clean(out))
 	}
 	man := &Manifest{Format: Format, Name: name, Architecture: src.Architecture(), Source: src.Describe()}
-	err := atomicDir(out, o.Overwrite, func(tmp string) error {
-		ww, err := weightsfile.Create(filepath.Join(tmp, WeightsFileName))
+	err := atomicDirContext(ctx, out, o.Overwrite, func(ctx context.Context, tmp string) error {
+		ww, err := weightsfile.CreateContext(ctx, filepath.Join(tmp, WeightsFileName))
 		if err != nil {
 			return err
 		}
@@ -192,6 +198,9 @@ func Write(ctx context.Context, src Source, out string, o WriteOptions) (*Manife
 			man.Whole = "whole.onnx"
 		}
 		sortPoints(man.Points, man.Config.NLayers)
+		if err := RecordSizes(tmp, man); err != nil {
+			return err
+		}
 		return writeJSON(filepath.Join(tmp, ManifestFile), man)
 	})
 	if err != nil {

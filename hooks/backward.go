@@ -95,6 +95,8 @@ func (e *entry) vjpStage() Stage {
 // site.
 func (s *Set) CallBwd(site Site, grad *Tensor, shared bool, arrived func(*Tensor)) (*Tensor, error) {
 	t := grad
+	var buf [8]int
+	want := append(buf[:0], grad.Shape...)
 	for _, group := range []Stage{Fwd2, Bwd, Fwd} {
 		if group == Bwd && arrived != nil {
 			arrived(t)
@@ -106,7 +108,7 @@ func (s *Set) CallBwd(site Site, grad *Tensor, shared bool, arrived func(*Tensor
 			}
 			ctx := &Context{Site: site, Stage: Bwd, vals: e.vals, set: s}
 			var err error
-			t, shared, err = s.callEntry(e, ctx, t, shared)
+			t, shared, err = s.callEntry(e, ctx, t, shared, want)
 			if err != nil {
 				return nil, fmt.Errorf("%s hook at %s: %w", Bwd, describe(site), err)
 			}

@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,6 +15,10 @@ type Edit struct {
 	Kind  EditKind  // Ablate, SetTo or Add
 	Value float32   // for Set
 	Vec   []float32 // for Add: the point's trailing axes
+	// VecShape, when set, is Vec's shape: it must equal the point's
+	// trailing axes (a [64] vector does not fit [4,16] though it has as many
+	// values).
+	VecShape []int
 }
 
 // EditKind says what an Edit does.
@@ -67,8 +72,27 @@ func (e Edit) Register(h *Hooks) func() {
 		case SetTo:
 			return t, t.FillTrailing(e.Value, e.Index...)
 		case Add:
+			if e.VecShape != nil && (len(t.Shape) < 2 || !sameInts(e.VecShape, t.Shape[2:])) {
+				return t, fmt.Errorf("%w: vector of shape %v does not match the trailing axes of %v", ErrEditShape, e.VecShape, t.Shape)
+			}
 			return t, t.AddTrailing(e.Vec)
 		}
 		return nil, fmt.Errorf("unknown edit kind %d", e.Kind)
 	}, opts...)
+}
+
+// ErrEditShape: an Add edit's vector does not have the point's trailing
+// shape.
+var ErrEditShape = errors.New("edit does not fit the point")
+
+func sameInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }

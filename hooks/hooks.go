@@ -375,6 +375,11 @@ func SitesInOrder(uses map[Site]Use, nLayers int) []Site {
 // copy). It returns the tensor to continue with. A hook that errs, panics or
 // changes the shape stops the call with an error naming the site.
 func (s *Set) Call(site Site, t *Tensor, shared bool) (*Tensor, error) {
+	// The shape the site has on the way in is the shape it must keep: a hook
+	// may edit its tensor's Shape in place, so the check cannot compare a
+	// result with its own input.
+	var buf [8]int
+	want := append(buf[:0], t.Shape...)
 	for _, stage := range []Stage{Fwd, Fwd2} {
 		for _, e := range s.entries {
 			if e.stage != stage || !e.matches(site) {
@@ -382,7 +387,7 @@ func (s *Set) Call(site Site, t *Tensor, shared bool) (*Tensor, error) {
 			}
 			ctx := &Context{Site: site, Stage: stage, vals: e.vals, set: s}
 			var err error
-			t, shared, err = s.callEntry(e, ctx, t, shared)
+			t, shared, err = s.callEntry(e, ctx, t, shared, want)
 			if err != nil {
 				return nil, fmt.Errorf("%s hook at %s: %w", stage, describe(site), err)
 			}
@@ -394,26 +399,47 @@ func (s *Set) Call(site Site, t *Tensor, shared bool) (*Tensor, error) {
 // callEntry runs one registration on t. A writer's result replaces t once its
 // shape is checked (t is then no longer shared); an observer sees t, or a
 // protective copy when t is shared and the observer is not trusted.
-func (s *Set) callEntry(e *entry, ctx *Context, t *Tensor, shared bool) (*Tensor, bool, error) {
+func (s *Set) callEntry(e *entry, ctx *Context, t *Tensor, shared bool, want []int) (*Tensor, bool, error) {
 	if e.fn == nil {
 		view := t
 		if shared && !e.trust {
 			view = s.protect(t)
 		}
-		return t, shared, callObserver(e.obs, ctx, view)
+		if err := callObserver(e.obs, ctx, view); err != nil {
+			return t, shared, err
+		}
+		if err := checkShape(t, want); err != nil {
+			return t, shared, fmt.Errorf("observer changed the tensor: %w", err)
+		}
+		return t, shared, nil
 	}
 	out, err := callFunc(e.fn, ctx, t)
 	if err != nil {
 		return t, shared, err
 	}
-	if out == nil || !t.SameShape(out) || len(out.Data) != out.Numel() {
-		got := "nil"
-		if out != nil {
-			got = fmt.Sprintf("%v with %d values", out.Shape, len(out.Data))
-		}
-		return t, shared, fmt.Errorf("%w: got %s, want %v", ErrHookShape, got, t.Shape)
+	if err := checkShape(out, want); err != nil {
+		return t, shared, err
 	}
 	return out, false, nil
+}
+
+// checkShape reports ErrHookShape unless t has exactly the shape want and
+// as many values as that shape holds.
+func checkShape(t *Tensor, want []int) error {
+	if t != nil && len(t.Shape) == len(want) && len(t.Data) == numel(want) {
+		same := true
+		for i := range want {
+			same = same && t.Shape[i] == want[i]
+		}
+		if same {
+			return nil
+		}
+	}
+	got := "nil"
+	if t != nil {
+		got = fmt.Sprintf("%v with %d values", t.Shape, len(t.Data))
+	}
+	return fmt.Errorf("%w: got %s, want %v", ErrHookShape, got, append([]int(nil), want...))
 }
 
 // protect copies t into the set's scratch buffer for an observer: the copy

@@ -192,8 +192,12 @@ func (t *Transformer) Sample(ctx context.Context, p Prompts, opts ...SampleOptio
 		T0 = max(T0, len(r))
 	}
 	if n := t.man.Config.NCtx; n > 0 && c.numTokens > 0 && T0+c.numTokens-1 > n {
-		return nil, fmt.Errorf("%w: the longest prompt has %d tokens and %d more would be fed back (%d in all), the model's context window is %d",
-			ErrTooLong, T0, c.numTokens-1, T0+c.numTokens-1, n)
+		tokens := "tokens"
+		if T0 == 1 {
+			tokens = "token"
+		}
+		return nil, fmt.Errorf("%w: the longest prompt has %d %s and %d more would be fed back (%d in all), the model's context window is %d",
+			ErrTooLong, T0, tokens, c.numTokens-1, T0+c.numTokens-1, n)
 	}
 	eot := -1
 	if c.stopAtEOT {

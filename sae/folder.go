@@ -35,7 +35,7 @@ type folderManifest struct {
 }
 
 func readManifest(dir string) (*folderManifest, error) {
-	b, err := os.ReadFile(filepath.Join(dir, manifestName))
+	b, err := readSmall(filepath.Join(dir, manifestName), maxManifestBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -48,6 +48,9 @@ func readManifest(dir string) (*folderManifest, error) {
 	}
 	if err := m.Activation.validate(m.NLatents); err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	if err := m.check(dir); err != nil {
+		return nil, err
 	}
 	return &m, nil
 }

@@ -23,7 +23,11 @@ func openModel(c *cli.Context) (*modelctx.Transformer, error) {
 	if ref == "" {
 		return nil, fmt.Errorf("--model is required (an exported folder, a TDB checkpoint folder, %s, or an https/az:// URL)", strings.Join(export.ModelNames(), "|"))
 	}
-	dir, err := export.Resolve(c.Context, ref, export.ResolveOptions{Fetch: fetchOptions(c)})
+	var dir string
+	err := untilDoneShowing(c.Context, "open "+ref+" (exported once into the cache)", func() (err error) {
+		dir, err = export.Resolve(c.Context, ref, export.ResolveOptions{Fetch: fetchOptions(c)})
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

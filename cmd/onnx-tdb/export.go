@@ -27,7 +27,11 @@ func exportCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			man, err := export.Write(c.Context, src, c.String("out"), export.WriteOptions{Overwrite: c.Bool("force"), Whole: c.Bool("whole")})
+			var man *export.Manifest
+			err = untilDoneShowing(c.Context, "export "+ref, func() (err error) {
+				man, err = export.Write(c.Context, src, c.String("out"), export.WriteOptions{Overwrite: c.Bool("force"), Whole: c.Bool("whole")})
+				return err
+			})
 			if err != nil {
 				return err
 			}

@@ -1,15 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
-	"github.com/onnx-tdb/onnx-tdb/export/npy"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
@@ -36,7 +34,7 @@ func forwardCommand() *cli.Command {
 			&cli.StringFlag{Name: "points", Usage: "hook points to read, comma-separated dot paths (default with --save-activations: all)"},
 			&cli.StringFlag{Name: "layers", Usage: "layers to read, comma-separated (default all)"},
 			&cli.StringFlag{Name: "save-activations", Usage: "write <dot path>.L<layer>.npy / <dot path>.npy / logits.npy here"},
-			&cli.IntFlag{Name: "top", Value: 5, Usage: "next tokens to print per row"},
+			countFlag("top", []string{"k"}, 5, 0, maxListed, "next tokens to print per row"),
 			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
 		), append(append(interventionFlags(), saeFlags()...), pictureFlags()...)...),
 		Action: runForward,
@@ -116,7 +114,7 @@ func runForward(c *cli.Context) error {
 		return err
 	}
 	if dir := c.String("save-activations"); dir != "" {
-		if err := saveActivations(dir, out); err != nil {
+		if err := saveActivations(c.Context, dir, out); err != nil {
 			return err
 		}
 	}
@@ -132,6 +130,14 @@ func runForward(c *cli.Context) error {
 		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{"rows": results})
+	}
+	if prompts == nil && tok != nil {
+		// --tokens rows are shown decoded, as --prompt rows are.
+		for i := range results {
+			if s, err := tok.Decode(rows[i]); err == nil {
+				results[i].Prompt = s
+			}
+		}
 	}
 	printTop(c.App.Writer, results)
 	if filter != nil && c.String("save-activations") == "" {
@@ -158,7 +164,7 @@ func topTokens(out *modelctx.Output, rows [][]int, prompts []string, k int, tok 
 
 func printTop(w io.Writer, results []rowResult) {
 	for b, r := range results {
-		head := fmt.Sprintf("row %d (%d tokens)", b, len(r.Tokens))
+		head := fmt.Sprintf("row %d (%s)", b, plural(len(r.Tokens), "token"))
 		if r.Prompt != "" {
 			head += fmt.Sprintf(": %q", r.Prompt)
 		}
@@ -209,18 +215,12 @@ func summary(v []float32) string {
 	return s + "]"
 }
 
-// saveActivations writes every captured point and the logits as .npy files.
-func saveActivations(dir string, out *modelctx.Output) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if err := npy.Write(filepath.Join(dir, "logits.npy"), out.Logits.Shape, out.Logits.Data); err != nil {
-		return err
-	}
+// saveActivations writes every captured point and the logits as .npy files,
+// all at once (see writeNpyFolder).
+func saveActivations(ctx context.Context, dir string, out *modelctx.Output) error {
+	files := []npyFile{{"logits.npy", out.Logits}}
 	for s, t := range out.Activations {
-		if err := npy.Write(filepath.Join(dir, s.Point.FileName(s.Layer)+".npy"), t.Shape, t.Data); err != nil {
-			return err
-		}
+		files = append(files, npyFile{s.Point.FileName(s.Layer) + ".npy", t})
 	}
-	return nil
+	return writeNpyFolder(ctx, dir, files)
 }

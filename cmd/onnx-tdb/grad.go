@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
-	"github.com/onnx-tdb/onnx-tdb/export/npy"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
@@ -62,9 +59,9 @@ a neuron of mlp.post_act, a key and head of attn.qk_probs, ...) of row B of
 estimate of how much each raises the loss. --abs ranks by magnitude.`,
 		Flags: append(append(append([]cli.Flag{modelFlag()}, inputFlags()...), lossFlags()...),
 			append([]cli.Flag{
-				&cli.StringFlag{Name: "point", Value: "mlp.post_act", Usage: "hook point to attribute"},
+				&cli.StringFlag{Name: "points", Aliases: []string{"point"}, Value: "mlp.post_act", Usage: "hook point to attribute"},
 				&cli.StringFlag{Name: "layers", Usage: "layers, comma-separated (default all)"},
-				&cli.IntFlag{Name: "k", Value: 10, Usage: "entries to print per layer"},
+				countFlag("top", []string{"k"}, 10, 0, maxListed, "entries to print per layer"),
 				&cli.BoolFlag{Name: "abs", Usage: "rank by |activation × gradient|"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
 			}, append(interventionFlags(), saeFlags()...)...)...),
@@ -82,7 +79,7 @@ func tokenID(s string, tok tokenizer.Tokenizer) (int, error) {
 	}
 	ids := tok.Encode(s)
 	if len(ids) != 1 {
-		return 0, fmt.Errorf("%q is %d tokens, not one", s, len(ids))
+		return 0, fmt.Errorf("%q is %s, not one", s, plural(len(ids), "token"))
 	}
 	return ids[0], nil
 }
@@ -347,11 +344,7 @@ func runGrad(c *cli.Context) error {
 		return err
 	}
 	dir := c.String("save-grads")
-	if dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-	}
+	var files []npyFile
 	var sums []gradSummary
 	for _, s := range sitesInOrder(g.Grads, m.NLayers()) {
 		t := g.Grads[s]
@@ -362,11 +355,14 @@ func runGrad(c *cli.Context) error {
 		}
 		if dir != "" {
 			sum.File = s.Point.FileName(s.Layer) + ".npy"
-			if err := npy.Write(filepath.Join(dir, sum.File), t.Shape, t.Data); err != nil {
-				return err
-			}
+			files = append(files, npyFile{sum.File, t})
 		}
 		sums = append(sums, sum)
+	}
+	if dir != "" {
+		if err := writeNpyFolder(c.Context, dir, files); err != nil {
+			return err
+		}
 	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(c.App.Writer)
@@ -456,7 +452,7 @@ func runAttribute(c *cli.Context) error {
 	}
 	defer b.close()
 	m, rows, loss, tgt := b.m, b.rows, b.loss, b.tgt
-	p, err := hooks.Parse(c.String("point"))
+	p, err := hooks.Parse(c.String("points"))
 	if err != nil {
 		return fmt.Errorf("--point: %w", err)
 	}

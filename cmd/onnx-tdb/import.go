@@ -20,14 +20,14 @@ func importCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "onnx", Required: true, Usage: "the model graph (.onnx; weights inside or as external data beside it)"},
 			&cli.StringFlag{Name: "hookmap", Required: true, Usage: "hook map JSON: points[] with hook|point, layer (null for once points), tensor, layout.perm_onnx_to_reference"},
-			&cli.StringFlag{Name: "out", Required: true, Usage: "exported folder to write"},
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "exported folder to write"},
 			&cli.StringFlag{Name: "name", Usage: "model name (default: the folder name)"},
 			&cli.StringFlag{Name: "tokenizer", Usage: "gpt2 when the model uses GPT-2's tokenizer; none (the default) for token ids only"},
 			&cli.StringFlag{Name: "tokens", Usage: "name of the int64 token input (default: from the hook map or the graph)"},
 			&cli.StringFlag{Name: "logits", Usage: "name of the logits output (default: from the hook map or the graph)"},
 			&cli.StringSliceFlag{Name: "map", Usage: "NAME=POINT: map a point name of the hook map to a TDB dot path (or block_input, or - for none); repeatable"},
 			&cli.StringSliceFlag{Name: "dim", Usage: "KEY=N: set a dimension the graph does not show (n_layers, d_model, n_heads, d_head, d_ff, n_vocab, n_ctx); repeatable"},
-			&cli.BoolFlag{Name: "overwrite", Usage: "replace an existing exported folder"},
+			&cli.BoolFlag{Name: "force", Aliases: []string{"overwrite"}, Usage: "replace an existing exported folder"},
 		},
 		Action: runImport,
 	}
@@ -36,7 +36,7 @@ func importCommand() *cli.Command {
 func runImport(c *cli.Context) error {
 	o := export.ImportOptions{
 		Name:      c.String("name"),
-		Overwrite: c.Bool("overwrite"),
+		Overwrite: c.Bool("force"),
 		Tokens:    c.String("tokens"),
 		Logits:    c.String("logits"),
 		Map:       map[string]string{},

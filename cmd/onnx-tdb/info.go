@@ -35,7 +35,7 @@ func infoCommand() *cli.Command {
 			fmt.Fprintf(w, "kv cache     %v\n", len(man.KVCache) > 0)
 			if c.Bool("points") {
 				for _, s := range m.Sites() {
-					fmt.Fprintf(w, "  %-48s\n", s.String())
+					fmt.Fprintf(w, "  %-40s %s\n", s.String(), dimShape(s.Point, cfg))
 				}
 				printAliases(w, man)
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -16,6 +17,7 @@ func interventionFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "ablate", Usage: "POINT@LAYER[:I[:J...]]: set a slice to 0; indices address the axes after batch and token (mlp.post_act@1:7 is neuron 7 of layer 1; attn.v_out@0:2 is head 2 of layer 0); repeatable"},
 		&cli.StringSliceFlag{Name: "set", Usage: "POINT@LAYER[:I...]=VALUE: set a slice to a constant; repeatable"},
+		&cli.BoolFlag{Name: "allow-nonfinite", Usage: "let --set write NaN or ±Inf"},
 		&cli.StringSliceFlag{Name: "add", Usage: "POINT@LAYER=FILE.npy: add a vector (shape = the point's trailing axes) at every position; repeatable"},
 	}
 }
@@ -44,6 +46,9 @@ func parseEdits(c *cli.Context, m *modelctx.Transformer) ([]hooks.Edit, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--set %s: %q is not a number", s, val)
 		}
+		if f := float32(v); (math.IsNaN(v) || math.IsInf(float64(f), 0)) && !c.Bool("allow-nonfinite") {
+			return nil, fmt.Errorf("--set %s: %v is not finite (give --allow-nonfinite to set it anyway)", s, f)
+		}
 		edits = append(edits, hooks.Edit{Site: site, Index: idx, Kind: hooks.SetTo, Value: float32(v)})
 	}
 	for _, s := range c.StringSlice("add") {
@@ -58,11 +63,14 @@ func parseEdits(c *cli.Context, m *modelctx.Transformer) ([]hooks.Edit, error) {
 		if len(idx) > 0 {
 			return nil, fmt.Errorf("--add %s: indices are not taken; the vector covers the point's trailing axes", s)
 		}
-		_, vec, err := npy.Read(file)
+		shape, vec, err := npy.Read(file)
 		if err != nil {
 			return nil, fmt.Errorf("--add %s: %w", s, err)
 		}
-		edits = append(edits, hooks.Edit{Site: site, Kind: hooks.Add, Vec: vec})
+		if shape == nil {
+			shape = []int{}
+		}
+		edits = append(edits, hooks.Edit{Site: site, Kind: hooks.Add, Vec: vec, VecShape: shape})
 	}
 	return edits, nil
 }

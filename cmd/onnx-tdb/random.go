@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
 	"github.com/urfave/cli/v2"
 )
@@ -16,7 +17,7 @@ func randomCheckpointCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "output folder"},
 			&cli.StringFlag{Name: "size", Value: "small", Usage: "GPT-2 size whose shape to use: small, medium, large, xl"},
-			&cli.IntFlag{Name: "layers", Usage: "override the number of layers"},
+			countFlag("layers", nil, 0, 1, maxLayers, "override the number of layers"),
 			&cli.Uint64Flag{Name: "seed", Value: 1},
 		},
 		Action: func(c *cli.Context) error {
@@ -25,8 +26,8 @@ func randomCheckpointCommand() *cli.Command {
 				return fmt.Errorf("--size %q: want small, medium, large or xl", c.String("size"))
 			}
 			if c.IsSet("layers") {
-				if l := c.Int("layers"); l < 1 || l > gpt2.Limits.NLayers {
-					return fmt.Errorf("--layers %d: want 1 to %d", l, gpt2.Limits.NLayers)
+				if l := c.Int("layers"); l < 1 || l > export.MaxLayers {
+					return fmt.Errorf("--layers %d: want 1 to %d", l, export.MaxLayers)
 				}
 				cfg.NLayers = c.Int("layers")
 			}
@@ -34,7 +35,9 @@ func randomCheckpointCommand() *cli.Command {
 			if _, err := os.Stat(out); err == nil {
 				return fmt.Errorf("%s exists", out)
 			}
-			if err := gpt2.WriteRandomCheckpoint(c.Context, out, gpt2.Random{Config: cfg, Seed: c.Uint64("seed")}); err != nil {
+			if err := untilDoneShowing(c.Context, "write a random checkpoint", func() error {
+				return gpt2.WriteRandomCheckpoint(c.Context, out, gpt2.Random{Config: cfg, Seed: c.Uint64("seed")})
+			}); err != nil {
 				return err
 			}
 			abs, _ := filepath.Abs(out)

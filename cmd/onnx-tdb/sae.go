@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
-	"github.com/onnx-tdb/onnx-tdb/export/npy"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
@@ -37,7 +35,7 @@ func saeCommand() *cli.Command {
 				Name:  "encode",
 				Usage: "write latents.npy [B,T,n_latents] and reconstruction.npy [B,T,n_inputs] (float32) of the activations at --at",
 				Flags: append(append(common(), inputFlags()...),
-					&cli.StringFlag{Name: "out", Required: true, Usage: "folder to write latents.npy and reconstruction.npy into"},
+					&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "folder to write latents.npy and reconstruction.npy into"},
 				),
 				Action: runSAEEncode,
 			},
@@ -45,7 +43,13 @@ func saeCommand() *cli.Command {
 				Name:  "top",
 				Usage: "print, for each token, its strongest latents",
 				Flags: append(append(common(), inputFlags()...),
-					&cli.IntFlag{Name: "k", Aliases: []string{"n"}, Value: 10, Usage: "latents to print per token"},
+					countFlag("top", []string{"k"}, 10, 0, maxListed, "latents to print per token"),
+					&cli.IntFlag{Name: "n", Hidden: true, Usage: "old spelling of --top", Action: func(c *cli.Context, v int) error {
+						if err := checkRange("n", v, 0, maxListed); err != nil {
+							return err
+						}
+						return c.Set("top", fmt.Sprint(v))
+					}},
 					&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
 				),
 				Action: runSAETop,
@@ -197,16 +201,11 @@ func runSAEEncode(c *cli.Context) error {
 		return err
 	}
 	dir := c.String("out")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	files := []npyFile{{"latents.npy", r.z}, {"reconstruction.npy", rec}}
+	if err := writeNpyFolder(c.Context, dir, files); err != nil {
 		return err
 	}
-	for _, f := range []struct {
-		name string
-		t    *hooks.Tensor
-	}{{"latents.npy", r.z}, {"reconstruction.npy", rec}} {
-		if err := npy.Write(filepath.Join(dir, f.name), f.t.Shape, f.t.Data); err != nil {
-			return err
-		}
+	for _, f := range files {
 		fmt.Fprintf(c.App.Writer, "wrote %s %v\n", filepath.Join(dir, f.name), f.t.Shape)
 	}
 	return nil

@@ -25,7 +25,7 @@ printed on its own line at the end. --json prints {"tokens": [[...]], "strings":
 			modelFlag(),
 			&cli.StringSliceFlag{Name: "prompt", Usage: "a prompt to continue (repeatable: one row each); a literal <|endoftext|> is refused, as in the original"},
 			&cli.StringFlag{Name: "tokens", Usage: "prompts as token ids: rows separated by ';', ids by ',' (\"15496,11,616;818,7795\")"},
-			&cli.IntFlag{Name: "num-tokens", Aliases: []string{"n"}, Value: 10, Usage: "tokens to sample per prompt"},
+			countFlag("num-tokens", []string{"n"}, 10, 0, maxListed, "tokens to sample per prompt"),
 			&cli.Float64Flag{Name: "temperature", Value: 1, Usage: "sampling temperature; 0 is greedy (argmax)"},
 			&cli.Float64Flag{Name: "top-p", Usage: "nucleus sampling threshold in [0,1]", DefaultText: "off"},
 			&cli.Uint64Flag{Name: "seed", Usage: "seed for reproducible sampling", DefaultText: "random"},

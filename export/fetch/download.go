@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/onnx-tdb/onnx-tdb/internal/atomicdir"
 )
 
 const (
-	partInfix    = ".part-"  // <final>.part-<random>: a download in progress
-	stalePartAge = time.Hour // a .part file untouched this long was left by a dead process
-	readRetries  = 3         // re-requests (from the offset reached) when a transfer breaks
+	partInfix   = atomicdir.PartInfix // <final>.part-<random>: a download in progress
+	readRetries = 3                   // re-requests (from the offset reached) when a transfer breaks
 )
 
 // download writes loc to dst atomically: into <dst>.part-<random> in the same folder, checked
@@ -35,6 +35,13 @@ func (c *Cache) download(ctx context.Context, loc Location, dst string, f *fligh
 	tmp, err := os.CreateTemp(dir, filepath.Base(dst)+partInfix+"*")
 	if err != nil {
 		return &fetchError{url: u, msg: "create cache file: " + err.Error(), cause: err}
+	}
+	// The lock says this download is alive; once the process is gone, the
+	// next run in this cache removes the file.
+	if err := atomicdir.LockFile(tmp); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return &fetchError{url: u, msg: "lock cache file: " + err.Error(), cause: err}
 	}
 	defer func() {
 		if err != nil {
@@ -113,20 +120,20 @@ func (r *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// removeStaleParts deletes <dst>.part-* files that no one has written to for stalePartAge
-// (left by a process that was killed mid-download). Best effort.
+// removeStaleParts deletes the .part-* files in dst's folder whose download is gone (left by
+// a process that was killed mid-download): no process holds their lock. Best effort.
 func removeStaleParts(dst string) {
-	dir, prefix := filepath.Dir(dst), filepath.Base(dst)+partInfix
+	dir := filepath.Dir(dst)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), prefix) {
+		if !strings.Contains(e.Name(), partInfix) {
 			continue
 		}
-		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > stalePartAge {
-			os.Remove(filepath.Join(dir, e.Name()))
+		if p := filepath.Join(dir, e.Name()); atomicdir.Leftover(p) {
+			os.Remove(p)
 		}
 	}
 }

@@ -2,27 +2,40 @@ package fetch
 
 import (
 	"fmt"
-	"io"
 	"os"
-	"strings"
 	"time"
+
+	bars "github.com/onnx-tdb/onnx-tdb/internal/progress"
 )
 
 const redrawEvery = 200 * time.Millisecond
 
-// isTerminal reports whether f is a character device (a terminal), without golang.org/x/term.
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool { return bars.IsTerminal(f) }
 
-// drawProgress redraws a one-line bar for t until the returned stop is called. Fetches that end
-// within c.progressDelay draw nothing. stop draws the last state and ends the line.
+// drawProgress shows a bar for t until the returned stop is called. Fetches that end within
+// c.progressDelay draw nothing. stop draws the last state and ends the line.
 func (c *Cache) drawProgress(t *tracker, label string) (stop func(ok bool)) {
 	if c.progress == nil {
 		return func(bool) {}
 	}
-	b := &bar{w: c.progress, label: label, start: time.Now()}
+	start := time.Now()
+	var bar *bars.Bar
+	update := func() {
+		p := t.snapshot()
+		if bar == nil {
+			total := p.total
+			if total <= 0 {
+				total = -1 // not known yet
+			}
+			bar = bars.New(total, "", bars.Options{Writer: c.progress, Bytes: true})
+		}
+		bar.Describe(describe(label, p))
+		if p.total > 0 {
+			bar.SetTotal(p.total)
+		}
+		bar.Set(p.done)
+	}
 	quit, finished := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(finished)
@@ -33,8 +46,8 @@ func (c *Cache) drawProgress(t *tracker, label string) (stop func(ok bool)) {
 			case <-quit:
 				return
 			case <-tick.C:
-				if time.Since(b.start) >= c.progressDelay {
-					b.draw(t.snapshot())
+				if time.Since(start) >= c.progressDelay {
+					update()
 				}
 			}
 		}
@@ -42,54 +55,22 @@ func (c *Cache) drawProgress(t *tracker, label string) (stop func(ok bool)) {
 	return func(ok bool) {
 		close(quit)
 		<-finished
-		if ok && time.Since(b.start) >= c.progressDelay {
-			b.draw(t.snapshot())
+		if ok && time.Since(start) >= c.progressDelay {
+			update()
+			if p := t.snapshot(); p.total <= 0 && p.done > 0 {
+				bar.SetTotal(p.done)
+			}
+			bar.Finish()
+		} else {
+			bar.Stop()
 		}
-		if b.width > 0 {
-			fmt.Fprintln(b.w)
-		}
 	}
 }
 
-// bar is the progress line: "fetch 3/20 files  12.1 MB / 40.0 MB  30%  5.2 MB/s".
-type bar struct {
-	w     io.Writer
-	label string // the file name for a single Fetch; "" for FetchAll
-	start time.Time
-	width int // length of the last line drawn, to blank its tail
-}
-
-func (b *bar) draw(p progress) {
-	var s strings.Builder
-	s.WriteString("fetch ")
-	if b.label != "" {
-		s.WriteString(b.label)
-	} else {
-		fmt.Fprintf(&s, "%d/%d files", p.filesDone, p.files)
+// describe labels the bar: "fetch 0.pt", or "fetch 3/20 files".
+func describe(label string, p progress) string {
+	if label != "" {
+		return "fetch " + label
 	}
-	s.WriteString("  " + humanBytes(p.done))
-	if p.total > 0 {
-		fmt.Fprintf(&s, " / %s  %3d%%", humanBytes(p.total), min(100, p.done*100/p.total))
-	}
-	if secs := time.Since(b.start).Seconds(); secs > 0 {
-		fmt.Fprintf(&s, "  %s/s", humanBytes(int64(float64(p.done)/secs)))
-	}
-	line := s.String()
-	pad := max(0, b.width-len(line))
-	fmt.Fprintf(b.w, "\r%s%s", line, strings.Repeat(" ", pad))
-	b.width = len(line)
-}
-
-// humanBytes writes n in B, kB, MB, GB or TB (powers of 1000), with one decimal above B.
-func humanBytes(n int64) string {
-	if n < 1000 {
-		return fmt.Sprintf("%d B", n)
-	}
-	units := []string{"kB", "MB", "GB", "TB"}
-	f, i := float64(n)/1000, 0
-	for f >= 1000 && i < len(units)-1 {
-		f /= 1000
-		i++
-	}
-	return fmt.Sprintf("%.1f %s", f, units[i])
+	return fmt.Sprintf("fetch %d/%d files", p.filesDone, p.files)
 }

@@ -7,43 +7,54 @@ import (
 	"time"
 )
 
-func TestHumanBytes(t *testing.T) {
-	for n, want := range map[int64]string{
-		0: "0 B", 999: "999 B", 1000: "1.0 kB", 12866539: "12.9 MB", 9_700_000_000: "9.7 GB", 3e15: "3000.0 TB",
-	} {
-		if got := humanBytes(n); got != want {
-			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+// TestProgressDrawsToChosenWriter: a slow fetch shows a bar with its label,
+// and the line is ended when it stops.
+func TestProgressDrawsToChosenWriter(t *testing.T) {
+	var buf bytes.Buffer
+	c := &Cache{progress: &buf, progressDelay: 0}
+	tr := &tracker{}
+	tr.total, tr.files, tr.sized = 1_000_000, 20, true
+	stop := c.drawProgress(tr, "")
+	time.Sleep(3 * redrawEvery)
+	tr.mu.Lock()
+	tr.doneBytes, tr.filesDone = 1_000_000, 20
+	tr.mu.Unlock()
+	stop(true)
+	out := buf.String()
+	for _, want := range []string{"fetch 20/20 files", "100%"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bar %q lacks %q", out, want)
 		}
+	}
+	if !strings.HasSuffix(out, "\n") {
+		t.Errorf("line not ended: %q", out)
 	}
 }
 
-func TestBarRedrawsOneLine(t *testing.T) {
+// TestProgressQuietWhenQuick: fetches that end within the delay draw nothing.
+func TestProgressQuietWhenQuick(t *testing.T) {
 	var buf bytes.Buffer
-	b := &bar{w: &buf, start: time.Now().Add(-2 * time.Second)}
-	b.draw(progress{done: 500_000_000, total: 1_000_000_000, filesDone: 3, files: 20})
-	b.draw(progress{done: 1_000_000_000, total: 1_000_000_000, filesDone: 20, files: 20})
-	out := buf.String()
-	if strings.Contains(out, "\n") || strings.Count(out, "\r") != 2 {
-		t.Fatalf("want two \\r-redraws on one line, got %q", out)
+	c := &Cache{progress: &buf, progressDelay: time.Hour}
+	stop := c.drawProgress(&tracker{}, "0.pt")
+	stop(true)
+	if buf.Len() != 0 {
+		t.Errorf("drew %q", buf.String())
 	}
-	last := out[strings.LastIndex(out, "\r")+1:]
-	for _, want := range []string{"fetch 20/20 files", "1.0 GB / 1.0 GB", "100%", "MB/s"} {
-		if !strings.Contains(last, want) {
-			t.Errorf("last line %q lacks %q", last, want)
-		}
-	}
+}
 
-	buf.Reset()
-	b = &bar{w: &buf, label: "0.pt", start: time.Now()}
-	b.draw(progress{done: 2000, files: 1}) // size not known yet: no total, no percent
-	if got := buf.String(); !strings.HasPrefix(got, "\rfetch 0.pt  2.0 kB") || strings.Contains(got, "%") {
-		t.Errorf("single-file line without total = %q", got)
-	}
-	// a shorter line blanks the tail of the longer one before it
-	b.width = 80
-	buf.Reset()
-	b.draw(progress{done: 1, files: 1})
-	if got := buf.String(); len(got) < 81 {
-		t.Errorf("shorter redraw not padded: %q", got)
+// TestProgressUnknownSize: a bar whose total is not known yet still draws
+// and ends cleanly.
+func TestProgressUnknownSize(t *testing.T) {
+	var buf bytes.Buffer
+	c := &Cache{progress: &buf}
+	tr := &tracker{files: 2}
+	stop := c.drawProgress(tr, "0.pt")
+	time.Sleep(2 * redrawEvery)
+	tr.mu.Lock()
+	tr.doneBytes, tr.filesDone = 4096, 2
+	tr.mu.Unlock()
+	stop(true)
+	if out := buf.String(); !strings.Contains(out, "fetch 0.pt") || !strings.HasSuffix(out, "\n") {
+		t.Errorf("bar %q", out)
 	}
 }

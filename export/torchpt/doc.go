@@ -20,5 +20,9 @@
 // that is then gathered. Loading is safe for concurrent use.
 //
 // Malformed input never panics through this API: errors wrap ErrCorrupt or
-// ErrUnsupported and name the file.
+// ErrUnsupported (ErrShape for LoadTensorShape) and name the file. What a
+// file may ask for is bounded by what it holds: a view by its storage's bytes
+// (a broadcast view by a fixed allowance), the pickle's size, stack and memo,
+// and deflated entries by deflate's ratio and a fixed allowance, so hostile
+// files of a few hundred bytes are refused without large allocations.
 package torchpt

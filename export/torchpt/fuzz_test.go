@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
+	"github.com/onnx-tdb/onnx-tdb/internal/hostile"
 )
 
 // FuzzLoad feeds mutated torch.save files to both loaders: no panic may
@@ -31,9 +32,13 @@ func FuzzLoad(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	old := maxExpandedElems
-	maxExpandedElems = 1 << 16
-	f.Cleanup(func() { maxExpandedElems = old })
+	// The small hostile files: a broadcast view and a deep NONE stack.
+	f.Add(hostile.StrideZero(false))
+	f.Add(hostile.StrideZero(true))
+	f.Add(hostile.NoneOps(1 << 20))
+	old := maxExpandedBytes
+	maxExpandedBytes = 1 << 18
+	f.Cleanup(func() { maxExpandedBytes = old })
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		path := filepath.Join(dir, "in.pt")

@@ -8,8 +8,8 @@ import (
 	"github.com/nlpodyssey/gopickle/types"
 )
 
-func loadTensor(r io.ReaderAt, size int64) (*Tensor, error) {
-	root, err := openFile(r, size)
+func loadTensor(r io.ReaderAt, size int64, want []int) (*Tensor, error) {
+	root, _, err := openFile(r, size)
 	if err != nil {
 		return nil, err
 	}
@@ -17,11 +17,11 @@ func loadTensor(r io.ReaderAt, size int64) (*Tensor, error) {
 	if !ok {
 		return nil, unsupportedf("top-level object is %s, not a tensor", kindOf(root))
 	}
-	return t.materialize()
+	return t.materialize(want, nil)
 }
 
 func loadStateDict(r io.ReaderAt, size int64) (*StateDict, error) {
-	root, err := openFile(r, size)
+	root, held, err := openFile(r, size)
 	if err != nil {
 		return nil, err
 	}
@@ -29,7 +29,7 @@ func loadStateDict(r io.ReaderAt, size int64) (*StateDict, error) {
 	if !ok {
 		return nil, unsupportedf("top-level object is %s, not a dict", kindOf(root))
 	}
-	c := newConverter()
+	c := newConverter(held)
 	sd := &StateDict{Tensors: map[string]*Tensor{}, Values: map[string]any{}}
 	for _, e := range entries {
 		key, ok := e.Key.(string)
@@ -82,6 +82,7 @@ func dictEntries(v any) ([]types.DictEntry, bool) {
 type converter struct {
 	budget  int
 	tensors map[*tensorRef]*Tensor
+	bytes   loadBudget
 }
 
 const (
@@ -89,15 +90,19 @@ const (
 	maxValues     = 1 << 20
 )
 
-func newConverter() *converter {
-	return &converter{budget: maxValues, tensors: map[*tensorRef]*Tensor{}}
+// newConverter serves a file that holds held bytes. Its tensors may read at
+// most 4 times that from their storages (tied weights read one storage
+// twice), plus one broadcast view's worth.
+func newConverter(held int64) *converter {
+	return &converter{budget: maxValues, tensors: map[*tensorRef]*Tensor{},
+		bytes: loadBudget{left: 4*held + maxExpandedBytes}}
 }
 
 func (c *converter) tensor(tr *tensorRef) (*Tensor, error) {
 	if t := c.tensors[tr]; t != nil {
 		return t, nil
 	}
-	t, err := tr.materialize()
+	t, err := tr.materialize(nil, &c.bytes)
 	if err != nil {
 		return nil, err
 	}

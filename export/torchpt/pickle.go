@@ -17,6 +17,10 @@ import (
 // and returns its bytes. It walks the opcodes and checks every length field
 // against the limit bytes that may still be read, so that gopickle never
 // allocates a buffer for data that is not there. It does not run the pickle.
+//
+// It also follows the depth of the unpickler's stack and the number of memo
+// entries, so that a few kilobytes of pickle cannot ask for gigabytes of
+// stack (millions of NONE opcodes) or memo.
 func readPickle(r *bufio.Reader, limit int64) ([]byte, error) {
 	s := pickleScanner{r: r, limit: limit}
 	for {
@@ -25,6 +29,9 @@ func readPickle(r *bufio.Reader, limit int64) ([]byte, error) {
 			return nil, err
 		}
 		if err := s.args(op); err != nil {
+			return nil, err
+		}
+		if err := s.stack.step(op); err != nil {
 			return nil, err
 		}
 		if op == '.' {
@@ -37,6 +44,7 @@ type pickleScanner struct {
 	r     *bufio.Reader
 	limit int64
 	buf   bytes.Buffer
+	stack stackDepth
 }
 
 var errPickleTruncated = corruptf("pickle truncated")

@@ -3,6 +3,7 @@ package torchpt
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"sync"
@@ -92,20 +93,49 @@ type tensorRef struct {
 	stride []int64
 }
 
-// maxExpandedElems bounds the size of a view with more elements than its
+// maxExpandedBytes bounds the result of a view with more elements than its
 // storage (a broadcast view with zero strides, as made by Tensor.expand), the
-// only way a small file can ask for a large tensor. Tests lower it.
-var maxExpandedElems int64 = 1 << 30
+// only way a small file can ask for a large tensor: one float broadcast to
+// 32768×32768 would be 4 GiB. Tests lower it.
+var maxExpandedBytes int64 = 64 << 20
+
+// outBytes is the size of a materialised tensor of numel elements of dt.
+func outBytes(dt *dtype, numel int64) int64 {
+	if dt.float {
+		return 4 * numel
+	}
+	return 8 * numel
+}
+
+// loadBudget is what the tensors of one file may still read, in bytes of
+// their storages, so that many views of one storage (or zip entries that share
+// their data) cannot multiply what the file holds without bound.
+type loadBudget struct{ left int64 }
+
+func (b *loadBudget) take(n int64) error {
+	if b == nil {
+		return nil
+	}
+	if n > b.left {
+		return unsupportedf("tensors read %d bytes more from their storages than the file can account for", n-b.left)
+	}
+	b.left -= n
+	return nil
+}
 
 // materialize validates the view against its storage, then reads and
-// gathers it into a contiguous Tensor.
-func (t *tensorRef) materialize() (*Tensor, error) {
+// gathers it into a contiguous Tensor. want, when not nil, is the shape the
+// caller needs: another one fails before anything is read or allocated.
+func (t *tensorRef) materialize(want []int, budget *loadBudget) (*Tensor, error) {
 	st, dt := t.st, t.st.dt
 	if len(t.shape) != len(t.stride) {
 		return nil, corruptf("tensor has %d sizes but %d strides", len(t.shape), len(t.stride))
 	}
 	if t.offset < 0 {
 		return nil, corruptf("tensor has negative storage offset %d", t.offset)
+	}
+	if want != nil && !sameShape(t.shape, want) {
+		return nil, fmt.Errorf("%w: shape %v, want %v", ErrShape, t.shape, want)
 	}
 	shape := make([]int, len(t.shape))
 	numel := int64(1)
@@ -142,8 +172,12 @@ func (t *tensorRef) materialize() (*Tensor, error) {
 			t.offset, t.shape, t.stride, st.key, st.numel)
 	}
 	span := st.numel - t.offset - room // elements from the first to the last touched
-	if numel > st.numel && numel > maxExpandedElems {
-		return nil, unsupportedf("broadcast view of %d elements over a storage of %d", numel, st.numel)
+	if numel > st.numel && outBytes(dt, numel) > maxExpandedBytes {
+		return nil, unsupportedf("broadcast view of shape %v (%d elements) over a storage of %d: more than %d bytes",
+			t.shape, numel, st.numel, maxExpandedBytes)
+	}
+	if err := budget.take(numel * int64(dt.size)); err != nil {
+		return nil, err
 	}
 	out.alloc(dt, int(numel))
 
@@ -370,4 +404,16 @@ func halfToFloat32(h uint16) float32 {
 		return math.Float32frombits(sign | 0xff<<23 | mant<<13)
 	}
 	return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
+}
+
+func sameShape(a []int64, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != int64(b[i]) {
+			return false
+		}
+	}
+	return true
 }

@@ -18,6 +18,9 @@ var (
 	// unknown storage type or Python class, big-endian data, or a top-level
 	// object of the wrong kind for the function called).
 	ErrUnsupported = errors.New("unsupported torch.save content")
+	// ErrShape: LoadTensorShape found a tensor of another shape than the
+	// caller needs.
+	ErrShape = errors.New("tensor has another shape than expected")
 )
 
 // Tensor is a tensor read from a .pt file, materialised contiguous in C order.
@@ -63,7 +66,27 @@ func LoadTensor(path string) (*Tensor, error) {
 	var t *Tensor
 	err := withFile(path, func(r io.ReaderAt, size int64) error {
 		var err error
-		t, err = loadTensor(r, size)
+		t, err = loadTensor(r, size, nil)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// LoadTensorShape is LoadTensor for a tensor whose shape the caller knows (a
+// checkpoint piece, whose shape config.json fixes): a file holding a tensor
+// of another shape fails with ErrShape before any of its data is read, so
+// that a small file cannot make the caller allocate more than it expects.
+func LoadTensorShape(path string, shape []int) (*Tensor, error) {
+	if shape == nil {
+		shape = []int{}
+	}
+	var t *Tensor
+	err := withFile(path, func(r io.ReaderAt, size int64) error {
+		var err error
+		t, err = loadTensor(r, size, shape)
 		return err
 	})
 	if err != nil {

@@ -14,24 +14,37 @@ import (
 
 // maxPickleBytes bounds the pickle part of a file (data.pkl, or one pickle of
 // the legacy stream); real ones are a few kB.
-const maxPickleBytes = 1 << 30
+const maxPickleBytes = 16 << 20
+
+// maxInflateBytes bounds the bytes decompressed from the deflated storages of
+// one file. torch stores storages uncompressed; a deflated one is valid zip,
+// read for completeness, but a megabyte of it could otherwise ask for
+// gigabytes.
+const maxInflateBytes = 64 << 20
+
+// maxDeflateRatio is a bound on deflate's compression ratio (1032:1 at best,
+// plus room for headers): an entry claiming more is not deflate data.
+const maxDeflateRatio = 1100
 
 // openFile unpickles the top-level object of a torch.save file, in either
-// format. Storages in the result know where their bytes are.
-func openFile(r io.ReaderAt, size int64) (any, error) {
+// format. Storages in the result know where their bytes are. held is what
+// the file holds, in bytes: its size, plus what its deflated storages
+// inflated to.
+func openFile(r io.ReaderAt, size int64) (root any, held int64, err error) {
 	head := make([]byte, min(size, 512))
 	if _, err := r.ReadAt(head, 0); err != nil && err != io.EOF {
-		return nil, err
+		return nil, 0, err
 	}
 	switch {
 	case bytes.HasPrefix(head, []byte("PK\x03\x04")), bytes.HasPrefix(head, []byte("PK\x05\x06")):
 		return openZip(r, size)
 	case len(head) >= 262 && string(head[257:262]) == "ustar":
-		return nil, unsupportedf("legacy tar format (torch < 0.4)")
+		return nil, 0, unsupportedf("legacy tar format (torch < 0.4)")
 	case len(head) == 0:
-		return nil, corruptf("empty file")
+		return nil, 0, corruptf("empty file")
 	}
-	return openLegacy(r, size)
+	root, err = openLegacy(r, size)
+	return root, size, err
 }
 
 // zipStorages resolves the persistent ids of a zip-format file: storage key k
@@ -42,12 +55,13 @@ type zipStorages struct {
 	files    map[string]*zip.File
 	prefix   string // "<top>/"
 	storages map[string]*storageRef
+	inflated int64 // bytes decompressed from deflated storages so far
 }
 
-func openZip(r io.ReaderAt, size int64) (any, error) {
+func openZip(r io.ReaderAt, size int64) (any, int64, error) {
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
-		return nil, corruptf("zip: %v", err)
+		return nil, 0, corruptf("zip: %v", err)
 	}
 	z := &zipStorages{r: r, size: size, files: make(map[string]*zip.File, len(zr.File)),
 		storages: make(map[string]*storageRef)}
@@ -62,34 +76,41 @@ func openZip(r io.ReaderAt, size int64) (any, error) {
 	}
 	for name := range z.files {
 		if path.Base(name) == "constants.pkl" || (z.prefix != "" && strings.HasPrefix(name, z.prefix+"code/")) {
-			return nil, unsupportedf("TorchScript archive (torch.jit.save)")
+			return nil, 0, unsupportedf("TorchScript archive (torch.jit.save)")
 		}
 	}
 	if z.prefix == "" {
-		return nil, corruptf("zip has no <top>/data.pkl entry")
+		return nil, 0, corruptf("zip has no <top>/data.pkl entry")
 	}
 	if f := z.files[z.prefix+"byteorder"]; f != nil {
 		b, err := readEntry(f, 64)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if order := strings.TrimSpace(string(b)); order != "little" {
-			return nil, unsupportedf("byte order %q", order)
+			return nil, 0, unsupportedf("byte order %q", order)
 		}
 	}
 	pkl, err := readEntry(z.files[z.prefix+"data.pkl"], maxPickleBytes)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	data, err := readPickle(bufio.NewReader(bytes.NewReader(pkl)), int64(len(pkl)))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return unpickle(data, z.persistentLoad)
+	root, err := unpickle(data, z.persistentLoad)
+	return root, size + z.inflated, err
 }
 
 // readEntry reads a whole zip entry (checking its CRC) of at most limit bytes.
 func readEntry(f *zip.File, limit int64) ([]byte, error) {
+	if f.UncompressedSize64 > uint64(limit) {
+		return nil, unsupportedf("zip entry %s is larger than %d bytes", f.Name, limit)
+	}
+	if err := checkRatio(f); err != nil {
+		return nil, err
+	}
 	rc, err := f.Open()
 	if err != nil {
 		return nil, corruptf("zip entry %s: %v", f.Name, err)
@@ -103,6 +124,19 @@ func readEntry(f *zip.File, limit int64) ([]byte, error) {
 		return nil, corruptf("zip entry %s is larger than %d bytes", f.Name, limit)
 	}
 	return b, nil
+}
+
+// checkRatio refuses a compressed entry whose stated size no deflate stream
+// of its compressed size can have.
+func checkRatio(f *zip.File) error {
+	if f.Method == zip.Store {
+		return nil
+	}
+	if f.UncompressedSize64/maxDeflateRatio > f.CompressedSize64 {
+		return corruptf("zip entry %s claims %d bytes from %d compressed ones", f.Name,
+			f.UncompressedSize64, f.CompressedSize64)
+	}
+	return nil
 }
 
 // persistentLoad handles ('storage', storage_type, key, location, numel).
@@ -147,7 +181,16 @@ func (z *zipStorages) persistentLoad(pid any) (any, error) {
 		}
 		st.r, st.base = z.r, off
 	} else {
-		// Not how torch writes, but valid zip: decompress it whole.
+		// Not how torch writes, but valid zip: decompress it whole, within
+		// the file's budget for such storages.
+		if err := checkRatio(f); err != nil {
+			return nil, err
+		}
+		if need > maxInflateBytes-z.inflated {
+			return nil, unsupportedf("deflated storages of more than %d bytes (entry %s needs %d; torch stores storages uncompressed)",
+				maxInflateBytes, name, need)
+		}
+		z.inflated += need
 		rc, err := f.Open()
 		if err != nil {
 			return nil, corruptf("data entry %s: %v", name, err)

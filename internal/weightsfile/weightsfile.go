@@ -2,6 +2,7 @@ package weightsfile
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -16,29 +17,55 @@ type Writer struct {
 	f   *os.File
 	w   *bufio.Writer
 	off int64
+	ctx context.Context
 }
 
 // Create starts a weights file at path.
 func Create(path string) (*Writer, error) {
+	return CreateContext(context.Background(), path)
+}
+
+// CreateContext is Create for a writer whose Append stops with ctx's error
+// once ctx is done (Ctrl-C during an export of gigabytes): each tensor is
+// checked before it is written, and a large one every few megabytes.
+func CreateContext(ctx context.Context, path string) (*Writer, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{f: f, w: bufio.NewWriterSize(f, 1<<20)}, nil
+	return &Writer{f: f, w: bufio.NewWriterSize(f, 1<<20), ctx: ctx}, nil
 }
 
 // counter counts what fill writes.
 type counter struct{ w *Writer }
 
 func (c counter) Write(p []byte) (int, error) {
-	n, err := c.w.w.Write(p)
-	c.w.off += int64(n)
-	return n, err
+	var n int
+	for len(p) > 0 {
+		if err := c.w.ctx.Err(); err != nil {
+			return n, err
+		}
+		chunk := p[:min(len(p), 8<<20)]
+		m, err := c.w.w.Write(chunk)
+		n += m
+		c.w.off += int64(m)
+		if err != nil {
+			return n, err
+		}
+		p = p[len(chunk):]
+	}
+	return n, nil
 }
 
 // Append writes one tensor at the next aligned offset: fill writes its
 // bytes, which must come to want bytes. It returns where they went.
 func (w *Writer) Append(want int64, fill func(io.Writer) error) (offset int64, err error) {
+	if err := w.ctx.Err(); err != nil {
+		return 0, err
+	}
 	if pad := (Alignment - w.off%Alignment) % Alignment; pad > 0 {
 		if _, err := (counter{w}).Write(make([]byte, pad)); err != nil {
 			return 0, err

@@ -2,6 +2,8 @@ package weightsfile
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -40,5 +42,34 @@ func TestWriter(t *testing.T) {
 	}
 	if !bytes.Equal(Bytes([]float32{1}), []byte{0, 0, 0x80, 0x3f}) {
 		t.Fatalf("Bytes is not the little-endian view: %v", Bytes([]float32{1}))
+	}
+}
+
+func TestAppendStopsWhenCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := CreateContext(ctx, filepath.Join(t.TempDir(), "w.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, _, err := w.AppendBytes(make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, _, err := w.AppendBytes(make([]byte, 100)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("after cancel: %v", err)
+	}
+	// A large tensor already being written stops within a few megabytes.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	w2, _ := CreateContext(ctx2, filepath.Join(t.TempDir(), "w2.bin"))
+	defer w2.Close()
+	_, err = w2.Append(64<<20, func(out io.Writer) error {
+		out.Write(make([]byte, 8<<20))
+		cancel2()
+		_, err := out.Write(make([]byte, 56<<20))
+		return err
+	})
+	if !errors.Is(err, context.Canceled) || w2.Size() > 16<<20 {
+		t.Fatalf("err %v after %d bytes", err, w2.Size())
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
 	"github.com/onnx-tdb/onnx-tdb/export/safetensors"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
+	"github.com/onnx-tdb/onnx-tdb/internal/hostile"
 )
 
 // hfVariant rewrites the golden Hugging Face GPT-2 folder: rename maps each
@@ -206,7 +207,7 @@ func TestHFConfigErrors(t *testing.T) {
 		{"exact gelu", `{` + base + `,"activation_function":"gelu"}`, "activation_function", export.ErrUnsupported},
 		{"other epsilon", `{` + base + `,"layer_norm_epsilon":1e-6}`, "layer_norm_epsilon", export.ErrUnsupported},
 		{"heads do not divide", `{"model_type":"gpt2","n_embd":64,"n_layer":2,"n_head":5,"n_positions":64,"vocab_size":10}`, "not divisible", export.ErrCheckpoint},
-		{"absurd layers", `{"model_type":"gpt2","n_embd":64,"n_layer":100000000,"n_head":4,"n_positions":64,"vocab_size":10}`, "limits", export.ErrCheckpoint},
+		{"absurd layers", `{"model_type":"gpt2","n_embd":64,"n_layer":100000000,"n_head":4,"n_positions":64,"vocab_size":10}`, "n_layers 100000000 is outside", export.ErrCheckpoint},
 		{"absurd size", `{"model_type":"gpt2","n_embd":65536,"n_layer":1024,"n_head":1024,"n_positions":1048576,"vocab_size":2097152}`, "parameters", export.ErrCheckpoint},
 		{"not json", `{`, "config.json", export.ErrCheckpoint},
 	} {
@@ -223,7 +224,7 @@ func TestTDBConfigLimits(t *testing.T) {
 	// The 112-byte config of the reliability report: refused before any
 	// piece is read.
 	_, _, err := gpt2.ParseTDBConfig([]byte(`{"enc":"gpt2","ctx_window":1024,"d_model":768,"n_layers":100000000,"m_attn":1,"n_heads":12,"m_mlp":4}`))
-	if !errors.Is(err, export.ErrCheckpoint) || !strings.Contains(err.Error(), "limits") {
+	if !errors.Is(err, export.ErrCheckpoint) || !strings.Contains(err.Error(), "outside") {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -242,6 +243,10 @@ func FuzzParseHFConfig(f *testing.F) {
 func FuzzParseTDBConfig(f *testing.F) {
 	f.Add([]byte(`{"enc":"gpt2","ctx_window":64,"d_model":64,"n_layers":2,"m_attn":1,"n_heads":4,"m_mlp":4}`))
 	f.Add([]byte(`{"m_mlp":1e300}`))
+	f.Add([]byte(`{"m_attn":0.5,"m_mlp":1e300}`))
+	for _, c := range hostile.Configs() {
+		f.Add(c.Bytes)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, c, err := gpt2.ParseTDBConfig(b)
 		if err == nil && c.Validate() != nil {

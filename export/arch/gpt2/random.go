@@ -142,7 +142,7 @@ func WriteRandomCheckpoint(ctx context.Context, dir string, r Random) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	return atomicdir.Write(dir, func(tmp string) error {
+	return atomicdir.WriteContext(ctx, dir, func(ctx context.Context, tmp string) error {
 		if err := os.MkdirAll(filepath.Join(tmp, "model_pieces"), 0o755); err != nil {
 			return err
 		}

@@ -143,7 +143,7 @@ func (c *Checkpoint) Tensor(key string) ([]float32, []int, error) {
 		return nil, nil, err
 	}
 	path := c.PiecePath(key)
-	t, err := torchpt.LoadTensor(path)
+	t, err := torchpt.LoadTensorShape(path, want)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", export.ErrCheckpoint, err)
 	}

@@ -1,0 +1,33 @@
+package graphs
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// FuzzReadModel: import reads (ReadModel, through ParseModel) an .onnx file from anywhere. Parsing never
+// panics; inputs are kept small (the bound on what a file may ask for is its
+// size: protobuf allocates in proportion to the bytes present).
+func FuzzReadModel(f *testing.F) {
+	b := NewBuilder("g")
+	b.Input("x", Float, "B", "4")
+	b.Op("Relu", "y", []string{"x"})
+	b.Output("y", Float, "B", "4")
+	if seed, err := proto.Marshal(b.Model()); err == nil {
+		f.Add(seed)
+	}
+	f.Add([]byte{0x3a, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 64<<10 {
+			return
+		}
+		m, err := ParseModel(data)
+		if err != nil {
+			return
+		}
+		if m.GetGraph() == nil {
+			t.Fatal("a model without a graph was accepted")
+		}
+	})
+}
