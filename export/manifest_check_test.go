@@ -1,16 +1,11 @@
 package export
 
 import (
-	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/onnx-tdb/onnx-tdb/export/fetch"
-	"github.com/onnx-tdb/onnx-tdb/internal/golden"
 )
 
 func writeManifest(t *testing.T, m *Manifest) string {
@@ -47,47 +42,6 @@ func TestReadManifestRefusesFilesOutside(t *testing.T) {
 		edit(m)
 		if _, err := ReadManifest(writeManifest(t, m)); !errors.Is(err, ErrNotExported) {
 			t.Errorf("%s: err = %v, want ErrNotExported", name, err)
-		}
-	}
-}
-
-// TestResolveRebuildsDamagedExport: a cached export with a truncated weights
-// file or a missing stage graph is exported again, not used.
-func TestResolveRebuildsDamagedExport(t *testing.T) {
-	o := ResolveOptions{Fetch: fetch.Options{Dir: t.TempDir(), Progress: io.Discard}}
-	golden.RequireShared(t, "model")
-	dir, err := Resolve(context.Background(), golden.ModelDir(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := ReadManifest(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := VerifyFiles(dir, m); err != nil {
-		t.Fatalf("a fresh export: %v", err)
-	}
-	for name, damage := range map[string]func() error{
-		"truncated weights": func() error { return os.Truncate(filepath.Join(dir, m.Weights.File), m.Weights.Bytes/2) },
-		"missing stage":     func() error { return os.Remove(filepath.Join(dir, m.Stages[len(m.Stages)-1].File)) },
-		"empty stage":       func() error { return os.Truncate(filepath.Join(dir, m.Stages[0].File), 0) },
-	} {
-		if err := damage(); err != nil {
-			t.Fatal(err)
-		}
-		if err := VerifyFiles(dir, m); !errors.Is(err, ErrDamaged) {
-			t.Fatalf("%s: VerifyFiles = %v", name, err)
-		}
-		again, err := Resolve(context.Background(), golden.ModelDir(), o)
-		if err != nil || again != dir {
-			t.Fatalf("%s: resolve: %s %v", name, again, err)
-		}
-		m2, err := ReadManifest(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := VerifyFiles(dir, m2); err != nil {
-			t.Fatalf("%s: not rebuilt: %v", name, err)
 		}
 	}
 }

@@ -30,7 +30,7 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "paths", Value: "whole,no-hooks,one-write,all-read,capture,views,per-stage,stage-read", Usage: "which paths to run: whole (the baseline), no-hooks, one-write (an in-place writing hook at mlp.post_act of the middle layer), all-read (a read-only observer at every hook point), capture (every hook point copied out, as --save-activations does), views (every hook point handed out as views of ONNX Runtime's memory, released after each run), per-stage (a writing hook at every stage boundary: one session per stage, the residual stream through Go), stage-read (a read-only observer of a small point at every layer: one session per stage, the residual stream kept where the sessions run)"},
 			&cli.DurationFlag{Name: "min-time", Value: 10 * time.Second, Usage: "least time spent per shape, in rounds that run every path once in turn (after a warm-up run of each)"},
 			&cli.DurationFlag{Name: "max-time", Value: 60 * time.Second, Usage: "most time spent per shape: rounds stop here even if the medians are not yet within --precision"},
-			&cli.IntFlag{Name: "min-runs", Value: 7, Usage: "least number of rounds per shape"},
+			countFlag("min-runs", nil, 7, 1, maxRuns, "least number of rounds per shape"),
 			&cli.Float64Flag{Name: "precision", Value: 0.05, Usage: "rounds go on (up to --max-time) until every path's median ratio to whole is known within this relative half-width (95%); a ratio marked ! did not get there"},
 			benchServeFlag(),
 			&cli.BoolFlag{Name: patchSweepFlag, Usage: "instead, time a 16-position patching sweep of resid.torso.post_mlp over every layer against the same rows as batched 1x16 forwards and as separate forwards (--min-runs rounds)"},

@@ -124,7 +124,7 @@ func TestExportRejectsBadPiecesAndLeavesNothing(t *testing.T) {
 			// The bias of one layer where the weight should be.
 			b, _ := os.ReadFile(filepath.Join(d, "model_pieces", "xf_layers.0.attn.q_proj.bias.pt"))
 			os.WriteFile(filepath.Join(d, "model_pieces", "xf_layers.0.attn.q_proj.weight.pt"), b, 0o644)
-		}, "has shape [64], config.json needs [64 64]"},
+		}, "shape [64], want [64 64]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := copyCheckpoint(t)
@@ -256,5 +256,46 @@ func TestResolveUnreachable(t *testing.T) {
 	_, err := export.Resolve(ctx, "gpt2-small", o)
 	if !errors.Is(err, fetch.ErrUnreachable) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestResolveRebuildsDamagedExport: a cached export with a truncated weights
+// file or a missing stage graph is exported again, not used.
+func TestResolveRebuildsDamagedExport(t *testing.T) {
+	o := export.ResolveOptions{Fetch: fetch.Options{Dir: t.TempDir(), Progress: io.Discard}}
+	golden.RequireShared(t, "model")
+	dir, err := export.Resolve(context.Background(), golden.ModelDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := export.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := export.VerifyFiles(dir, m); err != nil {
+		t.Fatalf("a fresh export: %v", err)
+	}
+	for name, damage := range map[string]func() error{
+		"truncated weights": func() error { return os.Truncate(filepath.Join(dir, m.Weights.File), m.Weights.Bytes/2) },
+		"missing stage":     func() error { return os.Remove(filepath.Join(dir, m.Stages[len(m.Stages)-1].File)) },
+		"empty stage":       func() error { return os.Truncate(filepath.Join(dir, m.Stages[0].File), 0) },
+	} {
+		if err := damage(); err != nil {
+			t.Fatal(err)
+		}
+		if err := export.VerifyFiles(dir, m); !errors.Is(err, export.ErrDamaged) {
+			t.Fatalf("%s: VerifyFiles = %v", name, err)
+		}
+		again, err := export.Resolve(context.Background(), golden.ModelDir(), o)
+		if err != nil || again != dir {
+			t.Fatalf("%s: resolve: %s %v", name, again, err)
+		}
+		m2, err := export.ReadManifest(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := export.VerifyFiles(dir, m2); err != nil {
+			t.Fatalf("%s: not rebuilt: %v", name, err)
+		}
 	}
 }
