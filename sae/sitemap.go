@@ -202,3 +202,35 @@ func Bind(ae *Autoencoder, resolve Resolver, nLayers int) (Binding, error) {
 func PlainBinding(at hooks.Site) Binding {
 	return Binding{In: at, Out: at, Layer: max(at.Layer, 0)}
 }
+
+// Coords is the map as hooks.Coords over a site's values: rows are the
+// shift's width, or the last axis when there is no shift.
+func (m *SiteMap) Coords() hooks.Coords { return siteCoords{m} }
+
+type siteCoords struct{ m *SiteMap }
+
+func (c siteCoords) width(x *hooks.Tensor) int {
+	if c.m != nil && len(c.m.Shift) > 0 {
+		return len(c.m.Shift)
+	}
+	if len(x.Shape) == 0 {
+		return 1
+	}
+	return x.Shape[len(x.Shape)-1]
+}
+
+func (c siteCoords) To(x *hooks.Tensor) (*hooks.Tensor, error) { return c.m.To(x, c.width(x)) }
+
+func (c siteCoords) From(y, x *hooks.Tensor) (*hooks.Tensor, error) {
+	return c.m.From(y, x, c.width(x))
+}
+
+// Input is what the SAE reads from x, the model's value at b.In: its
+// trailing axes as one of the SAE's input width, in its coordinates.
+func (b Binding) Input(ae *Autoencoder, x *hooks.Tensor) (*hooks.Tensor, error) {
+	xr, err := asRows(x, ae.NInputs)
+	if err != nil {
+		return nil, err
+	}
+	return b.InMap.To(xr, ae.NInputs)
+}
