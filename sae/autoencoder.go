@@ -1,23 +1,3 @@
-// Package sae runs the sparse autoencoders of the original Transformer
-// Debugger: it reads their torch state dicts (.pt), converts each once into a
-// cached folder (an ONNX graph for encode and decode over a page-aligned
-// weights file), runs them on ONNX Runtime, and splices them into a forward
-// pass at their input point with the hook points sae.latents,
-// sae.reconstruction and sae.error, as the original's AutoencoderHooks.
-//
-// An Autoencoder computes, with no input normalisation (TDB's Autoencoder
-// has none; upstream sparse_autoencoder normalises its v5 TopK SAEs):
-//
-//	encode(x) = act((x − pre_bias) · encoderᵀ + latent_bias)
-//	decode(z) = z · decoderᵀ + pre_bias
-//
-// The encoder's weights are read only by the encode session and the
-// decoder's only by the decode session, so a GPT-2-small MLP autoencoder
-// (2 × 32768 × 3072 floats) is held once.
-//
-// AutoencoderContext and MultiAutoencoderContext are the original's
-// per-layer families of autoencoders; Families lists the public gpt2-small
-// ones, fetched from az://openaipublic/sparse-autoencoder.
 package sae
 
 import (

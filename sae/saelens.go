@@ -230,8 +230,9 @@ func saelensParams(cfg *saelensCfg, st *safetensors.File, nsf float64) (*saelens
 			return nil, err
 		}
 	}
-	if nsf != 0 {
-		// SAELens's fold_activation_norm_scaling_factor: W_enc·s, W_dec/s,
+	if nsf != 0 && cfg.Norm == NormExpectedAverageOnlyIn {
+		// SAELens's fold_activation_norm_scaling_factor, which from_pretrained
+		// applies only to expected_average_only_in SAEs: W_enc·s, W_dec/s,
 		// b_dec/s (and a JumpReLU threshold is in encoder units already).
 		for i := range p.encoder {
 			p.encoder[i] *= float32(nsf)

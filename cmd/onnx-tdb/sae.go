@@ -19,8 +19,9 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-const saeRefHelp = "a .pt state dict, a converted folder, an az:// or https location, or a registered family (" +
-	"ae-mlp-post-act-v1|v4, ae-resid-delta-mlp-v1|v4, ae-resid-delta-attn-v4: the layer comes from --at)"
+const saeRefHelp = "a .pt state dict, a SAELens folder (cfg.json + sae_weights.safetensors), a converted folder, an az:// or https location, " +
+	"saelens:RELEASE/ID (a SAELens release, from the Hugging Face Hub), or a registered family (ae-mlp-post-act-v1|v4, ae-resid-delta-mlp-v1|v4, " +
+	"ae-resid-delta-attn-v4, resid_post_mlp|resid_post_attn_v5_32k|128k: the layer comes from the site)"
 
 func saeCommand() *cli.Command {
 	common := func() []cli.Flag {
@@ -96,7 +97,7 @@ func parseSAESite(s string, m *modelctx.Transformer) (hooks.Site, error) {
 // openSAERef loads the autoencoder ref: a registered name gives the
 // layer's autoencoder (layer < 0: none given), and the input it reads.
 func openSAERef(c *cli.Context, ref string, layer int) (*sae.Autoencoder, sae.Input, error) {
-	resolved, input, err := sae.Resolve(ref, layer)
+	r, err := sae.ResolveRef(ref, layer)
 	if err != nil {
 		return nil, "", err
 	}
@@ -104,11 +105,14 @@ func openSAERef(c *cli.Context, ref string, layer int) (*sae.Autoencoder, sae.In
 	if err != nil {
 		return nil, "", err
 	}
-	ae, err := sae.Open(c.Context, resolved, opts...)
+	if c.String("sae-kind") == "" && r.Kind != "" {
+		opts = append(opts, sae.WithKind(r.Kind))
+	}
+	ae, err := sae.Open(c.Context, r.Location, opts...)
 	if err != nil {
 		return nil, "", err
 	}
-	return ae, input, nil
+	return ae, r.Input, nil
 }
 
 // pointWidth is the size of a point's last axis in the model (0: unknown).
