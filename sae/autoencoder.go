@@ -116,6 +116,9 @@ func Load(path string, opts ...Option) (*Autoencoder, error) {
 // Open is Load with a context for downloads.
 func Open(ctx context.Context, ref string, opts ...Option) (*Autoencoder, error) {
 	o := collect(opts)
+	if strings.HasPrefix(ref, SAELensScheme) {
+		return openRelease(ctx, ref, o)
+	}
 	if isRemote(ref) {
 		return openRemote(ctx, ref, o)
 	}
