@@ -118,8 +118,11 @@ func buildGraph(m *folderManifest) (*onnxpb.ModelProto, error) {
 		zeros := b.Op("ConstantOfShape", "latents_zeros", []string{shape}, graphs.AttrTensor("value", zero))
 		b.Op("ScatterElements", outLatents, []string{zeros, idx, vals}, graphs.AttrInt("axis", -1))
 	case JumpReLU:
-		keep := b.Op("Cast", "jump_keep", []string{b.Op("Greater", "", []string{pre, keyThreshold})}, graphs.AttrInt("to", int64(graphs.Float)))
-		b.Op("Mul", outLatents, []string{b.Op("Relu", "jump_relu", []string{pre}), keep})
+		// ReLU(pre)·(pre > t) is pre where pre > max(t, 0), else 0: one
+		// compare and one select (max(t, 0) is folded once by the runtime).
+		zero := b.ConstF32("jump_zero", nil, 0)
+		t := b.Op("Max", "jump_threshold", []string{keyThreshold, zero})
+		b.Op("Where", outLatents, []string{b.Op("Greater", "jump_keep", []string{pre, t}), pre, zero})
 	case Gated:
 		zero := b.ConstF32("gate_zero", nil, 0)
 		open := b.Op("Cast", "gate_open", []string{b.Op("Greater", "", []string{pre, zero})}, graphs.AttrInt("to", int64(graphs.Float)))
