@@ -3,6 +3,8 @@ package sae_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,5 +139,85 @@ func TestGoldenSAELens(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSAELensSpliceGradient checks the gradient of a logit through every
+// golden SAELens SAE, transcoder and the v5 SAE, with and without the error
+// term, against finite differences of the spliced model (a directional
+// derivative at resid.post_emb): the site maps, normalisations, skip terms
+// and a transcoder's path from its input site are all differentiated.
+func TestSAELensSpliceGradient(t *testing.T) {
+	dir, c := loadSAELensCases(t)
+	m, err := modelctx.Open(goldenmodel.Dir(t), modelctx.WithDevice(goldenmodel.Device(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	resolve := gpt2Resolver(t, m)
+	ctx := context.Background()
+	rows := [][]int{{464, 2068, 7586, 21831, 18045}}
+	const tok = 11
+	loss := modelctx.LogitLoss(0, -1, tok)
+	postEmb := hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}
+	D := m.Manifest().Config.DModel
+	dirv := make([]float32, len(rows[0])*D)
+	for i := range dirv {
+		dirv[i] = float32((i*7919)%13-6) / 6
+	}
+	value := func(h *hooks.Hooks, e float32) float64 {
+		move := hooks.New()
+		move.Add(hooks.ResidPostEmb, func(_ *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
+			for i := range x.Data {
+				x.Data[i] += e * dirv[i]
+			}
+			return x, nil
+		})
+		out, err := m.Forward(ctx, rows, modelctx.WithHooks(h, move))
+		if err != nil {
+			t.Fatal(err)
+		}
+		V, T := out.Logits.Shape[2], out.Logits.Shape[1]
+		return float64(out.Logits.Data[(T-1)*V+tok])
+	}
+	for _, s := range c.SAEs {
+		ae, err := sae.Open(ctx, filepath.Join(dir, s.Path), sae.WithCache(t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ae.Close()
+		var b sae.Binding
+		if strings.HasSuffix(s.Path, ".pt") {
+			site, _ := m.ParseSite(s.TDBSite)
+			b = sae.PlainBinding(site)
+		} else if b, err = sae.Bind(ae, resolve, m.NLayers()); err != nil {
+			t.Fatal(err)
+		}
+		for _, addError := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/add_error=%v", s.Name, addError), func(t *testing.T) {
+				h := hooks.New()
+				defer sae.SpliceBound(h, ae, b, addError)()
+				g, err := m.Backward(ctx, rows, loss, modelctx.WithHooks(h))
+				if err != nil {
+					t.Fatal(err)
+				}
+				e, tol := float32(1e-3), 2e-2
+				if !addError {
+					e, tol = 1e-4, 5e-2
+					if s.Family == "jumprelu" {
+						// Its latents jump by their threshold: a step must not cross one.
+						e = 1e-5
+					}
+				}
+				num := (value(h, e) - value(h, -e)) / (2 * float64(e))
+				an := 0.0
+				for i, v := range g.Grads[postEmb].Data {
+					an += float64(v) * float64(dirv[i])
+				}
+				if math.Abs(an-num) > 2e-3+tol*math.Abs(num) {
+					t.Errorf("directional derivative %.6g, finite difference %.6g", an, num)
+				}
+			})
+		}
 	}
 }
