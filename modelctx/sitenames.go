@@ -66,3 +66,21 @@ func (t *Transformer) ParseNamedSite(s string) (hooks.Site, hooks.Coords, error)
 	site, err := t.ParseSite(s)
 	return site, nil, err
 }
+
+// ReadNamed returns what a foreign site name holds in a forward pass's
+// output: the value captured at its TDB site, mapped into the name's
+// coordinates (a TransformerLens name gives TransformerLens's values).
+func (t *Transformer) ReadNamed(out *Output, name string) (*hooks.Tensor, error) {
+	site, coords, err := t.ParseNamedSite(name)
+	if err != nil {
+		return nil, err
+	}
+	x, ok := out.Activations[site]
+	if !ok {
+		return nil, fmt.Errorf("%s (%s) was not captured", name, site)
+	}
+	if coords == nil {
+		return x.Clone(), nil
+	}
+	return coords.To(x)
+}
