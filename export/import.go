@@ -9,6 +9,7 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
+	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
 )
 
 // Errors of Import.
@@ -49,7 +50,7 @@ type ImportOptions struct {
 	// input and its float output).
 	Tokens, Logits string
 	// Config: non-zero fields override the dimensions Import infers.
-	Config graphs.GPT2Config
+	Config Dims
 	// Map maps a model's own point names to TDB dot paths (or BlockInput, or
 	// "-" to leave the name unmapped); it comes before the hook map's
 	// tdb_analogue and KnownPointNames.
@@ -75,9 +76,6 @@ func Import(onnxPath, hookmapPath, out string, o ImportOptions) (*Manifest, erro
 }
 
 func importModel(onnxPath, hookmapPath, out string, o ImportOptions) (*Manifest, error) {
-	if o.Tokenizer != "" && o.Tokenizer != "gpt2" {
-		return nil, fmt.Errorf("%w %q (want gpt2, or none for token ids only)", ErrUnknownTokName, o.Tokenizer)
-	}
 	hm, err := ReadHookMap(hookmapPath)
 	if err != nil {
 		return nil, err
@@ -108,7 +106,7 @@ func importModel(onnxPath, hookmapPath, out string, o ImportOptions) (*Manifest,
 	man := &Manifest{
 		Format:       Format,
 		Name:         name,
-		Architecture: "onnx",
+		Architecture: ImportedArchitecture,
 		Source:       abs,
 		Tokenizer:    o.Tokenizer,
 		Inputs:       IO{Tokens: tokens, Logits: logits},
@@ -118,8 +116,14 @@ func importModel(onnxPath, hookmapPath, out string, o ImportOptions) (*Manifest,
 	}
 	man.Config = inferConfig(g, hm, tokens, logits, points, o.Config)
 	sortPoints(man.Points, man.Config.NLayers)
-	if o.Tokenizer == "gpt2" && man.Config.NVocab != 0 && man.Config.NVocab < 50257 {
-		return nil, fmt.Errorf("%w: tokenizer gpt2 gives ids up to 50256, the model's vocabulary has %d tokens", ErrImport, man.Config.NVocab)
+	if o.Tokenizer != "" {
+		tok, err := tokenizer.Open(o.Tokenizer, "")
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnknownTokName, err)
+		}
+		if man.Config.NVocab != 0 && man.Config.NVocab < tok.NVocab() {
+			return nil, fmt.Errorf("%w: tokenizer %s gives ids up to %d, the model's vocabulary has %d tokens", ErrImport, o.Tokenizer, tok.NVocab()-1, man.Config.NVocab)
+		}
 	}
 	if err := constantsToInitializers(g); err != nil {
 		return nil, err
@@ -136,6 +140,7 @@ func importModel(onnxPath, hookmapPath, out string, o ImportOptions) (*Manifest,
 		if err := writeModel(filepath.Join(tmp, ImportedGraphFile), model); err != nil {
 			return fmt.Errorf("write %s: %w", ImportedGraphFile, err)
 		}
+		locateKeyedWeights(man)
 		if err := writeJSON(filepath.Join(tmp, ManifestFile), man); err != nil {
 			return err
 		}
@@ -145,6 +150,7 @@ func importModel(onnxPath, hookmapPath, out string, o ImportOptions) (*Manifest,
 		if err := o.Probe(tmp, man); err != nil {
 			return fmt.Errorf("probe: %w", err)
 		}
+		locateKeyedWeights(man)
 		return writeJSON(filepath.Join(tmp, ManifestFile), man)
 	})
 	if err != nil {
@@ -367,8 +373,8 @@ func isIdentityPerm(perm []int) bool {
 // Gather that reads the token input) and the logits' static shape, the
 // context window from a position-embedding table, then the hook map's
 // config, then the caller's overrides.
-func inferConfig(g *onnxpb.GraphProto, hm *HookMap, tokens, logits string, points []Point, over graphs.GPT2Config) graphs.GPT2Config {
-	var c graphs.GPT2Config
+func inferConfig(g *onnxpb.GraphProto, hm *HookMap, tokens, logits string, points []Point, over Dims) Dims {
+	var c Dims
 	for _, p := range points {
 		if p.Layer != nil && *p.Layer+1 > c.NLayers {
 			c.NLayers = *p.Layer + 1

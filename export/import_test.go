@@ -135,7 +135,7 @@ func TestImportLlamaWritesAnExportedFolder(t *testing.T) {
 		t.Fatalf("manifest %+v", man)
 	}
 	// What the graph and hook map show without running it.
-	want := graphs.GPT2Config{NLayers: 2, DModel: 64, NHeads: 4, DHead: 16, DFF: 176, NVocab: 512}
+	want := Dims{NLayers: 2, DModel: 64, NHeads: 4, DHead: 16, DFF: 176, NVocab: 512}
 	if man.Config != want {
 		t.Fatalf("config %+v, want %+v", man.Config, want)
 	}
@@ -300,7 +300,7 @@ func TestImportForeignGPT2KeepsCheckpointKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := graphs.GPT2Config{NLayers: 2, DModel: 64, NVocab: 50257, NCtx: 64}
+	want := Dims{NLayers: 2, DModel: 64, NVocab: 50257, NCtx: 64}
 	if man.Config != want {
 		t.Fatalf("config %+v, want %+v (heads, d_head and d_ff are read by modelctx.Import's forward pass)", man.Config, want)
 	}

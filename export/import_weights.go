@@ -10,6 +10,7 @@ import (
 
 	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
+	"github.com/onnx-tdb/onnx-tdb/internal/weightsfile"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -18,7 +19,7 @@ import (
 // at them; the hook map's initializers[] names the checkpoint key each
 // holds.
 func externalizeWeights(model *onnxpb.ModelProto, srcDir, dir string, sources map[string]HookMapWeight, man *Manifest) error {
-	ww, err := newWeightWriter(filepath.Join(dir, WeightsFileName))
+	ww, err := weightsfile.Create(filepath.Join(dir, WeightsFileName))
 	if err != nil {
 		return err
 	}
@@ -26,7 +27,7 @@ func externalizeWeights(model *onnxpb.ModelProto, srcDir, dir string, sources ma
 	for i, t := range g.GetInitializer() {
 		if t.GetDataType() != int32(onnxpb.TensorProto_FLOAT) {
 			if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
-				ww.close()
+				ww.Close()
 				return fmt.Errorf("%w: initializer %s: external data of element type %s is not supported", ErrImport, t.GetName(), onnxpb.TensorProto_DataType(t.GetDataType()))
 			}
 			continue
@@ -41,12 +42,12 @@ func externalizeWeights(model *onnxpb.ModelProto, srcDir, dir string, sources ma
 		}
 		data, err := initializerData(t, n, srcDir)
 		if err != nil {
-			ww.close()
+			ww.Close()
 			return fmt.Errorf("%w: initializer %s: %v", ErrImport, t.GetName(), err)
 		}
-		off, length, err := ww.add(data)
+		off, length, err := ww.AppendBytes(weightsfile.Bytes(data))
 		if err != nil {
-			ww.close()
+			ww.Close()
 			return fmt.Errorf("write weights: %w", err)
 		}
 		g.Initializer[i] = graphs.ExternalTensor(t.GetName(), t.GetDims(), WeightsFileName, off, length)
@@ -59,7 +60,7 @@ func externalizeWeights(model *onnxpb.ModelProto, srcDir, dir string, sources ma
 	}
 	man.Weights.File = WeightsFileName
 	man.Weights.Bytes = ww.Size()
-	if err := ww.close(); err != nil {
+	if err := ww.Close(); err != nil {
 		return fmt.Errorf("write weights: %w", err)
 	}
 	return nil

@@ -1,13 +1,3 @@
-// Package export turns checkpoints into exported model directories and
-// reads them back. An exported directory holds manifest.json, one .onnx graph
-// per stage (external data references into one weights file) and that
-// weights file, with page-aligned offsets so every session can map it and
-// share its pages.
-//
-// Sources: a local TDB checkpoint folder (config.json + model_pieces/*.pt),
-// the public blob locations (https://openaipublic.blob.core.windows.net/...,
-// az://openaipublic/...) and the names gpt2-small|medium|large|xl, fetched
-// into an atomic local cache; and any ONNX transformer plus a hook map.
 package export
 
 import (
@@ -22,13 +12,10 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
 
-// GPT2GraphsVersion is the version of the GPT-2 stage graphs WriteGPT2
-// builds: 2 takes the new tokens' pad flags with a Gather instead of a Slice
-// (ONNX Runtime 1.29's plugin CUDA provider crashes in Slice).
-const GPT2GraphsVersion = 2
-
-// Format is the manifest format written by this version.
-const Format = "onnx-tdb/1"
+// Format is the manifest format written by this version: 2 records the
+// architecture's own config, its residual boundaries, weight locations and
+// MLP output layers, so the engine needs no architecture's names.
+const Format = "onnx-tdb/2"
 
 // ManifestFile is the manifest's name inside an exported directory.
 const ManifestFile = "manifest.json"
@@ -38,28 +25,81 @@ var ErrNotExported = errors.New("not an exported model directory")
 
 // Manifest describes an exported model directory.
 type Manifest struct {
-	Format       string            `json:"format"`
-	Name         string            `json:"name"`
-	Architecture string            `json:"architecture"` // "gpt2", or "onnx" for an imported graph
-	Source       string            `json:"source,omitempty"`
-	Config       graphs.GPT2Config `json:"config"`
-	Tokenizer    string            `json:"tokenizer,omitempty"` // "gpt2", or "" for token ids only
-	Inputs       IO                `json:"io"`
-	Stages       []Stage           `json:"stages"`
-	Weights      WeightsFile       `json:"weights"`
-	Points       []Point           `json:"points"`
-	Switches     []graphs.Switch   `json:"switches,omitempty"`
-	KVCache      []KV              `json:"kv_cache,omitempty"`
+	Format       string          `json:"format"`
+	Name         string          `json:"name"`
+	Architecture string          `json:"architecture"` // the plugin that wrote it (see Register)
+	Source       string          `json:"source,omitempty"`
+	Config       Dims            `json:"config"`
+	ArchConfig   json.RawMessage `json:"arch_config,omitempty"` // the architecture's own config
+	Tokenizer    string          `json:"tokenizer,omitempty"`   // the tokenizer's name, or "" for token ids only
+	Inputs       IO              `json:"io"`
+	Stages       []Stage         `json:"stages"`
+	Weights      WeightsFile     `json:"weights"`
+	Points       []Point         `json:"points"`
+	Switches     []graphs.Switch `json:"switches,omitempty"`
+	KVCache      []KV            `json:"kv_cache,omitempty"`
 	// Whole names an optional one-graph copy of the model (the benchmark
 	// baseline), written by export with --whole.
 	Whole string `json:"whole,omitempty"`
-	// GraphsVersion is the version of the GPT-2 stage graphs an export
-	// holds (GPT2GraphsVersion when written; 0 before versions were kept).
-	// Exports cached by Resolve are made again when it is older.
+	// GraphsVersion is the version of the architecture's stage graphs an
+	// export holds. Exports cached by Resolve are made again when it is
+	// older than the plugin's (see Versioned).
 	GraphsVersion int `json:"graphs_version,omitempty"`
+	// Boundaries are the sites that carry the residual stream between
+	// stages, in call order ("resid.post_emb", ...): the planner may cut
+	// there, and partial runs start and stop there.
+	Boundaries []string `json:"boundaries,omitempty"`
+	// WeightLocations say where ModelContext.Weight finds each standard
+	// weight location.
+	WeightLocations []WeightLocation `json:"weight_locations,omitempty"`
+	// OutLayers are each layer's MLP output projection (the original's
+	// out_layer kwarg of hooks at the MLP activations).
+	OutLayers []OutLayer `json:"out_layers,omitempty"`
 	// Aliases are an imported model's own names for its hook sites
 	// (mlp_hidden for mlp.post_act, ...), from its hook map.
 	Aliases []Alias `json:"aliases,omitempty"`
+}
+
+// Dims are the dimensions every architecture reports.
+type Dims struct {
+	NLayers  int `json:"n_layers"`
+	DModel   int `json:"d_model"`
+	NHeads   int `json:"n_heads"`
+	NKVHeads int `json:"n_kv_heads,omitempty"` // key/value heads, when fewer than NHeads
+	DHead    int `json:"d_head"`
+	DFF      int `json:"d_ff"`
+	NVocab   int `json:"n_vocab"`
+	NCtx     int `json:"n_ctx"`
+}
+
+// KVHeads is the number of key/value heads.
+func (d Dims) KVHeads() int {
+	if d.NKVHeads > 0 {
+		return d.NKVHeads
+	}
+	return d.NHeads
+}
+
+// WeightLocation says how a standard weight location (ModelContext's
+// WeightLocationType, e.g. "mlp.to_hidden") at a layer is read from the
+// weights file: the tensor stored from checkpoint key Source, optionally
+// split on one axis into (heads, rest), permuted, and broadcast.
+type WeightLocation struct {
+	Location  string `json:"location"`
+	Layer     int    `json:"layer"` // -1 for locations that exist once
+	Source    string `json:"source"`
+	Split     *int   `json:"split,omitempty"`
+	Heads     int    `json:"heads,omitempty"` // parts of the split (default: n_heads)
+	Perm      []int  `json:"perm,omitempty"`
+	Broadcast bool   `json:"broadcast,omitempty"`
+}
+
+// OutLayer names a layer's MLP output projection in the weights file
+// (nn.Linear layout [D, F]); Bias is empty when it has none.
+type OutLayer struct {
+	Layer  int    `json:"layer"`
+	Weight string `json:"weight"`
+	Bias   string `json:"bias,omitempty"`
 }
 
 // IO names the graph inputs and outputs the runtime feeds and reads.

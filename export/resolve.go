@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/onnx-tdb/onnx-tdb/export/fetch"
@@ -17,25 +16,6 @@ import (
 // ErrUnknownModel is returned for a name that is neither a folder, a URL nor
 // a registered model.
 var ErrUnknownModel = errors.New("unknown model")
-
-// Registry maps model names to their public checkpoint folders (the
-// original's model_registry.py).
-var Registry = map[string]string{
-	"gpt2-small":  "https://openaipublic.blob.core.windows.net/neuron-explainer/subject-models/gpt2/small",
-	"gpt2-medium": "https://openaipublic.blob.core.windows.net/neuron-explainer/subject-models/gpt2/medium",
-	"gpt2-large":  "https://openaipublic.blob.core.windows.net/neuron-explainer/subject-models/gpt2/large",
-	"gpt2-xl":     "https://openaipublic.blob.core.windows.net/neuron-explainer/subject-models/gpt2/xl",
-}
-
-// ModelNames lists the registry's names.
-func ModelNames() []string {
-	var names []string
-	for n := range Registry {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
 
 // ResolveOptions control Resolve.
 type ResolveOptions struct {
@@ -52,31 +32,26 @@ func Resolve(ctx context.Context, ref string, o ResolveOptions) (string, error) 
 		if IsExported(ref) {
 			return ref, nil
 		}
-		if _, err := os.Stat(filepath.Join(ref, "config.json")); err == nil {
-			return exportLocal(ref, o)
-		}
-		return "", fmt.Errorf("%w: %s is neither an exported model (manifest.json) nor a TDB checkpoint (config.json + model_pieces/)", ErrUnknownModel, ref)
+		return exportLocal(ctx, ref, o)
 	}
 	return exportRemote(ctx, ref, o)
 }
 
 // exportLocal exports a local checkpoint into the cache, keyed by its path
 // and the size and time of each file, so a changed checkpoint is exported again.
-func exportLocal(dir string, o ResolveOptions) (string, error) {
+func exportLocal(ctx context.Context, dir string, o ResolveOptions) (string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return "", err
 	}
 	h := sha256.New()
 	fmt.Fprintln(h, abs)
-	for _, sub := range []string{"config.json", "model_pieces"} {
-		filepath.Walk(filepath.Join(abs, sub), func(p string, info os.FileInfo, err error) error {
-			if err == nil && !info.IsDir() {
-				fmt.Fprintln(h, p, info.Size(), info.ModTime().UnixNano())
-			}
-			return nil
-		})
-	}
+	filepath.Walk(abs, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			fmt.Fprintln(h, p, info.Size(), info.ModTime().UnixNano())
+		}
+		return nil
+	})
 	c, err := fetch.New(o.Fetch)
 	if err != nil {
 		return "", err
@@ -86,17 +61,17 @@ func exportLocal(dir string, o ResolveOptions) (string, error) {
 	if fresh {
 		return out, nil
 	}
-	ck, err := OpenCheckpoint(abs)
+	src, err := OpenSource(abs)
 	if err != nil {
 		return "", err
 	}
-	return exportToCache(ck, out, WriteOptions{Name: filepath.Base(abs), Whole: o.Whole, Overwrite: stale})
+	return exportToCache(ctx, src, out, WriteOptions{Name: filepath.Base(abs), Whole: o.Whole, Overwrite: stale})
 }
 
 // remoteURL maps a registered name or URL to the checkpoint folder's URL.
 func remoteURL(ref string) (string, error) {
 	url := ref
-	if u, ok := Registry[ref]; ok {
+	if u, ok := modelURL(ref); ok {
 		url = u
 	}
 	if !strings.HasPrefix(url, "https://") && !strings.HasPrefix(url, "az://") && !strings.HasPrefix(url, "http://") {
@@ -105,9 +80,9 @@ func remoteURL(ref string) (string, error) {
 	return strings.TrimRight(url, "/"), nil
 }
 
-// FetchCheckpoint downloads config.json and every piece of a remote
-// checkpoint folder (a registered name, an https blob URL or an az://
-// location) into the blob cache and returns the local folder.
+// FetchCheckpoint downloads a remote checkpoint folder (a registered name,
+// an https blob URL or an az:// location) into the blob cache, through the
+// first architecture that can fetch it, and returns the local folder.
 func FetchCheckpoint(ctx context.Context, ref string, o fetch.Options) (string, error) {
 	url, err := remoteURL(ref)
 	if err != nil {
@@ -125,22 +100,26 @@ func FetchCheckpoint(ctx context.Context, ref string, o fetch.Options) (string, 
 }
 
 func fetchCheckpoint(ctx context.Context, c *fetch.Cache, loc fetch.Location) (string, error) {
-	cfgBytes, err := c.Read(ctx, loc.Join("config.json"))
-	if err != nil {
-		return "", fmt.Errorf("load %s: %w", loc.URL(), err)
+	var errs []error
+	for _, name := range Architectures() {
+		a, _ := Lookup(name)
+		f, ok := a.(Fetcher)
+		if !ok {
+			continue
+		}
+		dir, err := f.Fetch(ctx, c, loc)
+		if err == nil {
+			return dir, nil
+		}
+		if ctx.Err() != nil {
+			return "", err
+		}
+		errs = append(errs, err)
 	}
-	_, cfg, err := ParseTDBConfig(cfgBytes)
-	if err != nil {
-		return "", fmt.Errorf("load %s: %w", loc.URL(), err)
+	if len(errs) == 0 {
+		return "", fmt.Errorf("%w: no registered architecture downloads checkpoints (%s)", ErrUnknownModel, loc.URL())
 	}
-	var locs []fetch.Location
-	for _, k := range Keys(cfg) {
-		locs = append(locs, loc.Join("model_pieces", k+".pt"))
-	}
-	if _, err := c.FetchAll(ctx, locs); err != nil {
-		return "", fmt.Errorf("load %s: %w", loc.URL(), err)
-	}
-	return filepath.Dir(c.Path(loc.Join("config.json"))), nil
+	return "", errors.Join(errs...)
 }
 
 // exportRemote fetches a remote checkpoint into the blob cache, then exports it.
@@ -166,12 +145,18 @@ func exportRemote(ctx context.Context, ref string, o ResolveOptions) (string, er
 	if err != nil {
 		return "", err
 	}
-	ck, err := OpenCheckpoint(dir)
+	src, err := OpenSource(dir)
 	if err != nil {
 		return "", err
 	}
 	name := loc.Path[strings.LastIndex(loc.Path, "/")+1:]
-	return exportToCache(ck, out, WriteOptions{Name: name, Whole: o.Whole, Overwrite: stale})
+	return exportToCache(ctx, src, out, WriteOptions{Name: name, Whole: o.Whole, Overwrite: stale})
+}
+
+// Versioned is implemented by architectures that version their stage
+// graphs: a cached export with an older GraphsVersion is made again.
+type Versioned interface {
+	GraphsVersion() int
 }
 
 // cachedExport says whether out holds a usable export (fresh), or one made
@@ -181,15 +166,20 @@ func cachedExport(out string) (fresh, stale bool) {
 		return false, false
 	}
 	m, err := ReadManifest(out)
-	if err != nil || (m.Architecture == "gpt2" && m.GraphsVersion < GPT2GraphsVersion) {
+	if err != nil {
 		return false, true
+	}
+	if a, err := Lookup(m.Architecture); err == nil {
+		if v, ok := a.(Versioned); ok && m.GraphsVersion < v.GraphsVersion() {
+			return false, true
+		}
 	}
 	return true, false
 }
 
 // exportToCache exports a checkpoint into the cache folder out.
-func exportToCache(ck Source, out string, o WriteOptions) (string, error) {
-	if _, err := WriteGPT2(ck, out, o); err != nil {
+func exportToCache(ctx context.Context, src Source, out string, o WriteOptions) (string, error) {
+	if _, err := Write(ctx, src, out, o); err != nil {
 		if fresh, _ := cachedExport(out); errors.Is(err, ErrExists) && fresh {
 			return out, nil // another process won the race
 		}

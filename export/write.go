@@ -1,6 +1,7 @@
 package export
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,29 +9,28 @@ import (
 
 	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
+	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/internal/atomicdir"
 	"github.com/onnx-tdb/onnx-tdb/internal/weightsfile"
 	"google.golang.org/protobuf/proto"
 )
 
-// ErrExists is returned when the output folder exists and overwriting was not asked for.
-var ErrExists = errors.New("output folder exists")
+// Errors of export.
+var (
+	// ErrExists is returned when the output folder exists and overwriting was not asked for.
+	ErrExists = errors.New("output folder exists")
+	// ErrCheckpoint is returned for a checkpoint that is damaged or does not
+	// fit its own config.
+	ErrCheckpoint = errors.New("bad checkpoint")
+	// ErrUnsupported is returned for a checkpoint of a kind no plugin reads.
+	ErrUnsupported = errors.New("unsupported checkpoint")
+)
 
 // WeightsFileName is the shared weights file of an exported directory.
 const WeightsFileName = "weights.bin"
 
 // Alignment of every tensor in the weights file (a page).
 const Alignment = weightsfile.Alignment
-
-// Source gives a GPT-2 checkpoint's tensors by state-dict key.
-type Source interface {
-	// GPT2Config is the model's configuration.
-	GPT2Config() graphs.GPT2Config
-	// Tensor returns a tensor in C order and its shape.
-	Tensor(key string) ([]float32, []int, error)
-	// Describe names the source for messages and the manifest.
-	Describe() string
-}
 
 // WriteOptions control an export.
 type WriteOptions struct {
@@ -55,35 +55,93 @@ func atomicDir(out string, overwrite bool, fill func(tmp string) error) error {
 	return atomicdir.Write(out, fill, nil)
 }
 
-// weightWriter appends float32 tensors to the weights file at aligned offsets.
-type weightWriter struct{ *weightsfile.Writer }
+// Builder is what an architecture's Source.Build writes an export
+// through: the weights first (AddWeight), then the stage graphs that
+// reference them (Weights, AddStage), and the manifest's architecture
+// fields (Manifest, AddPoint).
+type Builder struct {
+	ctx    context.Context
+	dir    string
+	man    *Manifest
+	ww     *weightsfile.Writer
+	table  graphs.Weights
+	stages []*onnxpb.ModelProto
+}
 
-func newWeightWriter(path string) (*weightWriter, error) {
-	w, err := weightsfile.Create(path)
-	if err != nil {
-		return nil, err
+// Manifest is the manifest being written; Build fills its architecture
+// fields (Config, ArchConfig, Tokenizer, IO, KVCache, Switches,
+// Boundaries, WeightLocations, OutLayers, GraphsVersion).
+func (b *Builder) Manifest() *Manifest { return b.man }
+
+// AddWeight appends a float32 tensor to the weights file under name, with
+// its dims as stored and the checkpoint key it came from (source may be
+// empty). Transposed marks a tensor stored as the transpose of the
+// checkpoint's own [out, in] layout.
+func (b *Builder) AddWeight(name, source string, data []float32, dims []int64, transposed bool) error {
+	if b.ww == nil {
+		return fmt.Errorf("export: weight %s added after the stage graphs", name)
 	}
-	return &weightWriter{w}, nil
+	if err := b.ctx.Err(); err != nil {
+		return err
+	}
+	n := int64(1)
+	for _, d := range dims {
+		n *= d
+	}
+	if n != int64(len(data)) {
+		return fmt.Errorf("export: weight %s has %d values, dims %v need %d", name, len(data), dims, n)
+	}
+	off, length, err := b.ww.AppendBytes(weightsfile.Bytes(data))
+	if err != nil {
+		return fmt.Errorf("write weights: %w", err)
+	}
+	b.table.Offsets[name] = [2]int64{off, length}
+	b.man.Weights.Tensors = append(b.man.Weights.Tensors, Weight{
+		Name: name, Source: source, Transposed: transposed, Dims: dims, Offset: off, Length: length,
+	})
+	return nil
 }
 
-func (ww *weightWriter) add(data []float32) (offset, length int64, err error) {
-	return ww.AppendBytes(f32Bytes(data))
-}
-
-func (ww *weightWriter) close() error { return ww.Close() }
-
-// f32Bytes views float32 data as little-endian bytes (every platform Go and
-// ONNX Runtime share here is little-endian; weightsfile checks).
-func f32Bytes(v []float32) []byte { return weightsfile.Bytes(v) }
-
-func transpose2D(v []float32, rows, cols int) []float32 {
-	out := make([]float32, len(v))
-	for r := 0; r < rows; r++ {
-		for c := 0; c < cols; c++ {
-			out[c*rows+r] = v[r*cols+c]
+// Weights finishes the weights file and returns the table the stage graphs
+// reference it through.
+func (b *Builder) Weights() (graphs.Weights, error) {
+	if b.ww != nil {
+		b.man.Weights.File = WeightsFileName
+		b.man.Weights.Bytes = b.ww.Size()
+		err := b.ww.Close()
+		b.ww = nil
+		if err != nil {
+			return graphs.Weights{}, fmt.Errorf("write weights: %w", err)
 		}
 	}
-	return out
+	return b.table, nil
+}
+
+// AddStage writes one stage graph (stages run in the order added).
+func (b *Builder) AddStage(name string, m *onnxpb.ModelProto) error {
+	if _, err := b.Weights(); err != nil {
+		return err
+	}
+	if err := b.ctx.Err(); err != nil {
+		return err
+	}
+	file := name + ".onnx"
+	if err := writeModel(filepath.Join(b.dir, file), m); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	b.man.Stages = append(b.man.Stages, Stage{Name: name, File: file})
+	b.stages = append(b.stages, m)
+	return nil
+}
+
+// AddPoint records the tensor that carries a hook site.
+func (b *Builder) AddPoint(site hooks.Site, tensor string, perm ...int) {
+	p := Point{Point: site.Point.Path(), Tensor: tensor, Perm: perm}
+	if site.Point.PerLayer() {
+		l := site.Layer
+		p.Layer = &l
+	}
+	b.man.Points = append(b.man.Points, p)
 }
 
 func writeModel(path string, m *onnxpb.ModelProto) error {
@@ -94,79 +152,37 @@ func writeModel(path string, m *onnxpb.ModelProto) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
-// WriteGPT2 exports a GPT-2 checkpoint: weights.bin, one graph per stage and
-// manifest.json, into out (atomically).
-func WriteGPT2(src Source, out string, o WriteOptions) (*Manifest, error) {
-	cfg := src.GPT2Config()
-	if err := cfg.Validate(); err != nil {
+// Write exports a checkpoint opened by its architecture: weights.bin, one
+// graph per stage and manifest.json, into out, atomically.
+func Write(ctx context.Context, src Source, out string, o WriteOptions) (*Manifest, error) {
+	if _, err := Lookup(src.Architecture()); err != nil {
 		return nil, fmt.Errorf("export %s: %w", src.Describe(), err)
 	}
 	name := o.Name
 	if name == "" {
 		name = filepath.Base(filepath.Clean(out))
 	}
-	man := &Manifest{
-		Format:        Format,
-		Name:          name,
-		Architecture:  "gpt2",
-		Source:        src.Describe(),
-		Config:        cfg,
-		Tokenizer:     "gpt2",
-		Inputs:        IO{Tokens: graphs.InTokens, Pad: graphs.InPad, PrevLens: graphs.InPrevLens, Logits: graphs.OutLogits},
-		Switches:      graphs.GPT2Switches(cfg),
-		GraphsVersion: GPT2GraphsVersion,
-	}
+	man := &Manifest{Format: Format, Name: name, Architecture: src.Architecture(), Source: src.Describe()}
 	err := atomicDir(out, o.Overwrite, func(tmp string) error {
-		ww, err := newWeightWriter(filepath.Join(tmp, WeightsFileName))
+		ww, err := weightsfile.Create(filepath.Join(tmp, WeightsFileName))
 		if err != nil {
 			return err
 		}
-		table := graphs.Weights{Location: WeightsFileName, Offsets: map[string][2]int64{}}
-		for _, spec := range graphs.GPT2Weights(cfg) {
-			data, shape, err := src.Tensor(spec.Source)
-			if err != nil {
-				ww.close()
-				return err
+		b := &Builder{ctx: ctx, dir: tmp, man: man, ww: ww,
+			table: graphs.Weights{Location: WeightsFileName, Offsets: map[string][2]int64{}}}
+		defer func() {
+			if b.ww != nil {
+				b.ww.Close()
 			}
-			want := spec.Dims
-			if spec.Transpose {
-				want = []int64{spec.Dims[1], spec.Dims[0]}
-			}
-			if fmt.Sprint(toInt64(shape)) != fmt.Sprint(want) {
-				ww.close()
-				return fmt.Errorf("%s: %s has shape %v, the config needs %v", src.Describe(), spec.Source, shape, want)
-			}
-			if spec.Transpose {
-				data = transpose2D(data, shape[0], shape[1])
-			}
-			off, n, err := ww.add(data)
-			if err != nil {
-				ww.close()
-				return fmt.Errorf("write weights: %w", err)
-			}
-			table.Offsets[spec.Name] = [2]int64{off, n}
-			man.Weights.Tensors = append(man.Weights.Tensors, Weight{
-				Name: spec.Name, Source: spec.Source, Transposed: spec.Transpose, Dims: spec.Dims, Offset: off, Length: n,
-			})
-		}
-		man.Weights.File = WeightsFileName
-		man.Weights.Bytes = ww.Size()
-		if err := ww.close(); err != nil {
-			return fmt.Errorf("write weights: %w", err)
-		}
-		stages, err := graphs.GPT2Stages(cfg, table)
-		if err != nil {
+		}()
+		if err := src.Build(ctx, b); err != nil {
 			return err
 		}
-		for i, stageName := range graphs.GPT2StageNames(cfg) {
-			file := stageName + ".onnx"
-			if err := writeModel(filepath.Join(tmp, file), stages[i]); err != nil {
-				return fmt.Errorf("write %s: %w", file, err)
-			}
-			man.Stages = append(man.Stages, Stage{Name: stageName, File: file})
+		if len(b.stages) == 0 {
+			return fmt.Errorf("architecture %s built no stage graphs", src.Architecture())
 		}
 		if o.Whole {
-			whole, err := graphs.Merge(stages)
+			whole, err := graphs.Merge(b.stages)
 			if err != nil {
 				return err
 			}
@@ -175,31 +191,11 @@ func WriteGPT2(src Source, out string, o WriteOptions) (*Manifest, error) {
 			}
 			man.Whole = "whole.onnx"
 		}
-		for site, tensor := range graphs.GPT2Points(cfg) {
-			p := Point{Point: site.Point.Path(), Tensor: tensor}
-			if site.Layer >= 0 {
-				l := site.Layer
-				p.Layer = &l
-			}
-			man.Points = append(man.Points, p)
-		}
-		sortPoints(man.Points, cfg.NLayers)
-		for l := 0; l < cfg.NLayers; l++ {
-			man.KVCache = append(man.KVCache, KV{Layer: l, PastK: graphs.PastK(l), PastV: graphs.PastV(l),
-				PresentK: graphs.PresentK(l), PresentV: graphs.PresentV(l), Width: cfg.DModel})
-		}
+		sortPoints(man.Points, man.Config.NLayers)
 		return writeJSON(filepath.Join(tmp, ManifestFile), man)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("export %s to %s: %w", src.Describe(), out, err)
 	}
 	return man, nil
-}
-
-func toInt64(s []int) []int64 {
-	out := make([]int64, len(s))
-	for i, d := range s {
-		out[i] = int64(d)
-	}
-	return out
 }

@@ -17,7 +17,7 @@ func TestInferTypesCoversTheForeignGraphs(t *testing.T) {
 	if d, ok := golden.SharedDir(); ok {
 		paths = append(paths, filepath.Join(d, "foreign", "model.onnx"))
 	} else {
-		t.Log("../shared/golden/foreign absent: checking foreign_llama only")
+		t.Log("the shared golden set/foreign absent: checking foreign_llama only")
 	}
 	want := map[string]onnxpb.TensorProto_DataType{
 		"Shape": onnxpb.TensorProto_INT64, "Not": onnxpb.TensorProto_BOOL, "Equal": onnxpb.TensorProto_BOOL,

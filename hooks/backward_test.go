@@ -63,7 +63,7 @@ func TestBwdUses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[Site]Use{{AttnQ, 0}: Read, {AttnQ, 1}: Read, {MLPPreAct, 0}: Write}
+	want := map[Site]Use{{Point: AttnQ, Layer: 0}: Read, {Point: AttnQ, Layer: 1}: Read, {Point: MLPPreAct, Layer: 0}: Write}
 	if fmt.Sprint(u) != fmt.Sprint(want) {
 		t.Errorf("uses %v, want %v", u, want)
 	}

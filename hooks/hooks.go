@@ -254,6 +254,7 @@ type Set struct {
 	stash   map[any]any // values hooks keep for the rest of the run
 	// siteVals are the model's values at its sites (see WithSiteValues).
 	siteVals SiteValues
+	err      error // from Check
 }
 
 // Stash keeps v under key for the rest of the run the set serves: a hook
@@ -291,6 +292,9 @@ func Snapshot(hs ...*Hooks) *Set {
 
 // Err returns the first registration error, if any.
 func (s *Set) Err() error {
+	if s.err != nil {
+		return s.err
+	}
 	for _, e := range s.entries {
 		if e.err != nil {
 			return e.err

@@ -7,11 +7,11 @@ import (
 )
 
 func TestParseEveryPoint(t *testing.T) {
-	if n := len(Points()); n != 27 {
+	if n := len(TDBPoints()); n != 27 {
 		t.Fatalf("%d points, want 27 (21 per layer + 6 once)", n)
 	}
 	perLayer := 0
-	for _, p := range Points() {
+	for _, p := range TDBPoints() {
 		q, err := Parse(p.Path())
 		if err != nil || q != p {
 			t.Errorf("Parse(%q) = %v, %v", p.Path(), q, err)
@@ -57,8 +57,8 @@ func TestParseSite(t *testing.T) {
 		want Site
 		err  bool
 	}{
-		{"mlp.post_act@3", Site{MLPPostAct, 3}, false},
-		{"logits", Site{LogitsPoint, -1}, false},
+		{"mlp.post_act@3", Site{Point: MLPPostAct, Layer: 3}, false},
+		{"logits", Site{Point: LogitsPoint, Layer: -1}, false},
 		{"logits@0", Site{}, true},
 		{"mlp.post_act", Site{}, true},
 		{"mlp.post_act@-1", Site{}, true},
@@ -75,8 +75,8 @@ func TestParseSite(t *testing.T) {
 
 func TestOrderFollowsTheOriginal(t *testing.T) {
 	n := 2
-	seq := []Site{{ResidPostEmb, -1}, {LnAttnScale, 0}, {AttnQ, 0}, {AttnQKLogits, 0}, {AttnQKSoftmaxDenominator, 0},
-		{AttnQKProbs, 0}, {PostMLP, 0}, {LnAttnPostMeanSubtraction, 1}, {PostMLP, 1}, {LnFScale, -1}, {PostLnF, -1}, {LogitsPoint, -1}}
+	seq := []Site{{Point: ResidPostEmb, Layer: -1}, {Point: LnAttnScale, Layer: 0}, {Point: AttnQ, Layer: 0}, {Point: AttnQKLogits, Layer: 0}, {Point: AttnQKSoftmaxDenominator, Layer: 0},
+		{Point: AttnQKProbs, Layer: 0}, {Point: PostMLP, Layer: 0}, {Point: LnAttnPostMeanSubtraction, Layer: 1}, {Point: PostMLP, Layer: 1}, {Point: LnFScale, Layer: -1}, {Point: PostLnF, Layer: -1}, {Point: LogitsPoint, Layer: -1}}
 	for i := 1; i < len(seq); i++ {
 		if seq[i-1].Order(n) >= seq[i].Order(n) {
 			t.Errorf("%s should come before %s", seq[i-1], seq[i])
@@ -93,7 +93,7 @@ func TestUsesAndLayers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[Site]Use{{AttnQKProbs, 0}: Read, {AttnQKProbs, 1}: Read, {MLPPostAct, 0}: Read, {MLPPostAct, 1}: Write}
+	want := map[Site]Use{{Point: AttnQKProbs, Layer: 0}: Read, {Point: AttnQKProbs, Layer: 1}: Read, {Point: MLPPostAct, Layer: 0}: Read, {Point: MLPPostAct, Layer: 1}: Write}
 	if len(uses) != len(want) {
 		t.Fatalf("uses %v", uses)
 	}
@@ -135,7 +135,7 @@ func TestRemove(t *testing.T) {
 func TestCallOrderAndContext(t *testing.T) {
 	h := New()
 	var trace []string
-	site := Site{MLPPostAct, 1}
+	site := Site{Point: MLPPostAct, Layer: 1}
 	h.Add(MLPPostAct, func(c *Context, x *Tensor) (*Tensor, error) {
 		trace = append(trace, "fwd2")
 		return x, nil
@@ -176,7 +176,7 @@ func TestObserverCannotModifySharedTensor(t *testing.T) {
 		return nil
 	})
 	x := Zeros(1, 1, 1, 1)
-	if _, err := Snapshot(h).Call(Site{AttnQ, 0}, x, true); err != nil {
+	if _, err := Snapshot(h).Call(Site{Point: AttnQ, Layer: 0}, x, true); err != nil {
 		t.Fatal(err)
 	}
 	if x.Data[0] != 0 {
@@ -185,7 +185,7 @@ func TestObserverCannotModifySharedTensor(t *testing.T) {
 }
 
 func TestHookFailuresNameTheSite(t *testing.T) {
-	site := Site{MLPPostAct, 1}
+	site := Site{Point: MLPPostAct, Layer: 1}
 	for _, tc := range []struct {
 		name string
 		fn   Func
@@ -250,7 +250,7 @@ func TestTensorEdits(t *testing.T) {
 
 func TestParseEditTarget(t *testing.T) {
 	s, idx, err := ParseEditTarget("attn.v_out@0:2")
-	if err != nil || s != (Site{AttnVOut, 0}) || len(idx) != 1 || idx[0] != 2 {
+	if err != nil || s != (Site{Point: AttnVOut, Layer: 0}) || len(idx) != 1 || idx[0] != 2 {
 		t.Fatalf("got %v %v %v", s, idx, err)
 	}
 	if _, _, err := ParseEditTarget("mlp.post_act@1:7:1"); err == nil {

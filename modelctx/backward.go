@@ -88,7 +88,7 @@ type Grads struct {
 	// logits point has hooks (Capture of the logits, for example).
 	Logits *hooks.Tensor
 	// Grads holds d(loss)/d(value) at each selected site, shaped as the
-	// site's value (spec §3.2): the gradient that site's bwd hooks receive,
+	// site's value (docs/behaviour.md §3.2): the gradient that site's bwd hooks receive,
 	// before they run. Sites no gradient reaches (downstream
 	// of an activation loss, or cut off by a stop) hold zeros.
 	Grads map[hooks.Site]*hooks.Tensor

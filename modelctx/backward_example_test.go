@@ -6,11 +6,12 @@ import (
 	"log"
 	"os"
 
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2/bpe"
+
 	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/export/fetch"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
-	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
 )
 
 // This example attributes a next-token logit to the MLP neurons of layer 1
@@ -31,7 +32,7 @@ func ExampleTransformer_Backward() {
 	}
 	defer m.Close()
 
-	tok, _ := tokenizer.GPT2()
+	tok, _ := bpe.GPT2()
 	rows := [][]int{tok.Encode("The quick brown fox")}
 	target := tok.Encode(" jumps")[0]
 

@@ -26,7 +26,7 @@ func BenchSample(ctx context.Context, m *Transformer, batch, promptLen, newToken
 	}
 	V := m.man.Config.NVocab
 	if V <= 0 || V > 50256 {
-		V = 50256 // ordinary GPT-2 tokens
+		V = 50256 // below any special token of a 50257-token vocabulary
 	}
 	rng := rand.New(rand.NewPCG(1, 1))
 	rows := make([][]int, batch)

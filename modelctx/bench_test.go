@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
+
 	"github.com/onnx-tdb/onnx-tdb/export"
 )
 
@@ -18,7 +20,7 @@ import (
 //	go test -run XXX -bench Sample -benchtime 3x ./modelctx/
 func BenchmarkSample(b *testing.B) {
 	dir := filepath.Join(b.TempDir(), "gpt2-small-random")
-	if _, err := export.WriteGPT2(export.RandomGPT2{Config: export.GPT2Small, Seed: 1}, dir, export.WriteOptions{Name: "gpt2-small-random"}); err != nil {
+	if _, err := export.Write(context.Background(), gpt2.Random{Config: gpt2.Small, Seed: 1}, dir, export.WriteOptions{Name: "gpt2-small-random"}); err != nil {
 		b.Fatal(err)
 	}
 	m, err := Open(dir)

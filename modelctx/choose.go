@@ -7,7 +7,7 @@ import (
 )
 
 // chooser picks the next token from one row's logits with the original's
-// rules (spec §1.6): the logits are multiplied by beta = 1/max(temperature,
+// rules (docs/behaviour.md §1.6): the logits are multiplied by beta = 1/max(temperature,
 // 1e-10) in float32; temperature 0 takes the argmax (first index on ties)
 // and ignores top-p; with top-p set it samples the nucleus; otherwise it
 // samples the whole softmax. Each non-greedy choice draws exactly one number

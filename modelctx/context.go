@@ -24,7 +24,7 @@ var (
 // (torch.nn.functional.normalize's eps).
 const NormalizationEps = 1e-12
 
-// ModelContext is the original's ModelContext (spec §4.1) in Go terms: a
+// ModelContext is the original's ModelContext (docs/behaviour.md §4.1) in Go terms: a
 // model's name and device, its dimensions, its weights by standard
 // location, its tokenizer, and the model itself, created on first use.
 //
@@ -47,14 +47,14 @@ type ModelContext interface {
 	NResidualStreamChannels() int
 	NContext() int
 
-	// Weight returns a weight in its standard shape (spec §4.3); layer is
+	// Weight returns a weight in its standard shape (docs/behaviour.md §4.3); layer is
 	// NoLayer for locations that exist once per model. The result is the
 	// caller's own copy.
 	Weight(loc WeightLocationType, layer int, opts ...WeightOption) (*hooks.Tensor, error)
 
 	// Encoding is the tokenizer; the other tokenizer helpers return
 	// ErrNoTokenizer where there is none.
-	Encoding() (*tokenizer.Tokenizer, error)
+	Encoding() (tokenizer.Tokenizer, error)
 	Encode(s string) ([]int, error) // <|endoftext|> allowed
 	Decode(ids []int) (string, error)
 	DecodeToken(id int) (string, error)
@@ -170,8 +170,8 @@ func (c *ONNXModelContext) DimSize(d Dimension) (int, error) {
 		v = cfg.DModel
 	case DimVocabSize:
 		v = cfg.NVocab
-		if v == 0 && c.man.Tokenizer == "gpt2" {
-			if tok, err := tokenizer.GPT2(); err == nil {
+		if v == 0 {
+			if tok, err := c.Encoding(); err == nil {
 				v = tok.NVocab()
 			}
 		}
@@ -253,34 +253,41 @@ func (c *ONNXModelContext) Weight(loc WeightLocationType, layer int, opts ...Wei
 	for _, o := range opts {
 		o(&cfg)
 	}
-	r, ok := recipe(loc, layer)
-	if !ok {
-		return nil, fmt.Errorf("%w: weight location type %q", ErrUnknownLocation, string(loc))
+	if _, err := ParseWeightLocationType(string(loc)); err != nil {
+		return nil, err
 	}
 	if err := checkLayer(loc, layer, c.NLayers()); err != nil {
 		return nil, err
+	}
+	r, ok := findWeightLocation(c.man, loc, layer)
+	if !ok {
+		return nil, fmt.Errorf("%w: model %s (%s) has no %s", ErrNoWeight, c.man.Name, c.man.Architecture, describeLoc(loc, layer))
 	}
 	want, err := c.ShapeFromSpec(loc.ShapeSpec())
 	if err != nil {
 		return nil, fmt.Errorf("weight %s: %w", loc, err)
 	}
-	v, err := c.wf.piece(r.key)
+	v, err := c.wf.piece(r.Source)
 	if err != nil {
 		return nil, fmt.Errorf("weight %s: %w", describeLoc(loc, layer), err)
 	}
-	if r.split >= 0 {
-		if v, err = v.split(r.split, c.NAttentionHeads()); err != nil {
+	if r.Split != nil {
+		heads := r.Heads
+		if heads == 0 {
+			heads = c.NAttentionHeads()
+		}
+		if v, err = v.split(*r.Split, heads); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrWeightShape, describeLoc(loc, layer), err)
 		}
 	}
-	if r.perm != nil {
-		if len(r.perm) != len(v.shape) {
-			return nil, fmt.Errorf("%w: %s: %s has shape %v", ErrWeightShape, describeLoc(loc, layer), r.key, v.shape)
+	if r.Perm != nil {
+		if !isPerm(r.Perm, len(v.shape)) {
+			return nil, fmt.Errorf("%w: %s: %s has shape %v, the manifest permutes it by %v", ErrWeightShape, describeLoc(loc, layer), r.Source, v.shape, r.Perm)
 		}
-		v = v.permute(r.perm)
+		v = v.permute(r.Perm)
 	}
 	t := v.tensor()
-	if r.broadcast && len(t.Data) == 1 && len(want) == 1 {
+	if r.Broadcast && len(t.Data) == 1 && len(want) == 1 {
 		full := make([]float32, want[0])
 		for i := range full {
 			full[i] = t.Data[0]
@@ -323,11 +330,8 @@ func describeLoc(loc WeightLocationType, layer int) string {
 }
 
 // Encoding is the model's tokenizer, or ErrNoTokenizer.
-func (c *ONNXModelContext) Encoding() (*tokenizer.Tokenizer, error) {
-	if c.man.Tokenizer != "gpt2" {
-		return nil, fmt.Errorf("%w (model %s)", ErrNoTokenizer, c.man.Name)
-	}
-	return tokenizer.GPT2()
+func (c *ONNXModelContext) Encoding() (tokenizer.Tokenizer, error) {
+	return openTokenizer(c.dir, c.man)
 }
 
 // Encode tokenizes s; the text <|endoftext|> becomes its special token.
@@ -354,7 +358,7 @@ func (c *ONNXModelContext) EncodeTokenStrList(ss []string) ([]int, error) {
 }
 
 type encoder interface {
-	Encoding() (*tokenizer.Tokenizer, error)
+	Encoding() (tokenizer.Tokenizer, error)
 }
 
 func encode(e encoder, s string) ([]int, error) {
@@ -516,7 +520,7 @@ func (s StubModelContext) Weight(WeightLocationType, int, ...WeightOption) (*hoo
 }
 
 // Encoding is not implemented; neither are the other tokenizer helpers.
-func (s StubModelContext) Encoding() (*tokenizer.Tokenizer, error) { return nil, ErrNotImplemented }
+func (s StubModelContext) Encoding() (tokenizer.Tokenizer, error)  { return nil, ErrNotImplemented }
 func (s StubModelContext) Encode(string) ([]int, error)            { return nil, ErrNotImplemented }
 func (s StubModelContext) Decode([]int) (string, error)            { return "", ErrNotImplemented }
 func (s StubModelContext) DecodeToken(int) (string, error)         { return "", ErrNotImplemented }

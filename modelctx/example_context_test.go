@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
+
 	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
@@ -21,12 +23,12 @@ func ExampleNewModelContext() {
 		panic(err)
 	}
 	defer os.RemoveAll(tmp)
-	ck, err := export.OpenCheckpoint(golden.ModelDir()) // a small random GPT-2
+	ck, err := gpt2.OpenCheckpoint(golden.ModelDir()) // a small random GPT-2
 	if err != nil {
 		panic(err)
 	}
 	dir := filepath.Join(tmp, "golden")
-	if _, err := export.WriteGPT2(ck, dir, export.WriteOptions{}); err != nil {
+	if _, err := export.Write(context.Background(), ck, dir, export.WriteOptions{}); err != nil {
 		panic(err)
 	}
 

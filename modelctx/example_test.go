@@ -6,11 +6,12 @@ import (
 	"log"
 	"os"
 
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2/bpe"
+
 	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/export/fetch"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
-	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
 )
 
 // The golden test model: a tiny random GPT-2 in TDB's checkpoint format.
@@ -34,7 +35,7 @@ func ExampleTransformer_Forward() {
 	}
 	defer m.Close()
 
-	tok, _ := tokenizer.GPT2()
+	tok, _ := bpe.GPT2()
 	rows := [][]int{tok.Encode("The quick brown fox")}
 
 	h := hooks.New()

@@ -19,7 +19,7 @@ import (
 )
 
 // loadLlamaCases reads the reference data of foreign_llama (copied from
-// ../shared/golden): a Llama-style decoder with a hook map in its own point
+// the shared golden set): a Llama-style decoder with a hook map in its own point
 // names, and torch's values at each point.
 func loadLlamaCases(t testing.TB) *golden.LlamaCases {
 	t.Helper()
@@ -70,7 +70,7 @@ func openLlama(t testing.TB) *Transformer {
 	return m
 }
 
-// foreignModel imports ../shared/golden/foreign (GPT-2 exported whole by
+// foreignModel imports the shared golden set/foreign (GPT-2 exported whole by
 // torch), or skips when the shared set is absent.
 func foreignModel(t testing.TB) string {
 	t.Helper()

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
+
 	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
@@ -29,7 +31,7 @@ func smallModel(b *testing.B) string {
 			return
 		}
 		smallDir = filepath.Join(tmp, "gpt2-small-random")
-		_, smallErr = export.WriteGPT2(export.RandomGPT2{Config: export.GPT2Small, Seed: 1}, smallDir, export.WriteOptions{Name: "gpt2-small-random", Whole: true})
+		_, smallErr = export.Write(context.Background(), gpt2.Random{Config: gpt2.Small, Seed: 1}, smallDir, export.WriteOptions{Name: "gpt2-small-random", Whole: true})
 	})
 	if smallErr != nil {
 		b.Fatal(smallErr)

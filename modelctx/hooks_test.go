@@ -8,7 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/onnx-tdb/onnx-tdb/export"
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
+
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
 	"github.com/onnx-tdb/onnx-tdb/runtime"
@@ -16,7 +17,7 @@ import (
 
 func piece(t *testing.T, key string) []float32 {
 	t.Helper()
-	ck, err := export.OpenCheckpoint(golden.ModelDir())
+	ck, err := gpt2.OpenCheckpoint(golden.ModelDir())
 	if err != nil {
 		t.Fatal(err)
 	}

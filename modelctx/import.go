@@ -17,7 +17,7 @@ var ErrPointShape = errors.New("hook-map tensor does not have its point's layout
 
 // Import brings an ONNX transformer into an exported model directory
 // (export.Import) and checks it: one forward pass over two tokens reads
-// every mapped point, each must have its point's layout (spec §3.2) after
+// every mapped point, each must have its point's layout (docs/behaviour.md §3.2) after
 // the hook map's permutation, and the dimensions it shows (d_model, d_ff,
 // heads, d_head, vocab) fill those the graph and hook map left unknown.
 func Import(onnxPath, hookmapPath, out string, o export.ImportOptions, opts ...Option) (*export.Manifest, error) {

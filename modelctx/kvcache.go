@@ -8,7 +8,7 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/runtime"
 )
 
-// kvStepper runs sampling steps on a model with a KV cache (spec §1.4): the
+// kvStepper runs sampling steps on a model with a KV cache (docs/behaviour.md §1.4): the
 // first step runs the left-padded prompts with empty past tensors; each
 // later step feeds one new token per row with the cache, the pad flags of
 // every cached token plus the new one, and each row's real length so far

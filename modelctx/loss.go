@@ -11,7 +11,7 @@ import (
 // ErrLoss is returned for a loss that does not fit the model or the batch.
 var ErrLoss = errors.New("bad loss")
 
-// LossKind is one of the original's backward-pass losses (spec §3.4), or
+// LossKind is one of the original's backward-pass losses (docs/behaviour.md §3.4), or
 // one activation element.
 type LossKind int
 
@@ -48,7 +48,7 @@ type Loss struct {
 	// without right padding).
 	Position int
 	// Site and Index locate the element of a LossActivation: Index is
-	// [batch, token, trailing indices...] in the layout of spec §3.2.
+	// [batch, token, trailing indices...] in the layout of docs/behaviour.md §3.2.
 	Site  hooks.Site
 	Index []int
 }

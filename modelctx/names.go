@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
+	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
 )
 
 // Aliases maps the model's own point names ("mlp_hidden@1", "final_norm")
@@ -45,4 +47,20 @@ func (t *Transformer) ParseSite(s string) (hooks.Site, error) {
 		return hooks.Site{}, fmt.Errorf("%w: %s (model %s)", ErrNoPoint, site, t.man.Name)
 	}
 	return site, nil
+}
+
+// Tokenizer is the model's tokenizer, from its architecture plugin, or
+// ErrNoTokenizer when the model is driven by token ids only.
+func (t *Transformer) Tokenizer() (tokenizer.Tokenizer, error) { return openTokenizer(t.dir, t.man) }
+
+// openTokenizer asks the model's architecture for its tokenizer.
+func openTokenizer(dir string, m *export.Manifest) (tokenizer.Tokenizer, error) {
+	tok, err := export.OpenTokenizer(dir, m)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", m.Name, err)
+	}
+	if tok == nil {
+		return nil, fmt.Errorf("%w (model %s)", ErrNoTokenizer, m.Name)
+	}
+	return tok, nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
 
@@ -83,15 +84,29 @@ func (t *Transformer) outLayer(l int) (*OutLayer, error) {
 	if o, ok := ol.layers[l]; ok {
 		return o, nil
 	}
-	w, err := ol.wf.piece(fmt.Sprintf("xf_layers.%d.mlp.out_layer.weight", l))
+	var ref *export.OutLayer
+	for i := range t.man.OutLayers {
+		if t.man.OutLayers[i].Layer == l {
+			ref = &t.man.OutLayers[i]
+		}
+	}
+	if ref == nil {
+		return nil, fmt.Errorf("%w: model %s names no MLP output layer %d", ErrNoWeight, t.man.Name, l)
+	}
+	w, err := ol.wf.piece(ref.Weight)
 	if err != nil {
 		return nil, err
 	}
-	b, err := ol.wf.piece(fmt.Sprintf("xf_layers.%d.mlp.out_layer.bias", l))
-	if err != nil {
-		return nil, err
+	o := &OutLayer{Weight: w.tensor()}
+	if ref.Bias != "" {
+		b, err := ol.wf.piece(ref.Bias)
+		if err != nil {
+			return nil, err
+		}
+		o.Bias = b.tensor()
+	} else if len(o.Weight.Shape) == 2 {
+		o.Bias = &hooks.Tensor{Shape: []int{o.Weight.Shape[0]}, Data: make([]float32, o.Weight.Shape[0])}
 	}
-	o := &OutLayer{Weight: w.tensor(), Bias: b.tensor()}
 	if len(o.Weight.Shape) != 2 || len(o.Bias.Shape) != 1 || o.Bias.Shape[0] != o.Weight.Shape[0] {
 		return nil, fmt.Errorf("%w: out layer %d of shapes %v and %v", ErrWeightShape, l, o.Weight.Shape, o.Bias.Shape)
 	}

@@ -148,7 +148,7 @@ func (c *sampleConfig) check() error {
 }
 
 // Sample continues each prompt by NumTokens tokens with the original's
-// rules (spec §1.6): prompts are left-padded into one batch; each step runs
+// rules (docs/behaviour.md §1.6): prompts are left-padded into one batch; each step runs
 // the model, multiplies the last position's logits by
 // 1/max(temperature, 1e-10) in float32 and chooses a token (argmax at
 // temperature 0, nucleus sampling with WithTopP, plain categorical
@@ -156,9 +156,9 @@ func (c *sampleConfig) check() error {
 // Hooks given with WithHooks run on every step (their registrations are read
 // at each step).
 //
-// Models with a KV cache (GPT-2 exports) run the prompt once and then only
-// the new token of each row, keeping the cache in Go memory, one pair of
-// tensors per layer; hooks on attn.k, attn.v and attn.qk_* see the whole key
+// Models with a KV cache (the native architectures' exports) run the prompt
+// once and then only the new token of each row, keeping the cache where
+// ONNX Runtime wrote it, one pair of tensors per layer; hooks on attn.k, attn.v and attn.qk_* see the whole key
 // axis (cached and new), as in the original. Models without one (a manifest
 // with no kv_cache, such as an imported ONNX graph) re-run the whole
 // left-padded sequence at every step: the same tokens, slower, and hooks see
@@ -234,15 +234,12 @@ func (t *Transformer) hasKVCache() bool {
 }
 
 // sampleTokenizer is the model's tokenizer, or nil when it has none.
-func (t *Transformer) sampleTokenizer() (*tokenizer.Tokenizer, error) {
-	if t.man.Tokenizer != "gpt2" {
-		return nil, ErrNoTokenizer
-	}
-	return tokenizer.GPT2()
+func (t *Transformer) sampleTokenizer() (tokenizer.Tokenizer, error) {
+	return t.Tokenizer()
 }
 
 // promptRows turns prompts into token rows (copies).
-func (t *Transformer) promptRows(p Prompts, tok *tokenizer.Tokenizer) ([][]int, error) {
+func (t *Transformer) promptRows(p Prompts, tok tokenizer.Tokenizer) ([][]int, error) {
 	switch {
 	case p.Text != nil && p.Tokens != nil:
 		return nil, fmt.Errorf("%w: prompts as text and as tokens at once", ErrBadSampleOption)
@@ -285,7 +282,7 @@ type stepper interface {
 // sampling is the state of one Sample call.
 type sampling struct {
 	cfg  *sampleConfig
-	tok  *tokenizer.Tokenizer
+	tok  tokenizer.Tokenizer
 	eot  int
 	pick *chooser
 	res  *SampleResult

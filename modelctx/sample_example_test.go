@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
+
 	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
@@ -20,12 +22,12 @@ func exportTestModel() (dir string, cleanup func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	ck, err := export.OpenCheckpoint(golden.ModelDir())
+	ck, err := gpt2.OpenCheckpoint(golden.ModelDir())
 	if err != nil {
 		log.Fatal(err)
 	}
 	dir = filepath.Join(tmp, "model")
-	if _, err := export.WriteGPT2(ck, dir, export.WriteOptions{Name: "test"}); err != nil {
+	if _, err := export.Write(context.Background(), ck, dir, export.WriteOptions{Name: "test"}); err != nil {
 		log.Fatal(err)
 	}
 	return dir, func() { os.RemoveAll(tmp) }

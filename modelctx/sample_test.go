@@ -7,6 +7,8 @@ import (
 	goruntime "runtime"
 	"testing"
 
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2/bpe"
+
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
 	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
@@ -210,7 +212,7 @@ func forceTokenAt(row, step, id int) (*hooks.Hooks, *int) {
 func TestSampleStopAtEOT(t *testing.T) {
 	m := openGolden(t)
 	ctx := context.Background()
-	tok, err := tokenizer.GPT2()
+	tok, err := bpe.GPT2()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +239,7 @@ func TestSampleStopAtEOT(t *testing.T) {
 	if !reflect.DeepEqual(stop.Tokens[1], plain.Tokens[1]) {
 		t.Errorf("row 1 with stop: %v, want %v (unchanged)", stop.Tokens[1], plain.Tokens[1])
 	}
-	if want := " mimic Theory" + tokenizer.EndOfText; stop.Strings[0][len(stop.Strings[0])-len(tokenizer.EndOfText):] != tokenizer.EndOfText {
+	if want := " mimic Theory" + bpe.EndOfText; stop.Strings[0][len(stop.Strings[0])-len(bpe.EndOfText):] != bpe.EndOfText {
 		t.Errorf("row 0 string %q does not end with <|endoftext|> (like %q)", stop.Strings[0], want)
 	}
 	if len(streamed) != 3+6 {

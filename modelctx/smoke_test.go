@@ -6,15 +6,16 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
+
 	"github.com/onnx-tdb/onnx-tdb/export"
-	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
 
 func TestRandomModelRuns(t *testing.T) {
-	cfg := graphs.GPT2Config{NLayers: 2, DModel: 64, NHeads: 4, DHead: 16, DFF: 256, NVocab: 1000, NCtx: 64}
+	cfg := gpt2.Config{NLayers: 2, DModel: 64, NHeads: 4, DHead: 16, DFF: 256, NVocab: 1000, NCtx: 64}
 	dir := filepath.Join(t.TempDir(), "m")
-	if _, err := export.WriteGPT2(export.RandomGPT2{Config: cfg, Seed: 1}, dir, export.WriteOptions{}); err != nil {
+	if _, err := export.Write(context.Background(), gpt2.Random{Config: cfg, Seed: 1}, dir, export.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	m, err := Open(dir)

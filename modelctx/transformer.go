@@ -1,7 +1,3 @@
-// Package modelctx is the face users see: the Transformer type (Forward with
-// padding, hook points read and written, sampling with a KV cache) over an
-// exported model directory, and the original's ModelContext and
-// AutoencoderContext interfaces.
 package modelctx
 
 import (
@@ -67,6 +63,9 @@ func open(dir string, whole bool, opts []Option) (*Transformer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := export.Lookup(man.Architecture); err != nil {
+		return nil, fmt.Errorf("open %s: %w", dir, err)
+	}
 	var model *onnxpb.ModelProto
 	if whole && man.Whole != "" {
 		model, err = graphs.ReadModel(filepath.Join(dir, man.Whole))
@@ -87,6 +86,16 @@ func open(dir string, whole bool, opts []Option) (*Transformer, error) {
 		}
 		points[site] = runtime.PointRef{Tensor: p.Tensor, Perm: p.Perm}
 	}
+	var boundaries []hooks.Site
+	for _, b := range man.Boundaries {
+		site, err := hooks.ParseSite(b)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: boundary %w", dir, err)
+		}
+		if !whole && points[site].Tensor != "" {
+			boundaries = append(boundaries, site)
+		}
+	}
 	var ro runtime.Options
 	for _, o := range opts {
 		o(&ro)
@@ -97,7 +106,7 @@ func open(dir string, whole bool, opts []Option) (*Transformer, error) {
 		Points:     points,
 		Switches:   man.Switches,
 		NLayers:    man.Config.NLayers,
-		Boundaries: residualBoundaries(points, man.Config.NLayers),
+		Boundaries: boundaries,
 	}, ro)
 	if err != nil {
 		return nil, err
@@ -105,28 +114,18 @@ func open(dir string, whole bool, opts []Option) (*Transformer, error) {
 	return &Transformer{man: man, dir: dir, eng: eng, points: points}, nil
 }
 
-// residualBoundaries lists the sites that carry the residual stream between
-// layers (those the model has): the planner may cut there to hand a layer's
-// read points to the hooks before the next layer runs.
-func residualBoundaries(points map[hooks.Site]runtime.PointRef, nLayers int) []hooks.Site {
-	var b []hooks.Site
-	if s := (hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}); points[s].Tensor != "" {
-		b = append(b, s)
-	}
-	for l := 0; l+1 < nLayers; l++ {
-		if s := (hooks.Site{Point: hooks.PostMLP, Layer: l}); points[s].Tensor != "" {
-			b = append(b, s)
-		}
-	}
-	return b
-}
-
 // Close releases the model's ONNX Runtime sessions.
 func (t *Transformer) Close() error { return errors.Join(t.eng.Close(), t.outs.close()) }
 
 // snapshot freezes hook sets for one run, with the model's site values.
+// A hook at a point the model lacks, or restricted to a layer it does not
+// have, makes the set's runs fail with that error (hooks.Set.Check).
 func (t *Transformer) snapshot(hs ...*hooks.Hooks) *hooks.Set {
-	return hooks.Snapshot(hs...).WithSiteValues(t.siteValue)
+	set := hooks.Snapshot(hs...).WithSiteValues(t.siteValue)
+	if err := set.Check(t.NLayers(), t.HasSite); errors.Is(err, hooks.ErrAbsentSite) {
+		set.Fail(fmt.Errorf("%w (model %s): %w", ErrNoPoint, t.man.Name, err))
+	}
+	return set
 }
 
 // Manifest describes the exported model.
@@ -248,7 +247,7 @@ func Capture(f *Filter) ForwardOption { return func(c *forwardConfig) { c.captur
 // Output is the result of a forward pass.
 type Output struct {
 	Logits      *hooks.Tensor                // [B,T,V]
-	Activations map[hooks.Site]*hooks.Tensor // captured hook points, shapes as in spec §3.2
+	Activations map[hooks.Site]*hooks.Tensor // captured hook points, shapes as in docs/behaviour.md §3.2
 	Pad         [][]bool                     // [B][T], true at pads
 }
 

@@ -23,47 +23,29 @@ var (
 // (the original's layer=None).
 const NoLayer = -1
 
-// weightRecipe says how the original's get_weight turns a checkpoint piece
-// into the standard shape: an optional split of one axis into (heads,
-// rest), then a permutation (the einsum), then an optional broadcast.
-type weightRecipe struct {
-	key       string
-	split     int   // axis to split into (n_heads, size/n_heads); -1 for none
-	perm      []int // applied after the split; nil for none
-	broadcast bool
+// findWeightLocation returns the manifest's entry for a weight location.
+func findWeightLocation(m *export.Manifest, loc WeightLocationType, layer int) (export.WeightLocation, bool) {
+	for _, w := range m.WeightLocations {
+		if w.Location == string(loc) && w.Layer == layer {
+			return w, true
+		}
+	}
+	return export.WeightLocation{}, false
 }
 
-func recipe(loc WeightLocationType, layer int) (weightRecipe, bool) {
-	l := func(s string) string { return fmt.Sprintf("xf_layers.%d.%s", layer, s) }
-	switch loc {
-	case WeightMLPToHidden:
-		return weightRecipe{key: l("mlp.in_layer.weight"), split: -1, perm: []int{1, 0}}, true // hr->rh
-	case WeightMLPToResidual:
-		return weightRecipe{key: l("mlp.out_layer.weight"), split: -1, perm: []int{1, 0}}, true // rh->hr
-	case WeightEmbedding:
-		return weightRecipe{key: "tok_embed.weight", split: -1}, true
-	case WeightUnembedding:
-		return weightRecipe{key: "unembed.weight", split: -1, perm: []int{1, 0}}, true // vr->rv
-	case WeightPositionEmbedding:
-		return weightRecipe{key: "pos_embed.weight", split: -1}, true
-	case WeightAttnToQuery:
-		return weightRecipe{key: l("attn.q_proj.weight"), split: 0, perm: []int{0, 2, 1}}, true // hqr->hrq
-	case WeightAttnToKey:
-		return weightRecipe{key: l("attn.k_proj.weight"), split: 0, perm: []int{0, 2, 1}}, true // hkr->hrk
-	case WeightAttnToValue:
-		return weightRecipe{key: l("attn.v_proj.weight"), split: 0, perm: []int{0, 2, 1}}, true // hvr->hrv
-	case WeightAttnToResidual:
-		return weightRecipe{key: l("attn.out_proj.weight"), split: 1, perm: []int{1, 2, 0}}, true // rhv->hvr
-	case WeightLayerNormGainFinal:
-		return weightRecipe{key: "final_ln.weight", split: -1, broadcast: true}, true
-	case WeightLayerNormBiasFinal:
-		return weightRecipe{key: "final_ln.bias", split: -1}, true
-	case WeightLayerNormGainPreAttn:
-		return weightRecipe{key: l("ln_1.weight"), split: -1}, true
-	case WeightLayerNormGainPreMLP:
-		return weightRecipe{key: l("ln_2.weight"), split: -1}, true
+// isPerm reports whether p is a permutation of 0..n-1.
+func isPerm(p []int, n int) bool {
+	if len(p) != n {
+		return false
 	}
-	return weightRecipe{}, false
+	seen := make([]bool, n)
+	for _, a := range p {
+		if a < 0 || a >= n || seen[a] {
+			return false
+		}
+		seen[a] = true
+	}
+	return true
 }
 
 // weightFile reads tensors of an exported model's weights file.

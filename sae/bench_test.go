@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
+
 	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
@@ -147,7 +149,7 @@ func BenchmarkDecode(b *testing.B) {
 func BenchmarkForwardSplice(b *testing.B) {
 	ctx := context.Background()
 	dir := filepath.Join(b.TempDir(), "gpt2-small-random")
-	if _, err := export.WriteGPT2(export.RandomGPT2{Config: export.GPT2Small}, dir, export.WriteOptions{}); err != nil {
+	if _, err := export.Write(context.Background(), gpt2.Random{Config: gpt2.Small}, dir, export.WriteOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	debug.FreeOSMemory()

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/onnx-tdb/onnx-tdb/vocab"
+
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
 
@@ -61,15 +63,15 @@ func InputAt(p hooks.Point) (Input, bool) {
 	return "", false
 }
 
-// NodeType is the kind of latent an autoencoder context provides (values of
-// the original's NodeType).
-type NodeType string
+// NodeType is the kind of latent an autoencoder context provides: the
+// shared vocabulary's node type.
+type NodeType = vocab.NodeType
 
 // Node types of autoencoder latents.
 const (
-	AutoencoderLatent          NodeType = "autoencoder_latent" // any: the single context
-	MLPAutoencoderLatent       NodeType = "mlp_autoencoder_latent"
-	AttentionAutoencoderLatent NodeType = "attention_autoencoder_latent"
+	AutoencoderLatent          = vocab.NodeAutoencoderLatent // any: the single context
+	MLPAutoencoderLatent       = vocab.NodeMLPAutoencoderLatent
+	AttentionAutoencoderLatent = vocab.NodeAttentionAutoencoderLatent
 )
 
 // NodeType is the node type of the input's latents: MLP for mlp_post_act and

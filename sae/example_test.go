@@ -7,11 +7,12 @@ import (
 	"math"
 	"os"
 
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2/bpe"
+
 	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/export/fetch"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
-	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
 	"github.com/onnx-tdb/onnx-tdb/sae"
 )
 
@@ -41,7 +42,7 @@ func Example() {
 
 	// Run the transformer and cache the activations at the autoencoder's input.
 	const layer = 1
-	tok, err := tokenizer.GPT2()
+	tok, err := bpe.GPT2()
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 // Splice attaches an autoencoder to a forward pass at its input point (for
 // the original's SAEs: mlp.post_act, resid.torso.delta_mlp or
 // resid.torso.delta_attn) at one layer, as a fwd2 hook there, with the
-// original's AutoencoderHooks semantics (spec §3.1):
+// original's AutoencoderHooks semantics (docs/behaviour.md §3.1):
 //
 //  1. lat = encode(x)
 //  2. the hooks at sae.latents@L run on lat (on a copy when addError)

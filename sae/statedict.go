@@ -46,7 +46,7 @@ func (a Activation) validate(nLatents int) error {
 	return fmt.Errorf("%w: activation %q (want ReLU, Identity or TopK)", ErrBadStateDict, a.Name)
 }
 
-// Keys of an SAE state dict (spec §5.2).
+// Keys of an SAE state dict (docs/behaviour.md §5.2).
 const (
 	keyPreBias    = "pre_bias"
 	keyEncoder    = "encoder.weight"

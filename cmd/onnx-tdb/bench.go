@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/onnx-tdb/onnx-tdb/export"
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
 	"github.com/onnx-tdb/onnx-tdb/export/fetch"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
@@ -43,10 +44,10 @@ func benchModel(c *cli.Context) (*modelctx.Transformer, string, error) {
 			return nil, "", err
 		}
 		dir := filepath.Join(cache.Dir(), "exported", "random", "gpt2-small-seed1")
-		if m, err := export.ReadManifest(dir); err != nil || m.GraphsVersion < export.GPT2GraphsVersion {
+		if m, err := export.ReadManifest(dir); err != nil || m.GraphsVersion < gpt2.GraphsVersion {
 			fmt.Fprintf(c.App.ErrWriter, "exporting a random GPT-2-small-shaped model to %s (once)...\n", dir)
 			o := export.WriteOptions{Name: "random-gpt2-small", Whole: true, Overwrite: export.IsExported(dir)}
-			if _, err := export.WriteGPT2(export.RandomGPT2{Config: export.GPT2Small, Seed: 1}, dir, o); err != nil {
+			if _, err := export.Write(c.Context, gpt2.Random{Config: gpt2.Small, Seed: 1}, dir, o); err != nil {
 				return nil, "", err
 			}
 		}
@@ -142,8 +143,12 @@ func benchPaths(m *modelctx.Transformer) map[string][]modelctx.ForwardOption {
 		return x, nil
 	}, hooks.AtLayers(n/2))
 	allRead := hooks.New()
-	for _, p := range hooks.Points() {
-		allRead.Observe(p, func(*hooks.Context, *hooks.Tensor) error { return nil })
+	seen := map[hooks.Point]bool{}
+	for _, s := range m.Sites() { // every point the model has
+		if !seen[s.Point] {
+			seen[s.Point] = true
+			allRead.Observe(s.Point, func(*hooks.Context, *hooks.Tensor) error { return nil })
+		}
 	}
 	perStage := hooks.New()
 	identity := func(_ *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) { return x, nil }

@@ -80,9 +80,9 @@ func inputRows(c *cli.Context, m *modelctx.Transformer) ([][]int, []string, erro
 	return nil, nil, fmt.Errorf("give --tokens or --prompt")
 }
 
-func modelTokenizer(m *modelctx.Transformer) (*tokenizer.Tokenizer, error) {
-	if m == nil || m.Manifest().Tokenizer != "gpt2" {
+func modelTokenizer(m *modelctx.Transformer) (tokenizer.Tokenizer, error) {
+	if m == nil {
 		return nil, modelctx.ErrNoTokenizer
 	}
-	return tokenizer.GPT2()
+	return m.Tokenizer()
 }

@@ -27,7 +27,7 @@ func exportCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			man, err := export.WriteGPT2(src, c.String("out"), export.WriteOptions{Overwrite: c.Bool("force"), Whole: c.Bool("whole")})
+			man, err := export.Write(c.Context, src, c.String("out"), export.WriteOptions{Overwrite: c.Bool("force"), Whole: c.Bool("whole")})
 			if err != nil {
 				return err
 			}
@@ -42,11 +42,11 @@ func exportCommand() *cli.Command {
 // remote one into the cache first.
 func checkpointSource(c *cli.Context, ref string) (export.Source, error) {
 	if st, err := os.Stat(ref); err == nil && st.IsDir() {
-		return export.OpenCheckpoint(ref)
+		return export.OpenSource(ref)
 	}
 	dir, err := export.FetchCheckpoint(c.Context, ref, fetchOptions(c))
 	if err != nil {
 		return nil, err
 	}
-	return export.OpenCheckpoint(dir)
+	return export.OpenSource(dir)
 }

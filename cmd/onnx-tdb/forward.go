@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -72,17 +71,11 @@ func parseFilter(c *cli.Context) (*modelctx.Filter, error) {
 	return f, nil
 }
 
-type topToken struct {
-	ID    int     `json:"id"`
-	Token string  `json:"token,omitempty"`
-	Logit float32 `json:"logit"`
-}
-
 type rowResult struct {
-	Prompt   string     `json:"prompt,omitempty"`
-	Tokens   []int      `json:"tokens"`
-	Position int        `json:"position"`
-	Top      []topToken `json:"top"`
+	Prompt   string              `json:"prompt,omitempty"`
+	Tokens   []int               `json:"tokens"`
+	Position int                 `json:"position"`
+	Top      []modelctx.TopToken `json:"top"`
 }
 
 func runForward(c *cli.Context) error {
@@ -123,7 +116,10 @@ func runForward(c *cli.Context) error {
 		}
 	}
 	tok, _ := modelTokenizer(m)
-	results := topTokens(out, rows, prompts, side, c.Int("top"), tok)
+	results, err := topTokens(out, rows, prompts, c.Int("top"), tok)
+	if err != nil {
+		return err
+	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
@@ -137,52 +133,19 @@ func runForward(c *cli.Context) error {
 }
 
 // topTokens ranks the logits at each row's last real position.
-func topTokens(out *modelctx.Output, rows [][]int, prompts []string, side modelctx.PadSide, k int, tok *tokenizer.Tokenizer) []rowResult {
-	T, V := out.Logits.Shape[1], out.Logits.Shape[2]
-	var res []rowResult
+func topTokens(out *modelctx.Output, rows [][]int, prompts []string, k int, tok tokenizer.Tokenizer) ([]rowResult, error) {
+	top, err := out.TopNextTokens(k, tok)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]rowResult, len(rows))
 	for b, r := range rows {
-		pos := len(r) - 1
-		if side == modelctx.PadLeft {
-			pos = T - 1
-		}
-		lg := out.Logits.Data[(b*T+pos)*V : (b*T+pos+1)*V]
-		idx := topK(lg, k)
-		rr := rowResult{Tokens: r, Position: pos}
+		res[b] = rowResult{Tokens: r, Position: top[b].Position, Top: top[b].Top}
 		if prompts != nil {
-			rr.Prompt = prompts[b]
-		}
-		for _, id := range idx {
-			tt := topToken{ID: id, Logit: lg[id]}
-			if tok != nil {
-				tt.Token, _ = tok.DecodeToken(id)
-			}
-			rr.Top = append(rr.Top, tt)
-		}
-		res = append(res, rr)
-	}
-	return res
-}
-
-// topK returns the indices of the k largest values, largest first (lowest
-// index first on ties).
-func topK(v []float32, k int) []int {
-	if k > len(v) {
-		k = len(v)
-	}
-	idx := make([]int, 0, k+1)
-	for i, x := range v {
-		if len(idx) == k && (k == 0 || x <= v[idx[k-1]]) {
-			continue
-		}
-		j := sort.Search(len(idx), func(j int) bool { return v[idx[j]] < x })
-		idx = append(idx, 0)
-		copy(idx[j+1:], idx[j:])
-		idx[j] = i
-		if len(idx) > k {
-			idx = idx[:k]
+			res[b].Prompt = prompts[b]
 		}
 	}
-	return idx
+	return res, nil
 }
 
 func printTop(w io.Writer, results []rowResult) {

@@ -38,11 +38,22 @@ func lastRows(shape []int, data []float32, last []int) []float32 {
 }
 
 func TestForwardSavesEveryGoldenActivation(t *testing.T) {
+	checkGoldenActivations(t, golden.ModelDir())
+}
+
+// TestForwardHFGPT2FolderMatchesGolden loads the golden weights as a
+// Hugging Face GPT2LMHeadModel folder (safetensors, Conv1D layouts, fused
+// c_attn) and checks every golden activation through the CLI.
+func TestForwardHFGPT2FolderMatchesGolden(t *testing.T) {
+	checkGoldenActivations(t, filepath.Join(golden.RequireShared(t, "hf"), "gpt2"))
+}
+
+func checkGoldenActivations(t *testing.T, model string) {
 	c := golden.Load(t)
 	for _, in := range c.Inputs {
 		t.Run(in.Name, func(t *testing.T) {
 			dir := t.TempDir()
-			args := []string{"forward", "--model", golden.ModelDir(), "--tokens", tokensArg(in.Rows), "--save-activations", dir}
+			args := []string{"forward", "--model", model, "--tokens", tokensArg(in.Rows), "--save-activations", dir}
 			if in.PadSide != nil {
 				args = append(args, "--pad", *in.PadSide)
 			}

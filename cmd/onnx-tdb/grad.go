@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -74,7 +73,7 @@ estimate of how much each raises the loss. --abs ranks by magnitude.`,
 }
 
 // tokenID reads a token id, or a text that is exactly one token.
-func tokenID(s string, tok *tokenizer.Tokenizer) (int, error) {
+func tokenID(s string, tok tokenizer.Tokenizer) (int, error) {
 	if id, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
 		return id, nil
 	}
@@ -95,7 +94,7 @@ type target struct {
 	tokens []int
 }
 
-func parseTarget(c *cli.Context, tok *tokenizer.Tokenizer, needToken bool) (target, error) {
+func parseTarget(c *cli.Context, tok tokenizer.Tokenizer, needToken bool) (target, error) {
 	s := c.String("target")
 	if s == "" {
 		return target{}, fmt.Errorf("--target B,POS,TOKEN is required")
@@ -444,20 +443,10 @@ func maxAbs(v []float32) float64 {
 }
 
 // attribution is one ranked entry.
-type attribution struct {
-	Position    int     `json:"position"`
-	TokenID     int     `json:"token_id"`
-	Token       string  `json:"token,omitempty"`
-	Index       []int   `json:"index"` // on the point's axes after batch and token
-	Activation  float32 `json:"activation"`
-	Gradient    float32 `json:"gradient"`
-	Attribution float32 `json:"attribution"`
-}
-
 type layerAttribution struct {
-	Point string        `json:"point"`
-	Layer *int          `json:"layer"`
-	Top   []attribution `json:"top"`
+	Point string                 `json:"point"`
+	Layer *int                   `json:"layer"`
+	Top   []modelctx.Attribution `json:"top"`
 }
 
 func runAttribute(c *cli.Context) error {
@@ -500,7 +489,11 @@ func runAttribute(c *cli.Context) error {
 	batch := modelctx.PadRows(rows, side)
 	var res []layerAttribution
 	for _, s := range sitesInOrder(g.Grads, m.NLayers()) {
-		la := layerAttribution{Point: s.Point.Path(), Top: rank(g.Activations[s], g.Grads[s], batch, row, k, c.Bool("abs"), tok)}
+		top, err := modelctx.RankAttributions(g.Activations[s], g.Grads[s], batch, row, k, c.Bool("abs"), tok)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+		la := layerAttribution{Point: s.Point.Path(), Top: top}
 		if s.Layer >= 0 {
 			l := s.Layer
 			la.Layer = &l
@@ -514,55 +507,6 @@ func runAttribute(c *cli.Context) error {
 	}
 	printAttributions(c.App.Writer, loss, g.Loss, row, p, res)
 	return nil
-}
-
-// rank returns row b's k entries of act × grad, largest first (by
-// magnitude with abs), over the real positions and the point's own axes.
-func rank(act, grad *hooks.Tensor, batch modelctx.Batch, b, k int, abs bool, tok *tokenizer.Tokenizer) []attribution {
-	T := act.Shape[1]
-	per := act.Numel() / (act.Shape[0] * T)
-	type entry struct {
-		off int
-		val float32
-	}
-	var all []entry
-	for t := 0; t < T; t++ {
-		if batch.Pad[b][t] {
-			continue
-		}
-		base := (b*T + t) * per
-		for i := 0; i < per; i++ {
-			all = append(all, entry{base + i, act.Data[base+i] * grad.Data[base+i]})
-		}
-	}
-	key := func(e entry) float64 {
-		if abs {
-			return math.Abs(float64(e.val))
-		}
-		return float64(e.val)
-	}
-	sort.SliceStable(all, func(i, j int) bool { return key(all[i]) > key(all[j]) })
-	if len(all) > k {
-		all = all[:k]
-	}
-	out := []attribution{}
-	for _, e := range all {
-		t := e.off/per - b*T
-		rest := e.off % per
-		idx := make([]int, len(act.Shape)-2)
-		for a := len(idx) - 1; a >= 0; a-- {
-			d := act.Shape[2+a]
-			idx[a] = rest % d
-			rest /= d
-		}
-		at := attribution{Position: t, TokenID: batch.Tokens[b][t], Index: idx,
-			Activation: act.Data[e.off], Gradient: grad.Data[e.off], Attribution: e.val}
-		if tok != nil {
-			at.Token, _ = tok.DecodeToken(at.TokenID)
-		}
-		out = append(out, at)
-	}
-	return out
 }
 
 func printAttributions(w io.Writer, loss modelctx.Loss, val float64, row int, p hooks.Point, res []layerAttribution) {

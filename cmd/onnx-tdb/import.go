@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/onnx-tdb/onnx-tdb/export"
-	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/runtime"
 	"github.com/urfave/cli/v2"
@@ -93,7 +92,7 @@ func orUnknown(v int) string {
 	return strconv.Itoa(v)
 }
 
-func setDim(cfg *graphs.GPT2Config, s string) error {
+func setDim(cfg *export.Dims, s string) error {
 	k, v, ok := strings.Cut(s, "=")
 	n, err := strconv.Atoi(v)
 	if !ok || err != nil || n <= 0 {

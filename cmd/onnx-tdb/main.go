@@ -1,6 +1,3 @@
-// Command onnx-tdb reads, ablates and patches the activations of
-// transformers run by ONNX Runtime: export checkpoints, run forward passes
-// with hooks, sample, encode with sparse autoencoders, and benchmark.
 package main
 
 import (
@@ -10,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 
+	_ "github.com/onnx-tdb/onnx-tdb/export/arch/all" // every built-in architecture
 	"github.com/onnx-tdb/onnx-tdb/runtime"
 	"github.com/urfave/cli/v2"
 )

@@ -5,7 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/onnx-tdb/onnx-tdb/export"
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
 	"github.com/urfave/cli/v2"
 )
 
@@ -20,18 +20,21 @@ func randomCheckpointCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "seed", Value: 1},
 		},
 		Action: func(c *cli.Context) error {
-			cfg, ok := export.GPT2Shapes[c.String("size")]
+			cfg, ok := gpt2.Shapes[c.String("size")]
 			if !ok {
 				return fmt.Errorf("--size %q: want small, medium, large or xl", c.String("size"))
 			}
-			if l := c.Int("layers"); l > 0 {
-				cfg.NLayers = l
+			if c.IsSet("layers") {
+				if l := c.Int("layers"); l < 1 || l > gpt2.Limits.NLayers {
+					return fmt.Errorf("--layers %d: want 1 to %d", l, gpt2.Limits.NLayers)
+				}
+				cfg.NLayers = c.Int("layers")
 			}
 			out := c.String("out")
 			if _, err := os.Stat(out); err == nil {
 				return fmt.Errorf("%s exists", out)
 			}
-			if err := export.WriteRandomCheckpoint(out, export.RandomGPT2{Config: cfg, Seed: c.Uint64("seed")}); err != nil {
+			if err := gpt2.WriteRandomCheckpoint(c.Context, out, gpt2.Random{Config: cfg, Seed: c.Uint64("seed")}); err != nil {
 				return err
 			}
 			abs, _ := filepath.Abs(out)

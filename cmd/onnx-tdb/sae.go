@@ -265,7 +265,7 @@ func runSAETop(c *cli.Context) error {
 }
 
 // topLatents lists each real token's k strongest nonzero latents.
-func topLatents(z *hooks.Tensor, batch modelctx.Batch, k int, tok *tokenizer.Tokenizer) []saeRow {
+func topLatents(z *hooks.Tensor, batch modelctx.Batch, k int, tok tokenizer.Tokenizer) []saeRow {
 	B, T, N := z.Shape[0], z.Shape[1], z.Shape[2]
 	tokens := make([]saeRow, B)
 	for b := 0; b < B; b++ {
@@ -279,7 +279,7 @@ func topLatents(z *hooks.Tensor, batch modelctx.Batch, k int, tok *tokenizer.Tok
 			if tok != nil {
 				st.Token, _ = tok.DecodeToken(id)
 			}
-			for _, i := range topK(row, k) {
+			for _, i := range modelctx.TopK(row, k) {
 				if row[i] == 0 {
 					break
 				}

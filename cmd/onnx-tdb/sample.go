@@ -121,7 +121,7 @@ func runSample(c *cli.Context) error {
 
 // promptText is how row b's prompt is printed before its continuation: the
 // text itself, the decoded tokens, or the ids when there is no tokenizer.
-func promptText(p modelctx.Prompts, b int, tok *tokenizer.Tokenizer) string {
+func promptText(p modelctx.Prompts, b int, tok tokenizer.Tokenizer) string {
 	if p.Text != nil {
 		return p.Text[b]
 	}
@@ -139,7 +139,7 @@ func promptText(p modelctx.Prompts, b int, tok *tokenizer.Tokenizer) string {
 
 // tokenText is one sampled token as printed: its text, or " <id>" without a
 // tokenizer.
-func tokenText(id int, text string, tok *tokenizer.Tokenizer) string {
+func tokenText(id int, text string, tok tokenizer.Tokenizer) string {
 	if tok != nil {
 		return text
 	}

@@ -1,6 +1,3 @@
-// Package golden gives tests typed access to the reference data made by the
-// original Python implementation (testdata/golden, copied from ../shared/golden)
-// and the tolerance rule every parity test uses.
 package golden
 
 import (
@@ -137,7 +134,7 @@ func Dir() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "golden")
 }
 
-// SharedDir is ../shared/golden beside the checkout, which holds the larger
+// SharedDir is the shared golden set beside the checkout, which holds the larger
 // extended sets (model_views/, foreign/). ok is false when it is absent.
 func SharedDir() (string, bool) {
 	if d := os.Getenv("ONNX_TDB_SHARED_GOLDEN"); d != "" {
@@ -161,7 +158,7 @@ func RequireShared(t testing.TB, sub string) string {
 			return filepath.Join(d, sub)
 		}
 	}
-	t.Skipf("SKIP: extended golden set %q not found (../shared/golden/%s or $ONNX_TDB_SHARED_GOLDEN); this test needs it", sub, sub)
+	t.Skipf("SKIP: extended golden set %q not found (the shared golden set/%s or $ONNX_TDB_SHARED_GOLDEN); this test needs it", sub, sub)
 	return ""
 }
 

@@ -1,14 +1,14 @@
-// Package goldenmodel exports the golden TDB checkpoint (testdata/golden/model)
-// once per test binary, for the tests of packages that run it.
 package goldenmodel
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/onnx-tdb/onnx-tdb/export"
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
 	"github.com/onnx-tdb/onnx-tdb/runtime"
 )
@@ -38,7 +38,7 @@ var (
 func Dir(t testing.TB) string {
 	t.Helper()
 	once.Do(func() {
-		ck, e := export.OpenCheckpoint(golden.ModelDir())
+		ck, e := gpt2.OpenCheckpoint(golden.ModelDir())
 		if e != nil {
 			err = e
 			return
@@ -47,7 +47,7 @@ func Dir(t testing.TB) string {
 			return
 		}
 		dir = filepath.Join(tmp, "golden")
-		_, err = export.WriteGPT2(ck, dir, export.WriteOptions{Name: "golden"})
+		_, err = export.Write(context.Background(), ck, dir, export.WriteOptions{Name: "golden"})
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -5,11 +5,11 @@ import (
 	"unicode/utf8"
 )
 
-// replaceInvalidUTF8 decodes b as Python's b.decode("utf-8", "replace")
+// ReplaceInvalidUTF8 decodes b as Python's b.decode("utf-8", "replace")
 // does: every maximal subpart of an ill-formed sequence (Unicode §3.9,
 // "U+FFFD substitution of maximal subparts") becomes one U+FFFD. Go's
 // strings.ToValidUTF8 differs: it folds a whole run of bad bytes into one.
-func replaceInvalidUTF8(b string) string {
+func ReplaceInvalidUTF8(b string) string {
 	if utf8.ValidString(b) {
 		return b
 	}

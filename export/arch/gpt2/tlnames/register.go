@@ -1,13 +1,14 @@
 package tlnames
 
 import (
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/sae"
 )
 
 // Architecture is the manifest architecture whose models take these names.
-const Architecture = "gpt2"
+const Architecture = gpt2.Name
 
 func init() {
 	modelctx.RegisterSiteNames(Architecture, func(t *modelctx.Transformer) modelctx.SiteNamer { return ForModel(t) })

@@ -1,13 +1,13 @@
-package tokenizer_test
+package bpe_test
 
 import (
 	"fmt"
 
-	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2/bpe"
 )
 
 func ExampleTokenizer_Encode() {
-	tok, err := tokenizer.GPT2()
+	tok, err := bpe.GPT2()
 	if err != nil {
 		panic(err)
 	}

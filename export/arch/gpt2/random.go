@@ -1,6 +1,8 @@
-package export
+package gpt2
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -8,35 +10,41 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/export/torchpt"
-	"github.com/onnx-tdb/onnx-tdb/graphs"
+	"github.com/onnx-tdb/onnx-tdb/internal/atomicdir"
 )
 
-// RandomGPT2 is a Source of random GPT-2 weights with GPT-2's initialisation
+// Random is a Source of random GPT-2 weights with GPT-2's initialisation
 // (normal, std 0.02; LayerNorm gains 1 and biases 0; linear biases 0),
 // deterministic for a seed. Performance does not depend on weight values, so
 // benchmarks use a GPT-2-small-shaped instance of it.
-type RandomGPT2 struct {
-	Config graphs.GPT2Config
+type Random struct {
+	Config Config
 	Seed   uint64
 }
 
-// GPT2Small is the shape of GPT-2 small.
-var GPT2Small = graphs.GPT2Config{NLayers: 12, DModel: 768, NHeads: 12, DHead: 64, DFF: 3072, NVocab: 50257, NCtx: 1024}
+// Small is the shape of GPT-2 small.
+var Small = Config{NLayers: 12, DModel: 768, NHeads: 12, DHead: 64, DFF: 3072, NVocab: 50257, NCtx: 1024}
 
-// GPT2Config implements Source.
-func (r RandomGPT2) GPT2Config() graphs.GPT2Config { return r.Config }
+// Architecture implements export.Source.
+func (r Random) Architecture() string { return Name }
 
-// Describe implements Source.
-func (r RandomGPT2) Describe() string {
+// Build implements export.Source.
+func (r Random) Build(ctx context.Context, b *export.Builder) error {
+	return build(ctx, b, r.Config, r.Tensor, sourceInfo{Format: "random", Seed: r.Seed})
+}
+
+// Describe implements export.Source.
+func (r Random) Describe() string {
 	return fmt.Sprintf("random gpt2 (seed %d, %d layers, d_model %d)", r.Seed, r.Config.NLayers, r.Config.DModel)
 }
 
 // Shape returns the state-dict shape of a key.
-func (r RandomGPT2) Shape(key string) ([]int, error) { return StateDictShape(r.Config, key) }
+func (r Random) Shape(key string) ([]int, error) { return StateDictShape(r.Config, key) }
 
 // Tensor implements Source.
-func (r RandomGPT2) Tensor(key string) ([]float32, []int, error) {
+func (r Random) Tensor(key string) ([]float32, []int, error) {
 	shape, err := r.Shape(key)
 	if err != nil {
 		return nil, nil, err
@@ -72,11 +80,11 @@ func (r RandomGPT2) Tensor(key string) ([]float32, []int, error) {
 	return v, shape, nil
 }
 
-// Keys lists the state-dict keys of a GPT-2 checkpoint (spec §1.2).
-func Keys(c graphs.GPT2Config) []string {
+// Keys lists the state-dict keys of a GPT-2 checkpoint (docs/behaviour.md §1.2).
+func Keys(c Config) []string {
 	var keys []string
 	seen := map[string]bool{}
-	for _, w := range graphs.GPT2Weights(c) {
+	for _, w := range WeightSpecs(c) {
 		if !seen[w.Source] {
 			seen[w.Source] = true
 			keys = append(keys, w.Source)
@@ -86,8 +94,8 @@ func Keys(c graphs.GPT2Config) []string {
 }
 
 // StateDictShape is the shape a GPT-2 state-dict key has under a config
-// (spec §1.2); unknown keys are an error.
-func StateDictShape(c graphs.GPT2Config, key string) ([]int, error) {
+// (docs/behaviour.md §1.2); unknown keys are an error.
+func StateDictShape(c Config, key string) ([]int, error) {
 	D, F, V, Ctx := c.DModel, c.DFF, c.NVocab, c.NCtx
 	switch key {
 	case "tok_embed.weight", "unembed.weight":
@@ -99,7 +107,7 @@ func StateDictShape(c graphs.GPT2Config, key string) ([]int, error) {
 	}
 	var l int
 	if _, err := fmt.Sscanf(key, "xf_layers.%d.", &l); err != nil || l < 0 || l >= c.NLayers {
-		return nil, fmt.Errorf("%w: unknown state-dict key %s", ErrCheckpoint, key)
+		return nil, fmt.Errorf("%w: unknown state-dict key %s", export.ErrCheckpoint, key)
 	}
 	switch strings.TrimPrefix(key, fmt.Sprintf("xf_layers.%d.", l)) {
 	case "attn.q_proj.weight", "attn.k_proj.weight", "attn.v_proj.weight", "attn.out_proj.weight":
@@ -114,36 +122,50 @@ func StateDictShape(c graphs.GPT2Config, key string) ([]int, error) {
 	case "mlp.out_layer.weight":
 		return []int{D, F}, nil
 	}
-	return nil, fmt.Errorf("%w: unknown state-dict key %s", ErrCheckpoint, key)
+	return nil, fmt.Errorf("%w: unknown state-dict key %s", export.ErrCheckpoint, key)
 }
 
-// GPT2Shapes are the shapes of the four GPT-2 sizes (spec §1.1).
-var GPT2Shapes = map[string]graphs.GPT2Config{
-	"small":  GPT2Small,
+// Shapes are the shapes of the four GPT-2 sizes (docs/behaviour.md §1.1).
+var Shapes = map[string]Config{
+	"small":  Small,
 	"medium": {NLayers: 24, DModel: 1024, NHeads: 16, DHead: 64, DFF: 4096, NVocab: 50257, NCtx: 1024},
 	"large":  {NLayers: 36, DModel: 1280, NHeads: 20, DHead: 64, DFF: 5120, NVocab: 50257, NCtx: 1024},
 	"xl":     {NLayers: 48, DModel: 1600, NHeads: 25, DHead: 64, DFF: 6400, NVocab: 50257, NCtx: 1024},
 }
 
 // WriteRandomCheckpoint writes a TDB checkpoint folder (config.json and one
-// torch.save file per state-dict key) with the source's weights.
-func WriteRandomCheckpoint(dir string, r RandomGPT2) error {
+// torch.save file per state-dict key) with the source's weights, all at
+// once: into a temporary sibling renamed into place when complete, so an
+// interrupted or failed write leaves nothing under dir.
+func WriteRandomCheckpoint(ctx context.Context, dir string, r Random) error {
 	c := r.Config
-	if err := os.MkdirAll(filepath.Join(dir, "model_pieces"), 0o755); err != nil {
+	if err := c.Validate(); err != nil {
 		return err
 	}
-	cfg := TDBConfig{Enc: "gpt2", CtxWindow: c.NCtx, DModel: c.DModel, NLayers: c.NLayers, MAttn: 1, NHeads: c.NHeads, MMLP: float64(c.DFF) / float64(c.DModel)}
-	if err := writeJSON(filepath.Join(dir, "config.json"), cfg); err != nil {
-		return err
-	}
-	for _, k := range Keys(c) {
-		data, shape, err := r.Tensor(k)
+	return atomicdir.Write(dir, func(tmp string) error {
+		if err := os.MkdirAll(filepath.Join(tmp, "model_pieces"), 0o755); err != nil {
+			return err
+		}
+		cfg := TDBConfig{Enc: "gpt2", CtxWindow: c.NCtx, DModel: c.DModel, NLayers: c.NLayers, MAttn: 1, NHeads: c.NHeads, MMLP: float64(c.DFF) / float64(c.DModel)}
+		js, err := json.MarshalIndent(cfg, "", "  ")
 		if err != nil {
 			return err
 		}
-		if err := torchpt.Save(filepath.Join(dir, "model_pieces", k+".pt"), &torchpt.Tensor{DType: "float32", Shape: shape, F32: data}); err != nil {
+		if err := os.WriteFile(filepath.Join(tmp, "config.json"), append(js, '\n'), 0o644); err != nil {
 			return err
 		}
-	}
-	return nil
+		for _, k := range Keys(c) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			data, shape, err := r.Tensor(k)
+			if err != nil {
+				return err
+			}
+			if err := torchpt.Save(filepath.Join(tmp, "model_pieces", k+".pt"), &torchpt.Tensor{DType: "float32", Shape: shape, F32: data}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil)
 }

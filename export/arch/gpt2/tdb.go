@@ -1,8 +1,8 @@
-package export
+package gpt2
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -10,17 +10,11 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/export/torchpt"
-	"github.com/onnx-tdb/onnx-tdb/graphs"
 )
 
-// Errors of checkpoint reading.
-var (
-	ErrCheckpoint  = errors.New("bad checkpoint")
-	ErrUnsupported = errors.New("unsupported checkpoint")
-)
-
-// TDBConfig is config.json of a TDB checkpoint (TransformerConfig, spec §1.1).
+// TDBConfig is config.json of a TDB checkpoint (the original's TransformerConfig).
 type TDBConfig struct {
 	Enc       string  `json:"enc"`
 	CtxWindow int     `json:"ctx_window"`
@@ -34,38 +28,38 @@ type TDBConfig struct {
 // TDBDefaults are TransformerConfig's defaults for keys config.json omits.
 var TDBDefaults = TDBConfig{Enc: "gpt2", CtxWindow: 1024, DModel: 256, NLayers: 2, MAttn: 1, NHeads: 8, MMLP: 4}
 
-// GPT2NVocab is the GPT-2 tokenizer's vocabulary size (n_vocab is not part
+// NVocab is the GPT-2 tokenizer's vocabulary size (n_vocab is not part
 // of the config: it comes from the encoding).
-const GPT2NVocab = 50257
+const NVocab = 50257
 
 // ParseTDBConfig reads config.json, filling defaults, ignoring unknown keys,
 // and derives the model dimensions.
-func ParseTDBConfig(b []byte) (TDBConfig, graphs.GPT2Config, error) {
+func ParseTDBConfig(b []byte) (TDBConfig, Config, error) {
 	c := TDBDefaults
 	if err := json.Unmarshal(b, &c); err != nil {
-		return c, graphs.GPT2Config{}, fmt.Errorf("%w: config.json: %v", ErrCheckpoint, err)
+		return c, Config{}, fmt.Errorf("%w: config.json: %v", export.ErrCheckpoint, err)
 	}
 	if c.Enc != "gpt2" {
-		return c, graphs.GPT2Config{}, fmt.Errorf("%w: config.json enc %q: only the gpt2 encoding is known", ErrUnsupported, c.Enc)
+		return c, Config{}, fmt.Errorf("%w: config.json enc %q: only the gpt2 encoding is known", export.ErrUnsupported, c.Enc)
 	}
 	dAttn := c.MAttn * float64(c.DModel)
 	if dAttn != math.Trunc(dAttn) || int(dAttn) != c.DModel {
-		return c, graphs.GPT2Config{}, fmt.Errorf("%w: config.json m_attn %v: only m_attn = 1 (d_attn = d_model) is supported", ErrUnsupported, c.MAttn)
+		return c, Config{}, fmt.Errorf("%w: config.json m_attn %v: only m_attn = 1 (d_attn = d_model) is supported", export.ErrUnsupported, c.MAttn)
 	}
 	if c.NHeads <= 0 || c.DModel%c.NHeads != 0 {
-		return c, graphs.GPT2Config{}, fmt.Errorf("%w: config.json: d_model %d is not divisible by n_heads %d", ErrCheckpoint, c.DModel, c.NHeads)
+		return c, Config{}, fmt.Errorf("%w: config.json: d_model %d is not divisible by n_heads %d", export.ErrCheckpoint, c.DModel, c.NHeads)
 	}
-	g := graphs.GPT2Config{
+	g := Config{
 		NLayers: c.NLayers,
 		DModel:  c.DModel,
 		NHeads:  c.NHeads,
 		DHead:   c.DModel / c.NHeads,
 		DFF:     int(float64(c.DModel) * c.MMLP),
-		NVocab:  GPT2NVocab,
+		NVocab:  NVocab,
 		NCtx:    c.CtxWindow,
 	}
 	if err := g.Validate(); err != nil {
-		return c, g, fmt.Errorf("%w: %v", ErrCheckpoint, err)
+		return c, g, fmt.Errorf("%w: %v", export.ErrCheckpoint, err)
 	}
 	return c, g, nil
 }
@@ -75,7 +69,7 @@ func ParseTDBConfig(b []byte) (TDBConfig, graphs.GPT2Config, error) {
 type Checkpoint struct {
 	Dir    string
 	Config TDBConfig
-	cfg    graphs.GPT2Config
+	cfg    Config
 }
 
 // OpenCheckpoint reads config.json and checks that model_pieces holds
@@ -83,7 +77,7 @@ type Checkpoint struct {
 func OpenCheckpoint(dir string) (*Checkpoint, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCheckpoint, dir, err)
+		return nil, fmt.Errorf("%w: %s: %v", export.ErrCheckpoint, dir, err)
 	}
 	raw, cfg, err := ParseTDBConfig(b)
 	if err != nil {
@@ -96,7 +90,7 @@ func OpenCheckpoint(dir string) (*Checkpoint, error) {
 	}
 	entries, err := os.ReadDir(filepath.Join(dir, "model_pieces"))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCheckpoint, dir, err)
+		return nil, fmt.Errorf("%w: %s: %v", export.ErrCheckpoint, dir, err)
 	}
 	var extra []string
 	for _, e := range entries {
@@ -116,20 +110,25 @@ func OpenCheckpoint(dir string) (*Checkpoint, error) {
 			missing = append(missing, k)
 		}
 		sort.Strings(missing)
-		return nil, fmt.Errorf("%w: %s: missing pieces %s", ErrCheckpoint, dir, strings.Join(missing, ", "))
+		return nil, fmt.Errorf("%w: %s: missing pieces %s", export.ErrCheckpoint, dir, strings.Join(missing, ", "))
 	}
 	if len(extra) > 0 {
 		sort.Strings(extra)
-		return nil, fmt.Errorf("%w: %s: unexpected pieces %s (config.json says %d layers)", ErrCheckpoint, dir, strings.Join(extra, ", "), cfg.NLayers)
+		return nil, fmt.Errorf("%w: %s: unexpected pieces %s (config.json says %d layers)", export.ErrCheckpoint, dir, strings.Join(extra, ", "), cfg.NLayers)
 	}
 	return ck, nil
 }
 
-// GPT2Config implements Source.
-func (c *Checkpoint) GPT2Config() graphs.GPT2Config { return c.cfg }
+// Architecture implements export.Source.
+func (c *Checkpoint) Architecture() string { return Name }
 
-// Describe implements Source.
+// Describe implements export.Source.
 func (c *Checkpoint) Describe() string { return c.Dir }
+
+// Build implements export.Source.
+func (c *Checkpoint) Build(ctx context.Context, b *export.Builder) error {
+	return build(ctx, b, c.cfg, c.Tensor, sourceInfo{Format: "tdb", TDB: &c.Config})
+}
 
 // PiecePath is the file holding a state-dict key.
 func (c *Checkpoint) PiecePath(key string) string {
@@ -146,13 +145,16 @@ func (c *Checkpoint) Tensor(key string) ([]float32, []int, error) {
 	path := c.PiecePath(key)
 	t, err := torchpt.LoadTensor(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrCheckpoint, err)
+		return nil, nil, fmt.Errorf("%w: %v", export.ErrCheckpoint, err)
 	}
 	if t.F32 == nil {
-		return nil, nil, fmt.Errorf("%w: %s holds %s values, not floating point", ErrCheckpoint, path, t.DType)
+		return nil, nil, fmt.Errorf("%w: %s holds %s values, not floating point", export.ErrCheckpoint, path, t.DType)
 	}
 	if fmt.Sprint(t.Shape) != fmt.Sprint(want) {
-		return nil, nil, fmt.Errorf("%w: %s has shape %v, config.json needs %v", ErrCheckpoint, path, t.Shape, want)
+		return nil, nil, fmt.Errorf("%w: %s has shape %v, config.json needs %v", export.ErrCheckpoint, path, t.Shape, want)
 	}
 	return t.F32, t.Shape, nil
 }
+
+// Dims is the checkpoint's model config.
+func (c *Checkpoint) Dims() Config { return c.cfg }

@@ -1,8 +1,9 @@
-package graphs_test
+package gpt2_test
 
 import (
 	"testing"
 
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
 	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
 )
@@ -12,10 +13,10 @@ import (
 // Slice (seen on an H200), so the graphs take their pieces with Shape
 // start/end attributes and Gathers instead.
 func TestGPT2GraphsHaveNoSlice(t *testing.T) {
-	c := graphs.GPT2Config{NLayers: 2, DModel: 8, NHeads: 2, DHead: 4, DFF: 32, NVocab: 11, NCtx: 16}
+	c := gpt2.Config{NLayers: 2, DModel: 8, NHeads: 2, DHead: 4, DFF: 32, NVocab: 11, NCtx: 16}
 	w := graphs.Weights{Location: "weights.bin", Offsets: map[string][2]int64{}}
 	var off int64
-	for _, s := range graphs.GPT2Weights(c) {
+	for _, s := range gpt2.WeightSpecs(c) {
 		n := int64(4)
 		for _, d := range s.Dims {
 			n *= d
@@ -23,7 +24,7 @@ func TestGPT2GraphsHaveNoSlice(t *testing.T) {
 		w.Offsets[s.Name] = [2]int64{off, n}
 		off += n
 	}
-	stages, err := graphs.GPT2Stages(c, w)
+	stages, err := gpt2.Stages(c, w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func TestGPT2GraphsHaveNoSlice(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wrt []string
-	for _, tensor := range graphs.GPT2Points(c) {
+	for _, tensor := range gpt2.Points(c) {
 		wrt = append(wrt, tensor)
 	}
 	gr, err := graphs.Backward(whole, graphs.GradSpec{Seeds: []string{"logits"}, Wrt: wrt})

@@ -1,14 +1,11 @@
-package modelctx
+package vocab
 
 import (
 	"errors"
 	"fmt"
-
-	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
 
-// The original's component registry (model_component_registry.py and
-// inference_engine_type_registry.py, spec §4.4 and §4.6): the names of
+// The original's component registry (docs/behaviour.md §4.4 and §4.6): the names of
 // dimensions, weights, activations and nodes shared by every architecture,
 // with the standard shape of each weight and activation.
 
@@ -23,7 +20,7 @@ var (
 // Dimension names an axis of a weight or activation tensor.
 type Dimension string
 
-// Dimensions (spec §4.4).
+// Dimensions (docs/behaviour.md §4.4).
 const (
 	DimSequenceTokens            Dimension = "sequence_tokens"
 	DimAttendedToSequenceTokens  Dimension = "attended_to_sequence_tokens"
@@ -201,7 +198,7 @@ const (
 // before the LayerNorm unless the name says otherwise.
 type ActivationLocationType string
 
-// Activation location types (spec §4.4).
+// Activation location types (docs/behaviour.md §4.4).
 const (
 	ActResidPostEmbedding                 ActivationLocationType = "resid.post_emb"
 	ActResidDeltaAttn                     ActivationLocationType = "resid.delta_attn"
@@ -234,30 +231,30 @@ const (
 type actInfo struct {
 	alt   ActivationLocationType
 	shape []Dimension
-	point hooks.Point // the standard hook point; 0 where none
+	point Point // the standard hook point; 0 where none
 }
 
 var actInfos = []actInfo{
-	{ActResidPostEmbedding, []Dimension{DimSequenceTokens, DimResidualStreamChannels}, hooks.ResidPostEmb},
-	{ActResidDeltaAttn, []Dimension{DimSequenceTokens, DimResidualStreamChannels}, hooks.DeltaAttn},
-	{ActResidPostAttn, []Dimension{DimSequenceTokens, DimResidualStreamChannels}, hooks.PostAttn},
-	{ActResidDeltaMLP, []Dimension{DimSequenceTokens, DimResidualStreamChannels}, hooks.DeltaMLP},
-	{ActResidPostMLP, []Dimension{DimSequenceTokens, DimResidualStreamChannels}, hooks.PostMLP},
+	{ActResidPostEmbedding, []Dimension{DimSequenceTokens, DimResidualStreamChannels}, ResidPostEmb},
+	{ActResidDeltaAttn, []Dimension{DimSequenceTokens, DimResidualStreamChannels}, DeltaAttn},
+	{ActResidPostAttn, []Dimension{DimSequenceTokens, DimResidualStreamChannels}, PostAttn},
+	{ActResidDeltaMLP, []Dimension{DimSequenceTokens, DimResidualStreamChannels}, DeltaMLP},
+	{ActResidPostMLP, []Dimension{DimSequenceTokens, DimResidualStreamChannels}, PostMLP},
 	{ActResidPostMLPLayerNorm, []Dimension{DimSequenceTokens, DimResidualStreamChannels}, 0},
 	{ActResidPostAttnLayerNorm, []Dimension{DimSequenceTokens, DimResidualStreamChannels}, 0},
 	{ActResidPostFinalLayerNorm, []Dimension{DimSequenceTokens, DimResidualStreamChannels}, 0},
-	{ActMLPInputLayerNormScale, []Dimension{DimSequenceTokens, DimSingleton}, hooks.LnMLPScale},
-	{ActAttnInputLayerNormScale, []Dimension{DimSequenceTokens, DimSingleton}, hooks.LnAttnScale},
-	{ActResidFinalLayerNormScale, []Dimension{DimSequenceTokens, DimSingleton}, hooks.LnFScale},
-	{ActAttnQuery, []Dimension{DimSequenceTokens, DimAttnHeads, DimQueryAndKeyChannels}, hooks.AttnQ},
-	{ActAttnKey, []Dimension{DimAttendedToSequenceTokens, DimAttnHeads, DimQueryAndKeyChannels}, hooks.AttnK},
-	{ActAttnValue, []Dimension{DimAttendedToSequenceTokens, DimAttnHeads, DimValueChannels}, hooks.AttnV},
-	{ActAttnQKLogits, []Dimension{DimSequenceTokens, DimAttendedToSequenceTokens, DimAttnHeads}, hooks.AttnQKLogits},
-	{ActAttnQKProbs, []Dimension{DimSequenceTokens, DimAttendedToSequenceTokens, DimAttnHeads}, hooks.AttnQKProbs},
-	{ActAttnWeightedSumOfValues, []Dimension{DimSequenceTokens, DimAttnHeads, DimValueChannels}, hooks.AttnVOut},
-	{ActMLPPreAct, []Dimension{DimSequenceTokens, DimMLPActs}, hooks.MLPPreAct},
-	{ActMLPPostAct, []Dimension{DimSequenceTokens, DimMLPActs}, hooks.MLPPostAct},
-	{ActLogits, []Dimension{DimSequenceTokens, DimVocabSize}, hooks.LogitsPoint},
+	{ActMLPInputLayerNormScale, []Dimension{DimSequenceTokens, DimSingleton}, LnMLPScale},
+	{ActAttnInputLayerNormScale, []Dimension{DimSequenceTokens, DimSingleton}, LnAttnScale},
+	{ActResidFinalLayerNormScale, []Dimension{DimSequenceTokens, DimSingleton}, LnFScale},
+	{ActAttnQuery, []Dimension{DimSequenceTokens, DimAttnHeads, DimQueryAndKeyChannels}, AttnQ},
+	{ActAttnKey, []Dimension{DimAttendedToSequenceTokens, DimAttnHeads, DimQueryAndKeyChannels}, AttnK},
+	{ActAttnValue, []Dimension{DimAttendedToSequenceTokens, DimAttnHeads, DimValueChannels}, AttnV},
+	{ActAttnQKLogits, []Dimension{DimSequenceTokens, DimAttendedToSequenceTokens, DimAttnHeads}, AttnQKLogits},
+	{ActAttnQKProbs, []Dimension{DimSequenceTokens, DimAttendedToSequenceTokens, DimAttnHeads}, AttnQKProbs},
+	{ActAttnWeightedSumOfValues, []Dimension{DimSequenceTokens, DimAttnHeads, DimValueChannels}, AttnVOut},
+	{ActMLPPreAct, []Dimension{DimSequenceTokens, DimMLPActs}, MLPPreAct},
+	{ActMLPPostAct, []Dimension{DimSequenceTokens, DimMLPActs}, MLPPostAct},
+	{ActLogits, []Dimension{DimSequenceTokens, DimVocabSize}, LogitsPoint},
 	{ActOnlineAutoencoderLatent, []Dimension{DimSequenceTokens, DimAutoencoderLatents}, 0},
 	{ActOnlineMLPAutoencoderLatent, []Dimension{DimSequenceTokens, DimAutoencoderLatents}, 0},
 	{ActOnlineAttentionAutoencoderLatent, []Dimension{DimSequenceTokens, DimAutoencoderLatents}, 0},
@@ -358,7 +355,7 @@ func (a ActivationLocationType) LocationWithinLayer() (LocationWithinLayer, erro
 // original's get_hook_location_type_for_activation_location_type); ok is
 // false for the 9 types the standard engine does not map (the *_LAYER_NORM
 // residuals and the online autoencoder types).
-func (a ActivationLocationType) HookPoint() (hooks.Point, bool) {
+func (a ActivationLocationType) HookPoint() (Point, bool) {
 	i, ok := a.info()
 	return i.point, ok && i.point.Valid()
 }
@@ -376,7 +373,7 @@ func StandardActivationLocationTypes() []ActivationLocationType {
 }
 
 // ActivationLocationTypeForPoint is the inverse of HookPoint.
-func ActivationLocationTypeForPoint(p hooks.Point) (ActivationLocationType, bool) {
+func ActivationLocationTypeForPoint(p Point) (ActivationLocationType, bool) {
 	for _, i := range actInfos {
 		if i.point == p && p.Valid() {
 			return i.alt, true
@@ -400,7 +397,7 @@ func (a ActivationLocationTypeAndPassType) ExistsByDefault() bool {
 // architectures.
 type WeightLocationType string
 
-// Weight location types (spec §4.3).
+// Weight location types (docs/behaviour.md §4.3).
 const (
 	WeightMLPToHidden          WeightLocationType = "mlp.to_hidden"
 	WeightMLPToResidual        WeightLocationType = "mlp.to_residual"

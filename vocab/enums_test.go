@@ -1,15 +1,13 @@
-package modelctx
+package vocab
 
 import (
 	"errors"
 	"reflect"
 	"testing"
-
-	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
 
 func TestActivationLocationTypeToHookPoint(t *testing.T) {
-	// The original's 17-entry map (inference_engine_type_registry.py), with
+	// The original's 17-entry map (docs/behaviour.md §4.6), with
 	// hook_graph's /torso inserted for the residual points.
 	want := map[ActivationLocationType]string{
 		ActResidPostEmbedding:       "resid.post_emb",
@@ -48,7 +46,7 @@ func TestActivationLocationTypeToHookPoint(t *testing.T) {
 			}
 		}
 	}
-	for _, p := range []hooks.Point{hooks.PostLnAttn, hooks.AttnQKSoftmaxDenominator, hooks.PostLnF, hooks.SAELatents} {
+	for _, p := range []Point{PostLnAttn, AttnQKSoftmaxDenominator, PostLnF, SAELatents} {
 		if a, ok := ActivationLocationTypeForPoint(p); ok {
 			t.Errorf("%s maps back to %s", p, a)
 		}

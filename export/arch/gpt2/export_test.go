@@ -1,7 +1,8 @@
-package export
+package gpt2_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -9,9 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/onnx-tdb/onnx-tdb/export"
+	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
 	"github.com/onnx-tdb/onnx-tdb/export/fetch"
 	"github.com/onnx-tdb/onnx-tdb/export/fetch/fetchtest"
-	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
 )
 
@@ -41,34 +43,34 @@ func copyCheckpoint(t *testing.T) string {
 }
 
 func TestExportGolden(t *testing.T) {
-	ck, err := OpenCheckpoint(golden.ModelDir())
+	ck, err := gpt2.OpenCheckpoint(golden.ModelDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "m")
-	man, err := WriteGPT2(ck, out, WriteOptions{Whole: true})
+	man, err := export.Write(context.Background(), ck, out, export.WriteOptions{Whole: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if man.Config != (graphs.GPT2Config{NLayers: 2, DModel: 64, NHeads: 4, DHead: 16, DFF: 256, NVocab: 50257, NCtx: 64}) {
+	if man.Config != (export.Dims{NLayers: 2, DModel: 64, NHeads: 4, DHead: 16, DFF: 256, NVocab: 50257, NCtx: 64}) {
 		t.Errorf("config %+v", man.Config)
 	}
 	if len(man.Points) != 21*2+6 || len(man.Stages) != 4 || len(man.KVCache) != 2 {
 		t.Errorf("points %d, stages %d, kv %d", len(man.Points), len(man.Stages), len(man.KVCache))
 	}
 	for _, w := range man.Weights.Tensors {
-		if w.Offset%Alignment != 0 {
+		if w.Offset%export.Alignment != 0 {
 			t.Errorf("%s at offset %d, not page-aligned", w.Name, w.Offset)
 		}
 	}
-	back, err := ReadManifest(out)
+	back, err := export.ReadManifest(out)
 	if err != nil || back.Name != "m" || back.Whole != "whole.onnx" {
 		t.Fatalf("read back: %+v %v", back, err)
 	}
-	if _, err := WriteGPT2(ck, out, WriteOptions{}); !errors.Is(err, ErrExists) {
+	if _, err := export.Write(context.Background(), ck, out, export.WriteOptions{}); !errors.Is(err, export.ErrExists) {
 		t.Errorf("second export without overwrite: %v", err)
 	}
-	if _, err := WriteGPT2(ck, out, WriteOptions{Overwrite: true}); err != nil {
+	if _, err := export.Write(context.Background(), ck, out, export.WriteOptions{Overwrite: true}); err != nil {
 		t.Errorf("overwrite: %v", err)
 	}
 	entries, _ := os.ReadDir(filepath.Dir(out))
@@ -99,7 +101,7 @@ func TestCheckpointErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := copyCheckpoint(t)
 			tc.damage(dir)
-			_, err := OpenCheckpoint(dir)
+			_, err := gpt2.OpenCheckpoint(dir)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
@@ -127,14 +129,14 @@ func TestExportRejectsBadPiecesAndLeavesNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := copyCheckpoint(t)
 			tc.damage(dir)
-			ck, err := OpenCheckpoint(dir)
+			ck, err := gpt2.OpenCheckpoint(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
 			outDir := t.TempDir()
-			_, err = WriteGPT2(ck, filepath.Join(outDir, "m"), WriteOptions{})
-			if !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want ErrCheckpoint mentioning %q", err, tc.want)
+			_, err = export.Write(context.Background(), ck, filepath.Join(outDir, "m"), export.WriteOptions{})
+			if !errors.Is(err, export.ErrCheckpoint) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want export.ErrCheckpoint mentioning %q", err, tc.want)
 			}
 			if entries, _ := os.ReadDir(outDir); len(entries) != 0 {
 				t.Fatalf("a failed export left %v behind", entries)
@@ -148,15 +150,15 @@ func TestExportRejectsBadPiecesAndLeavesNothing(t *testing.T) {
 // every weight equals the contiguous checkpoint's.
 func TestModelViewsExportLikeModel(t *testing.T) {
 	views := golden.RequireShared(t, "model_views")
-	a, err := OpenCheckpoint(golden.ModelDir())
+	a, err := gpt2.OpenCheckpoint(golden.ModelDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := OpenCheckpoint(views)
+	b, err := gpt2.OpenCheckpoint(views)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range Keys(a.GPT2Config()) {
+	for _, k := range gpt2.Keys(a.Dims()) {
 		x, _, err := a.Tensor(k)
 		if err != nil {
 			t.Fatal(err)
@@ -174,39 +176,40 @@ func TestModelViewsExportLikeModel(t *testing.T) {
 }
 
 func TestResolveLocalFolderExportsOnce(t *testing.T) {
-	o := ResolveOptions{Fetch: fetch.Options{Dir: t.TempDir(), Progress: io.Discard}}
-	dir, err := Resolve(context.Background(), golden.ModelDir(), o)
+	o := export.ResolveOptions{Fetch: fetch.Options{Dir: t.TempDir(), Progress: io.Discard}}
+	dir, err := export.Resolve(context.Background(), golden.ModelDir(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := os.Stat(filepath.Join(dir, ManifestFile))
-	again, err := Resolve(context.Background(), golden.ModelDir(), o)
+	st, _ := os.Stat(filepath.Join(dir, export.ManifestFile))
+	again, err := export.Resolve(context.Background(), golden.ModelDir(), o)
 	if err != nil || again != dir {
 		t.Fatalf("second resolve: %s %v", again, err)
 	}
-	st2, _ := os.Stat(filepath.Join(dir, ManifestFile))
+	st2, _ := os.Stat(filepath.Join(dir, export.ManifestFile))
 	if !st.ModTime().Equal(st2.ModTime()) {
 		t.Error("second resolve exported again")
 	}
-	if got, err := Resolve(context.Background(), dir, o); err != nil || got != dir {
+	if got, err := export.Resolve(context.Background(), dir, o); err != nil || got != dir {
 		t.Errorf("an exported folder resolves to itself: %s %v", got, err)
 	}
 	// A cached export whose graphs an earlier version built is made again.
-	m, err := ReadManifest(dir)
-	if err != nil || m.GraphsVersion != GPT2GraphsVersion {
-		t.Fatalf("manifest graphs version %v (%v), want %d", m, err, GPT2GraphsVersion)
+	m, err := export.ReadManifest(dir)
+	if err != nil || m.GraphsVersion != gpt2.GraphsVersion {
+		t.Fatalf("manifest graphs version %v (%v), want %d", m, err, gpt2.GraphsVersion)
 	}
 	m.GraphsVersion = 0
-	if err := writeJSON(filepath.Join(dir, ManifestFile), m); err != nil {
+	js, _ := json.Marshal(m)
+	if err := os.WriteFile(filepath.Join(dir, export.ManifestFile), js, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if again, err := Resolve(context.Background(), golden.ModelDir(), o); err != nil || again != dir {
+	if again, err := export.Resolve(context.Background(), golden.ModelDir(), o); err != nil || again != dir {
 		t.Fatalf("resolve over a stale export: %s %v", again, err)
 	}
-	if m, err := ReadManifest(dir); err != nil || m.GraphsVersion != GPT2GraphsVersion {
+	if m, err := export.ReadManifest(dir); err != nil || m.GraphsVersion != gpt2.GraphsVersion {
 		t.Fatalf("stale export not made again: version %v (%v)", m.GraphsVersion, err)
 	}
-	if _, err := Resolve(context.Background(), "gpt2-tiny", o); !errors.Is(err, ErrUnknownModel) {
+	if _, err := export.Resolve(context.Background(), "gpt2-tiny", o); !errors.Is(err, export.ErrUnknownModel) {
 		t.Errorf("unknown name: %v", err)
 	}
 }
@@ -218,26 +221,26 @@ func TestResolveFromBlobStorage(t *testing.T) {
 	prefix := "subject-models/gpt2/tiny"
 	az.UploadDir("neuron-explainer", prefix, golden.ModelDir())
 	cache := t.TempDir()
-	o := ResolveOptions{Fetch: fetch.Options{Dir: cache, Endpoint: az.Endpoint, Progress: io.Discard}}
-	dir, err := Resolve(context.Background(), "az://openaipublic/neuron-explainer/"+prefix, o)
+	o := export.ResolveOptions{Fetch: fetch.Options{Dir: cache, Endpoint: az.Endpoint, Progress: io.Discard}}
+	dir, err := export.Resolve(context.Background(), "az://openaipublic/neuron-explainer/"+prefix, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	man, err := ReadManifest(dir)
+	man, err := export.ReadManifest(dir)
 	if err != nil || man.Config.NLayers != 2 || man.Name != "tiny" {
 		t.Fatalf("manifest %+v %v", man, err)
 	}
-	same, err := Resolve(context.Background(), "https://openaipublic.blob.core.windows.net/neuron-explainer/"+prefix, o)
+	same, err := export.Resolve(context.Background(), "https://openaipublic.blob.core.windows.net/neuron-explainer/"+prefix, o)
 	if err != nil || same != dir {
 		t.Fatalf("https form: %s %v (az:// gave %s)", same, err, dir)
 	}
-	_, err = Resolve(context.Background(), "az://openaipublic/neuron-explainer/subject-models/gpt2/none", o)
+	_, err = export.Resolve(context.Background(), "az://openaipublic/neuron-explainer/subject-models/gpt2/none", o)
 	if !errors.Is(err, fetch.ErrNotFound) {
 		t.Errorf("missing checkpoint: %v", err)
 	}
 	// A missing piece is reported by name and nothing is exported.
 	az.UploadFile("neuron-explainer", "subject-models/gpt2/broken/config.json", filepath.Join(golden.ModelDir(), "config.json"))
-	_, err = Resolve(context.Background(), "az://openaipublic/neuron-explainer/subject-models/gpt2/broken", o)
+	_, err = export.Resolve(context.Background(), "az://openaipublic/neuron-explainer/subject-models/gpt2/broken", o)
 	if !errors.Is(err, fetch.ErrNotFound) || !strings.Contains(err.Error(), "model_pieces") {
 		t.Errorf("checkpoint without pieces: %v", err)
 	}
@@ -247,10 +250,10 @@ func TestResolveFromBlobStorage(t *testing.T) {
 }
 
 func TestResolveUnreachable(t *testing.T) {
-	o := ResolveOptions{Fetch: fetch.Options{Dir: t.TempDir(), Endpoint: "http://127.0.0.1:1/{account}", Progress: io.Discard}}
+	o := export.ResolveOptions{Fetch: fetch.Options{Dir: t.TempDir(), Endpoint: "http://127.0.0.1:1/{account}", Progress: io.Discard}}
 	ctx, cancel := context.WithTimeout(context.Background(), 60e9)
 	defer cancel()
-	_, err := Resolve(ctx, "gpt2-small", o)
+	_, err := export.Resolve(ctx, "gpt2-small", o)
 	if !errors.Is(err, fetch.ErrUnreachable) {
 		t.Fatalf("got %v", err)
 	}

@@ -1,0 +1,5 @@
+package all
+
+import (
+	_ "github.com/onnx-tdb/onnx-tdb/export/arch/gpt2" // GPT-2: TDB and Hugging Face checkpoints
+)
