@@ -163,3 +163,27 @@ func TestSAELensReleaseCLI(t *testing.T) {
 		t.Error("nothing was downloaded")
 	}
 }
+
+// TestForwardReadsTLNames saves a TransformerLens-named point in TL's
+// coordinates: blocks.1.hook_resid_pre is resid.torso.post_mlp@0 centred.
+func TestForwardReadsTLNames(t *testing.T) {
+	out := t.TempDir()
+	if msg, err := runCLI(t, "forward", "--model", golden.ModelDir(), "--tokens", "464,2068,7586",
+		"--points", "blocks.1.hook_resid_pre,resid.torso.post_mlp", "--save-activations", out); err != nil {
+		t.Fatal(err, msg)
+	}
+	shape, tl := readNpy(t, filepath.Join(out, "blocks.1.hook_resid_pre.npy"))
+	_, tdb := readNpy(t, filepath.Join(out, "resid.torso.post_mlp.L0.npy"))
+	D := shape[len(shape)-1]
+	for r := 0; r < len(tdb)/D; r++ {
+		var mean float64
+		for _, v := range tdb[r*D : (r+1)*D] {
+			mean += float64(v) / float64(D)
+		}
+		for i := r * D; i < (r+1)*D; i++ {
+			if d := float64(tl[i]) - (float64(tdb[i]) - mean); d > 1e-5 || d < -1e-5 {
+				t.Fatalf("row %d: TL value %g, want %g", r, tl[i], float64(tdb[i])-mean)
+			}
+		}
+	}
+}
