@@ -1,6 +1,7 @@
 package sae_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2/tlnames"
+	"github.com/onnx-tdb/onnx-tdb/export/safetensors"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
 	"github.com/onnx-tdb/onnx-tdb/internal/goldenmodel"
@@ -218,6 +220,72 @@ func TestSAELensSpliceGradient(t *testing.T) {
 					t.Errorf("directional derivative %.6g, finite difference %.6g", an, num)
 				}
 			})
+		}
+	}
+}
+
+// TestSpliceAtOncePoint splices a SAELens SAE named blocks.0.hook_resid_pre
+// (TDB's once point resid.post_emb): its sae.* points are at layer 0 and
+// an unedited add-error splice leaves the logits.
+func TestSpliceAtOncePoint(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sae")
+	os.MkdirAll(dir, 0o755)
+	cfg, _ := json.Marshal(map[string]any{"architecture": "topk", "k": 4, "d_in": 64, "d_sae": 16,
+		"normalize_activations": "layer_norm", "hook_name": "blocks.0.hook_resid_pre"})
+	os.WriteFile(filepath.Join(dir, "cfg.json"), cfg, 0o644)
+	fill := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(math.Cos(float64(3*i))) / 5
+		}
+		return v
+	}
+	var w bytes.Buffer
+	safetensors.Write(&w, []safetensors.Tensor{
+		safetensors.F32("W_enc", []int{64, 16}, fill(1024)), safetensors.F32("b_enc", []int{16}, fill(16)),
+		safetensors.F32("W_dec", []int{16, 64}, fill(1024)), safetensors.F32("b_dec", []int{64}, fill(64)),
+	}, nil)
+	os.WriteFile(filepath.Join(dir, "sae_weights.safetensors"), w.Bytes(), 0o644)
+
+	m, err := modelctx.Open(goldenmodel.Dir(t), modelctx.WithDevice(goldenmodel.Device(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := context.Background()
+	ae, err := sae.Open(ctx, dir, sae.WithCache(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ae.Close()
+	b, err := sae.Bind(ae, gpt2Resolver(t, m), m.NLayers())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.In.String() != "resid.post_emb" || b.Layer != 0 || b.InMap == nil || !b.InMap.Center {
+		t.Fatalf("binding %+v", b)
+	}
+	rows := [][]int{{464, 2068, 7586}}
+	plain, err := m.Forward(ctx, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addError := range []bool{true, false} {
+		h := hooks.New()
+		rm := sae.SpliceBound(h, ae, b, addError)
+		calls := 0
+		h.Observe(hooks.SAE.Latents, func(_ *hooks.Context, z *hooks.Tensor) error { calls++; return nil }, hooks.AtLayers(0))
+		out, err := m.Forward(ctx, rows, modelctx.WithHooks(h))
+		rm()
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst := 0.0
+		for i, v := range plain.Logits.Data {
+			worst = math.Max(worst, math.Abs(float64(v-out.Logits.Data[i])))
+		}
+		if calls != 1 || (addError && worst > 1e-4) || (!addError && worst < 1e-3) {
+			t.Errorf("add_error=%v: sae.latents called %d times, logits moved %.3g", addError, calls, worst)
 		}
 	}
 }

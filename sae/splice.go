@@ -56,23 +56,24 @@ func Splice(h *hooks.Hooks, ae *Autoencoder, at hooks.Site, addError bool) (remo
 func SpliceBound(h *hooks.Hooks, ae *Autoencoder, b Binding, addError bool) (remove func()) {
 	s := &splice{ae: ae, addError: addError, b: b}
 	if b.Out == b.In {
-		rmFwd := h.Add(b.In.Point, s.hook, at(b.In), hooks.InStage(hooks.Fwd2))
-		rmBwd := h.Add(b.In.Point, s.vjp, at(b.In), hooks.InStage(hooks.Bwd), hooks.VJPOf(hooks.Fwd2))
+		rmFwd := h.Add(b.In.Point, s.hook, at(b.In, hooks.InStage(hooks.Fwd2))...)
+		rmBwd := h.Add(b.In.Point, s.vjp, at(b.In, hooks.InStage(hooks.Bwd), hooks.VJPOf(hooks.Fwd2))...)
 		return func() { rmFwd(); rmBwd() }
 	}
-	rmIn := h.Observe(b.In.Point, s.read, at(b.In), hooks.InStage(hooks.Fwd2))
-	rmInBwd := h.Add(b.In.Point, s.inGrad, at(b.In), hooks.InStage(hooks.Bwd))
-	rmOut := h.Add(b.Out.Point, s.hook, at(b.Out), hooks.InStage(hooks.Fwd2))
-	rmOutBwd := h.Add(b.Out.Point, s.vjp, at(b.Out), hooks.InStage(hooks.Bwd), hooks.VJPOf(hooks.Fwd2))
+	rmIn := h.Observe(b.In.Point, s.read, at(b.In, hooks.InStage(hooks.Fwd2))...)
+	rmInBwd := h.Add(b.In.Point, s.inGrad, at(b.In, hooks.InStage(hooks.Bwd))...)
+	rmOut := h.Add(b.Out.Point, s.hook, at(b.Out, hooks.InStage(hooks.Fwd2))...)
+	rmOutBwd := h.Add(b.Out.Point, s.vjp, at(b.Out, hooks.InStage(hooks.Bwd), hooks.VJPOf(hooks.Fwd2))...)
 	return func() { rmIn(); rmInBwd(); rmOut(); rmOutBwd() }
 }
 
-// at registers a hook at a site's layer (once points: everywhere they are).
-func at(s hooks.Site) hooks.Option {
-	if !s.Point.PerLayer() {
-		return hooks.InStage(hooks.Fwd2) // repeated by the caller: a no-op here
+// at restricts a registration to a site's layer (once points have none)
+// and adds the other options.
+func at(s hooks.Site, opts ...hooks.Option) []hooks.Option {
+	if s.Point.PerLayer() {
+		opts = append(opts, hooks.AtLayers(s.Layer))
 	}
-	return hooks.AtLayers(s.Layer)
+	return opts
 }
 
 type splice struct {
