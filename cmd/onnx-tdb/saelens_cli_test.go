@@ -187,3 +187,24 @@ func TestForwardReadsTLNames(t *testing.T) {
 		}
 	}
 }
+
+// TestGradDetachTLName stops the gradient at a TransformerLens name as at
+// its TDB site.
+func TestGradDetachTLName(t *testing.T) {
+	args := []string{"grad", "--model", golden.ModelDir(), "--tokens", "464,2068,7586", "--target", "0,2,11", "--json", "--points", "resid.post_emb"}
+	tl, err := runCLI(t, append(args, "--detach", "blocks.1.hook_resid_pre")...)
+	if err != nil {
+		t.Fatal(err, tl)
+	}
+	tdb, err := runCLI(t, append(args, "--detach", "resid.torso.post_mlp@0")...)
+	if err != nil {
+		t.Fatal(err, tdb)
+	}
+	plain, err := runCLI(t, args...)
+	if err != nil {
+		t.Fatal(err, plain)
+	}
+	if tl != tdb || tl == plain {
+		t.Errorf("--detach blocks.1.hook_resid_pre:\n%.300s\nwant as resid.torso.post_mlp@0:\n%.300s\n(plain:\n%.300s)", tl, tdb, plain)
+	}
+}
