@@ -43,7 +43,8 @@ type Transformer struct {
 	dir    string
 	eng    *runtime.Engine
 	points map[hooks.Site]runtime.PointRef
-	outs   outLayers // the out_layer values of mlp.post_act, read on first use
+	resid  []hooks.Site // the residual stream entering each layer, and the final one
+	outs   outLayers    // the out_layer values of mlp.post_act, read on first use
 }
 
 // Open opens an exported model directory.
@@ -86,13 +87,13 @@ func open(dir string, whole bool, opts []Option) (*Transformer, error) {
 		}
 		points[site] = runtime.PointRef{Tensor: p.Tensor, Perm: p.Perm}
 	}
+	resid, err := residualSites(man)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", dir, err)
+	}
 	var boundaries []hooks.Site
-	for _, b := range man.Boundaries {
-		site, err := hooks.ParseSite(b)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: boundary %w", dir, err)
-		}
-		if !whole && points[site].Tensor != "" {
+	for _, site := range resid[:man.Config.NLayers] {
+		if points[site].Tensor != "" {
 			boundaries = append(boundaries, site)
 		}
 	}
@@ -111,7 +112,7 @@ func open(dir string, whole bool, opts []Option) (*Transformer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Transformer{man: man, dir: dir, eng: eng, points: points}, nil
+	return &Transformer{man: man, dir: dir, eng: eng, points: points, resid: resid}, nil
 }
 
 // Close releases the model's ONNX Runtime sessions.
@@ -226,6 +227,7 @@ type forwardConfig struct {
 	hooks   []*hooks.Hooks
 	pad     PadSide
 	capture *Filter
+	partial *partialRun // StopAtLayer / StartAtLayer (partial.go)
 }
 
 // ForwardOption configures one Forward call.
@@ -249,6 +251,7 @@ type Output struct {
 	Logits      *hooks.Tensor                // [B,T,V]
 	Activations map[hooks.Site]*hooks.Tensor // captured hook points, shapes as in docs/behaviour.md §3.2
 	Pad         [][]bool                     // [B][T], true at pads
+	Resid       *hooks.Tensor                // [B,T,D] after StopAtLayer (Logits is then nil)
 }
 
 // Batch is token rows padded to one length.
@@ -372,13 +375,20 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 		}
 		hs = append(append([]*hooks.Hooks{}, hs...), capture)
 	}
-	res, err := t.eng.Run(ctx, runtime.Request{
+	req := runtime.Request{
 		Inputs:  t.inputs(batch),
 		Outputs: []string{t.man.Inputs.Logits},
 		Hooks:   t.snapshot(hs...),
-	})
+	}
+	if err := t.applyPartial(c.partial, batch, &req); err != nil {
+		return nil, err
+	}
+	res, err := t.eng.Run(ctx, req)
 	if err != nil {
 		return nil, err
+	}
+	if t.partialOutput(c.partial, res, out) {
+		return out, nil
 	}
 	lg := res[t.man.Inputs.Logits]
 	out.Logits = &hooks.Tensor{Shape: toInts(lg.Shape), Data: lg.F32}

@@ -154,6 +154,11 @@ type Request struct {
 	// copying them into Go: they stay where the run left them (in GPU memory
 	// on CUDA, where no hook touches them) until closed.
 	Keep []string
+	// StartAt and StopAt make a partial run (partial.go): it starts from the
+	// value of site StartAt, given in Inputs under the site's tensor name,
+	// and stops once site StopAt is computed (name its tensor in Outputs).
+	// Only the hooks of the sites between them are called.
+	StartAt, StopAt *hooks.Site
 }
 
 // Result is what RunKeep returns: the outputs copied into Go, and the kept
@@ -219,11 +224,11 @@ func planKey(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.U
 	return strings.Join(parts, "|")
 }
 
-func (e *Engine) plan(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.Use) (*plan, error) {
+func (e *Engine) plan(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.Use, sp span) (*plan, error) {
 	if !e.o.placesOnDevice() {
 		keep = nil // kept or copied, outputs come out of the same plan
 	}
-	key := planKey(outputs, keep, uses)
+	key := planKey(outputs, keep, uses) + sp.key()
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -235,7 +240,7 @@ func (e *Engine) plan(outputs []string, keep map[string]bool, uses map[hooks.Sit
 		e.plans[key] = slot
 	}
 	e.mu.Unlock()
-	slot.once.Do(func() { slot.p, slot.err = e.build(outputs, keep, uses) })
+	slot.once.Do(func() { slot.p, slot.err = e.build(outputs, keep, uses, sp) })
 	if slot.err != nil {
 		e.mu.Lock()
 		if e.plans != nil && e.plans[key] == slot {
@@ -247,7 +252,7 @@ func (e *Engine) plan(outputs []string, keep map[string]bool, uses map[hooks.Sit
 }
 
 // build cuts the graph for one set of hooked sites and opens its sessions.
-func (e *Engine) build(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.Use) (*plan, error) {
+func (e *Engine) build(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.Use, sp span) (*plan, error) {
 	sites := hooks.SitesInOrder(uses, e.g.NLayers)
 	p := &plan{outputs: map[string]bool{}, keep: map[string]bool{}, lastSite: map[string]int{}}
 	for o := range keep {
@@ -257,6 +262,13 @@ func (e *Engine) build(outputs []string, keep map[string]bool, uses map[hooks.Si
 	cutSeen, readSeen := map[string]bool{}, map[string]bool{}
 	model := e.g.Model
 	cloned := false
+	if sp.start != nil {
+		var err error
+		if model, err = startModel(model, e.g.Points[*sp.start].Tensor); err != nil {
+			return nil, err
+		}
+		cloned = true
+	}
 	for _, s := range sites {
 		ref, ok := e.g.Points[s]
 		if !ok {
@@ -280,7 +292,7 @@ func (e *Engine) build(outputs []string, keep map[string]bool, uses map[hooks.Si
 			cuts = append(cuts, ref.Tensor)
 		}
 	}
-	cuts = e.withBoundaries(cuts, cutSeen, uses)
+	cuts = sp.trimCuts(e.withBoundaries(cuts, cutSeen, uses), cutSeen, e.g)
 	for _, s := range p.sites {
 		if !s.write && !cutSeen[s.ref.Tensor] && !readSeen[s.ref.Tensor] {
 			readSeen[s.ref.Tensor] = true
@@ -478,7 +490,11 @@ func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := e.plan(req.Outputs, keep, uses)
+	if err := e.checkSpan(req); err != nil {
+		return nil, nil, err
+	}
+	sp := spanOf(req)
+	p, err := e.plan(req.Outputs, keep, sp.window(uses, e.g.NLayers), sp)
 	if err != nil {
 		return nil, nil, err
 	}

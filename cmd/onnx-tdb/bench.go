@@ -30,6 +30,8 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "paths", Value: "whole,no-hooks,one-write,all-read,capture,per-stage,stage-read", Usage: "which paths to run: whole (the baseline), no-hooks, one-write (an in-place writing hook at mlp.post_act of the middle layer), all-read (a read-only observer at every hook point), capture (every hook point copied out, as --save-activations does), per-stage (a writing hook at every stage boundary: one session per stage, the residual stream through Go), stage-read (a read-only observer of a small point at every layer: one session per stage, the residual stream kept where the sessions run)"},
 			&cli.DurationFlag{Name: "min-time", Value: 10 * time.Second, Usage: "least time spent per shape, in rounds that run every path once in turn (after a warm-up run of each)"},
 			&cli.IntFlag{Name: "min-runs", Value: 3, Usage: "least number of rounds per shape"},
+			benchServeFlag(),
+			&cli.BoolFlag{Name: patchSweepFlag, Usage: "instead, time a 16-position patching sweep of resid.torso.post_mlp over every layer against the same rows as batched 1x16 forwards and as separate forwards (--min-runs rounds)"},
 			&cli.StringFlag{Name: "sample", Value: "1,4", Usage: "batch sizes of the decoding rows (16-token prompt, 32 new tokens, KV cache); empty for none"},
 		},
 		Action: runBench,
@@ -182,6 +184,12 @@ type benchGroup struct {
 // the plans); then it opens the exported model as one plain graph (the
 // baseline) and times it against every path in interleaved rounds.
 func runBench(c *cli.Context) error {
+	if c.Bool("serve") {
+		return runBenchServe(c)
+	}
+	if c.Bool(patchSweepFlag) {
+		return runPatchBench(c)
+	}
 	shapes, err := parseShapes(c.String("shapes"))
 	if err != nil {
 		return err

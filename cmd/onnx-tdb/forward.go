@@ -38,7 +38,7 @@ func forwardCommand() *cli.Command {
 			&cli.StringFlag{Name: "save-activations", Usage: "write <dot path>.L<layer>.npy / <dot path>.npy / logits.npy here"},
 			&cli.IntFlag{Name: "top", Value: 5, Usage: "next tokens to print per row"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
-		), append(interventionFlags(), saeFlags()...)...),
+		), append(append(interventionFlags(), saeFlags()...), pictureFlags()...)...),
 		Action: runForward,
 	}
 }
@@ -112,6 +112,11 @@ func runForward(c *cli.Context) error {
 	}
 	defer release()
 	opts = append(opts, ho...)
+	pics, err := newPictures(c, m)
+	if err != nil {
+		return err
+	}
+	opts = append(opts, pics.options()...)
 	out, err := m.Forward(c.Context, rows, opts...)
 	if err != nil {
 		return err
@@ -125,6 +130,9 @@ func runForward(c *cli.Context) error {
 		}
 	}
 	tok, _ := modelTokenizer(m)
+	if err := pics.write(rows, side, tok); err != nil {
+		return err
+	}
 	results, err := topTokens(out, rows, prompts, c.Int("top"), tok)
 	if err != nil {
 		return err

@@ -61,6 +61,10 @@ func newApp() *cli.App {
 			importCommand(),
 			randomCheckpointCommand(),
 			benchCommand(),
+			serveCommand(),
+			patchCommand(),
+			lensCommand(),
+			dlaCommand(),
 		},
 		HideHelpCommand: true,
 		// Repeatable flags (--prompt, --ablate, ...) take each value whole: a
