@@ -1,16 +1,11 @@
 package modelctx
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
-
-// ErrNoSiteNames is returned for a foreign site name on a model whose
-// architecture has no SiteNamer registered.
-var ErrNoSiteNames = errors.New("the model's architecture has no foreign site names")
 
 // A SiteNamer resolves another library's names for a model's sites
 // (TransformerLens's hook names, for the architectures that register

@@ -9,7 +9,6 @@ import (
 
 // Errors of binding an SAE to a model's sites.
 var (
-	ErrNoSiteName   = errors.New("the model has no such site name")
 	ErrSiteOrder    = errors.New("a transcoder's output site precedes its input site")
 	ErrSiteConflict = errors.New("the site given disagrees with the SAE's own")
 	ErrNoResolver   = errors.New("the model cannot resolve the SAE's site names")
