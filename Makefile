@@ -7,7 +7,7 @@ GO      ?= go
 BIN     := bin/onnx-tdb
 export CGO_ENABLED := 1
 
-.PHONY: all build ort azurite test test-short demo bench vet fmt proto clean
+.PHONY: all build ort ort-gpu azurite test test-short demo bench vet fmt proto clean
 
 all: build
 
@@ -16,6 +16,9 @@ build:
 
 ort:
 	@./scripts/install-ort.sh
+
+ort-gpu:
+	@./scripts/install-ort-gpu.sh
 
 azurite:
 	@./scripts/install-azurite.sh

@@ -1,8 +1,3 @@
-// Package graphs builds and cuts ONNX graphs in Go: a small builder over the
-// generated protobuf types (graphs/onnxpb), GPT-2's stage graphs with every
-// hook point as a named tensor, element-type inference, and the surgery the
-// runtime planner needs (merge stages, expose tensors as outputs, cut a graph
-// at named tensors into segments).
 package graphs
 
 import (

@@ -9,6 +9,7 @@ import (
 
 	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
+	"github.com/onnx-tdb/onnx-tdb/internal/ortenv"
 	"github.com/onnx-tdb/onnx-tdb/runtime"
 	ort "github.com/yalue/onnxruntime_go"
 	"google.golang.org/protobuf/proto"
@@ -40,6 +41,9 @@ func (v value) ort() (ort.Value, error) {
 
 func initORT(t testing.TB) {
 	t.Helper()
+	if err := ortenv.ApplyProcessDefaults(); err != nil {
+		t.Fatal(err)
+	}
 	if err := runtime.Init(); err != nil {
 		t.Skipf("SKIP: onnxruntime unavailable: %v", err)
 	}

@@ -150,10 +150,7 @@ func (c *ONNXModelContext) ModelName() string { return c.man.Name }
 
 // Device is "cpu" or "cuda:N", as chosen by the options.
 func (c *ONNXModelContext) Device() string {
-	if c.ro.Device == runtime.CUDA {
-		return fmt.Sprintf("cuda:%d", c.ro.DeviceID)
-	}
-	return string(runtime.CPU)
+	return c.ro.Provider.String()
 }
 
 // DimSize is the size of a model-intrinsic dimension: context window,

@@ -28,7 +28,7 @@ type Option func(*runtime.Options)
 
 // WithDevice selects CPU or CUDA (device ordinal id).
 func WithDevice(d runtime.Device, id int) Option {
-	return func(o *runtime.Options) { o.Device, o.DeviceID = d, id }
+	return func(o *runtime.Options) { o.Provider = d.Provider(id) }
 }
 
 // WithThreads sets the intra-op threads of each session (0: one per core).

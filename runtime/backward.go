@@ -58,6 +58,10 @@ type BackwardResult struct {
 // are returned by the forward pass as extra outputs and dropped once the
 // last backward segment reading them has run.
 func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardResult, error) {
+	if err := e.life.enter(); err != nil {
+		return nil, err
+	}
+	defer e.life.leave()
 	hs := req.Hooks
 	if hs == nil {
 		hs = hooks.Snapshot()
@@ -100,7 +104,7 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 	// those values stay in ONNX Runtime's memory until the backward pass is
 	// over, which reads them without a copy.
 	outs := e.forwardOutputs(p, req.Outputs)
-	fres, releaseFwd, err := e.forwardValues(ctx, Request{Inputs: req.Inputs, Outputs: outs, Hooks: hs}, nil)
+	fres, _, releaseFwd, err := e.forwardValues(ctx, Request{Inputs: req.Inputs, Outputs: outs, Hooks: hs}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +133,9 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 		return nil, fmt.Errorf("loss at %s: %w", req.Root, err)
 	}
 	if p.seed == "" {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, fmt.Errorf("backward: %w", cerr)
+		}
 		return res, nil
 	}
 	if err := x.put(p.seed, &Tensor{Shape: toInt64s(seed.Shape), F32: seed.Data}); err != nil {
@@ -146,10 +153,11 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 			return nil, err
 		}
 	}
-	if err := x.run(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("backward: %w", ctx.Err())
-		}
+	err = x.run(ctx)
+	if cerr := ctx.Err(); cerr != nil {
+		return nil, fmt.Errorf("backward: %w", cerr)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -10,11 +10,12 @@ import (
 )
 
 // A loss on the logits reads a few rows of them (one position per batch
-// row), and in GPT-2 the logits come from resid.post_ln_f by row-wise
-// operations only (the unembedding). The engine then computes the logits of
-// those rows alone from post_ln_f's rows, and the gradient of the
-// unembedding on those rows alone: the largest matrix product of the
-// forward pass and of the backward pass is skipped everywhere else.
+// row). Where the logits come from a hook site's tensor by row-wise
+// operations only (the unembedding after resid.post_ln_f), the engine
+// computes the logits of those rows alone from the site's rows, and the
+// gradient of the unembedding on those rows alone: the largest matrix
+// product of the forward pass and of the backward pass is skipped
+// everywhere else.
 
 const headIn = "head/in"
 
@@ -177,33 +178,9 @@ func (e *Engine) buildHead(root hooks.Site) (*rowHead, error) {
 	return h, nil
 }
 
-type headSlot struct{ h *rowHead }
-
 // rowHeadFor returns the row head of a root site (nil when it has none).
 func (e *Engine) rowHeadFor(root hooks.Site) (*rowHead, error) {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if e.bwd == nil {
-		e.bwd = &bwdPlans{slots: map[string]*bwdSlot{}}
-	}
-	c := e.bwd
-	e.mu.Unlock()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.heads == nil {
-		c.heads = map[hooks.Site]*headSlot{}
-	}
-	if s, ok := c.heads[root]; ok {
-		return s.h, nil
-	}
-	h, err := e.buildHead(root)
-	if err == nil {
-		c.heads[root] = &headSlot{h: h}
-	}
-	return h, err
+	return e.heads.get(root, func() (*rowHead, error) { return e.buildHead(root) })
 }
 
 // gatherRows copies rows (index tuples over all axes but the last) of a

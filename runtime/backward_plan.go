@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
@@ -52,38 +51,6 @@ func (p *bwdPlan) close() error {
 	return errors.Join(errs...)
 }
 
-type bwdSlot struct {
-	once sync.Once
-	p    *bwdPlan
-	err  error
-}
-
-// bwdPlans is the engine's cache of backward plans.
-type bwdPlans struct {
-	mu    sync.Mutex
-	slots map[string]*bwdSlot
-	heads map[hooks.Site]*headSlot
-}
-
-func (c *bwdPlans) close() error {
-	if c == nil {
-		return nil
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var errs []error
-	for _, s := range c.slots {
-		if s.p != nil {
-			errs = append(errs, s.p.close())
-		}
-	}
-	for _, h := range c.heads {
-		errs = append(errs, h.h.close())
-	}
-	c.slots, c.heads = nil, nil
-	return errors.Join(errs...)
-}
-
 // bwdKey is what a backward plan depends on.
 type bwdKey struct {
 	root     hooks.Site
@@ -115,50 +82,10 @@ func (k bwdKey) String() string {
 }
 
 // BackwardPlanCount is the number of backward plans built so far.
-func (e *Engine) BackwardPlanCount() int {
-	e.mu.Lock()
-	c := e.bwd
-	e.mu.Unlock()
-	if c == nil {
-		return 0
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.slots)
-}
+func (e *Engine) BackwardPlanCount() int { return e.bwd.len() }
 
 func (e *Engine) backwardPlan(k bwdKey) (*bwdPlan, error) {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if e.bwd == nil {
-		e.bwd = &bwdPlans{slots: map[string]*bwdSlot{}}
-	}
-	c := e.bwd
-	e.mu.Unlock()
-	key := k.String()
-	c.mu.Lock()
-	if c.slots == nil {
-		c.mu.Unlock()
-		return nil, ErrClosed
-	}
-	slot, ok := c.slots[key]
-	if !ok {
-		slot = &bwdSlot{}
-		c.slots[key] = slot
-	}
-	c.mu.Unlock()
-	slot.once.Do(func() { slot.p, slot.err = e.buildBackward(k) })
-	if slot.err != nil {
-		c.mu.Lock()
-		if c.slots != nil && c.slots[key] == slot {
-			delete(c.slots, key)
-		}
-		c.mu.Unlock()
-	}
-	return slot.p, slot.err
+	return e.bwd.get(k.String(), func() (*bwdPlan, error) { return e.buildBackward(k) })
 }
 
 // buildBackward differentiates the model for one plan key and opens the

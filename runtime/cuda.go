@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,36 +19,47 @@ import (
 // library (one exporting CreateEpFactories), registered with the environment.
 // appendCUDA tries the first and falls back to the second.
 
-// EnvCUDAProvider names the variable that points at a plugin CUDA provider
-// library, where it is not libonnxruntime_providers_cuda.so beside the
-// ONNX Runtime library.
-const EnvCUDAProvider = "ONNX_TDB_CUDA_PROVIDER"
-
-// cudaOptions are the provider options of every CUDA session. TF32 is off:
-// float32 matrix products at full precision, as on the CPU (the provider
-// turns TF32 on by default, ~1e-3 relative error).
-func cudaOptions(id int) map[string]string {
-	return map[string]string{"device_id": fmt.Sprint(id), "use_tf32": "0"}
+// appendProvider adds o's execution provider to the session options:
+// nothing for the CPU (ONNX Runtime's default), the CUDA provider built in
+// or as a plugin, and any other provider by name with its options. plugin
+// says the CUDA provider is the plugin library's.
+func appendProvider(so *ort.SessionOptions, o Options) (plugin bool, err error) {
+	p := o.Provider
+	switch {
+	case p.IsCPU():
+		return false, nil
+	case p.IsCUDA():
+		return appendCUDA(so, p, o.CUDAProviderLibrary)
+	}
+	if err := so.AppendExecutionProvider(p.Name, p.options()); err != nil {
+		return false, fmt.Errorf("%w: add execution provider %s: %v", ErrProviderUnavailable, p.Name, err)
+	}
+	return false, nil
 }
+
+// ErrProviderUnavailable is returned when a provider other than the CPU
+// and CUDA cannot be added to a session.
+var ErrProviderUnavailable = errors.New("execution provider unavailable")
 
 // appendCUDA adds the CUDA provider to the session options; plugin says
 // it is the plugin library's.
-func appendCUDA(so *ort.SessionOptions, id int) (plugin bool, err error) {
+func appendCUDA(so *ort.SessionOptions, p Provider, pluginLib string) (plugin bool, err error) {
 	defer func() {
 		if err == nil {
 			cudaAdded.Store(true)
+		} else {
+			err = withCUDAHint(err)
 		}
 	}()
-	err = appendCUDABuiltIn(so, id)
+	err = appendCUDABuiltIn(so, p)
 	if err == nil || !strings.Contains(err.Error(), "not enabled in this build") {
 		return false, err
 	}
-	dev, perr := cudaPluginDevice(id)
+	dev, perr := cudaPluginDevice(p.DeviceID(), pluginLib)
 	if perr != nil {
 		return true, fmt.Errorf("%w: %v", ErrCUDAUnavailable, perr)
 	}
-	opts := cudaOptions(id)
-	delete(opts, "device_id") // the device is the one chosen
+	opts := p.options("device_id") // the device is the one chosen
 	if err := appendEPDevice(so, dev, opts); err != nil {
 		// A provider that takes no such options still runs; the golden
 		// tests on CUDA check that its float32 results stay exact.
@@ -59,13 +71,13 @@ func appendCUDA(so *ort.SessionOptions, id int) (plugin bool, err error) {
 }
 
 // appendCUDABuiltIn adds the CUDA provider of a GPU build.
-func appendCUDABuiltIn(so *ort.SessionOptions, id int) error {
+func appendCUDABuiltIn(so *ort.SessionOptions, p Provider) error {
 	co, err := ort.NewCUDAProviderOptions()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCUDAUnavailable, err)
 	}
 	defer co.Destroy()
-	if err := co.Update(cudaOptions(id)); err != nil {
+	if err := co.Update(p.options()); err != nil {
 		return fmt.Errorf("%w: %v", ErrCUDAUnavailable, err)
 	}
 	if err := so.AppendExecutionProviderCUDA(co); err != nil {
@@ -89,12 +101,12 @@ var cudaPlugin struct {
 
 // cudaPluginDevice registers the plugin CUDA provider once per process and
 // returns CUDA device id as the environment offers it.
-func cudaPluginDevice(id int) (*epDevice, error) {
+func cudaPluginDevice(id int, lib string) (*epDevice, error) {
 	cudaPlugin.Lock()
 	defer cudaPlugin.Unlock()
 	if !cudaPlugin.done {
 		cudaPlugin.done = true
-		cudaPlugin.path, cudaPlugin.err = registerCUDAPlugin()
+		cudaPlugin.path, cudaPlugin.err = registerCUDAPlugin(lib)
 	}
 	if cudaPlugin.err != nil {
 		return nil, cudaPlugin.err
@@ -109,14 +121,13 @@ func cudaPluginDevice(id int) (*epDevice, error) {
 	return dev, nil
 }
 
-func registerCUDAPlugin() (string, error) {
+func registerCUDAPlugin(path string) (string, error) {
 	lib, ver := Library()
-	path := os.Getenv(EnvCUDAProvider)
 	if path == "" {
 		path = filepath.Join(filepath.Dir(lib), "libonnxruntime_providers_cuda.so")
 	}
 	if _, err := os.Stat(path); err != nil {
-		return path, fmt.Errorf("onnxruntime %s at %s has no CUDA compiled in, and there is no CUDA provider library at %s: install a GPU build of ONNX Runtime, or set %s to a plugin CUDA provider library of the same version", ver, lib, path, EnvCUDAProvider)
+		return path, fmt.Errorf("onnxruntime %s at %s has no CUDA compiled in, and there is no CUDA provider library at %s", ver, lib, path)
 	}
 	if err := registerEPLibrary("CUDA", path); err != nil {
 		return path, fmt.Errorf("load CUDA provider %s (it needs an NVIDIA driver and the CUDA runtime libraries it was built for on the library path): %w", path, err)
@@ -137,16 +148,12 @@ func cudaPluginMemory(id int) (*epDevice, bool) {
 	return dev, true
 }
 
-// EnvAllowSlice names the variable that, set to 1, lets graphs with Slice
-// nodes run on a plugin CUDA provider (for a provider without the bug).
-const EnvAllowSlice = "ONNX_TDB_CUDA_ALLOW_SLICE"
-
 // checkCUDAPluginOps refuses, with an error instead of a crash, a graph with
 // a Slice node on the plugin CUDA provider: ONNX Runtime 1.29's crashes
-// (SIGSEGV) in Slice. GPT-2 exports of this version hold none; older exports
-// and foreign graphs may.
+// (SIGSEGV) in Slice. The engine's own exports of this version hold none;
+// older exports and foreign graphs may.
 func checkCUDAPluginOps(o Options, m *onnxpb.ModelProto) error {
-	if o.Device != CUDA || os.Getenv(EnvAllowSlice) == "1" {
+	if !o.Provider.IsCUDA() || o.AllowSlice {
 		return nil
 	}
 	// Which provider CUDA sessions get is settled when the first CUDA
@@ -163,7 +170,7 @@ func checkCUDAPluginOps(o Options, m *onnxpb.ModelProto) error {
 	}
 	for _, n := range m.GetGraph().GetNode() {
 		if n.GetOpType() == "Slice" {
-			return fmt.Errorf("%w: the graph has Slice nodes (%s), on which the plugin CUDA provider of ONNX Runtime 1.29 crashes; export the model again with this version (GPT-2 graphs then hold none), or set %s=1 for a provider without the bug", ErrCUDAUnavailable, n.GetName(), EnvAllowSlice)
+			return fmt.Errorf("%w: the graph has Slice nodes (%s), on which the plugin CUDA provider of ONNX Runtime 1.29 crashes; export the model again with this version (its graphs then hold none), or allow Slice (runtime option AllowSlice) for a provider without the bug", ErrCUDAUnavailable, n.GetName())
 		}
 	}
 	return nil

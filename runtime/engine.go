@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs"
@@ -61,30 +60,27 @@ type Engine struct {
 	o  Options
 	ws *weightStore
 	pp *prepacked
-	mu sync.Mutex
-	// plans by key; a plan is built under its own once so that a slow build
-	// does not block runs of other plans.
-	plans  map[string]*planSlot
-	bwd    *bwdPlans // backward plans (backward.go), made on first use
-	closed bool
-}
-
-type planSlot struct {
-	once sync.Once
-	p    *plan
-	err  error
+	// Forward plans by key, backward plans by key, and the row heads of
+	// loss roots (backward_head.go): each built once, on first use.
+	plans buildCache[string, *plan]
+	bwd   buildCache[string, *bwdPlan]
+	heads buildCache[hooks.Site, *rowHead]
+	life  lifetime
 }
 
 // NewEngine prepares an engine; sessions are created on first use.
 func NewEngine(g *Graph, o Options) (*Engine, error) {
-	if err := Init(); err != nil {
+	if err := start(o.Process, o.Provider.IsCUDA()); err != nil {
 		return nil, err
 	}
 	if g == nil || g.Model == nil {
 		return nil, errors.New("new engine: no graph")
 	}
-	if o.Device == "" {
-		o.Device = CPU
+	if o.Provider.Name == "" {
+		o.Provider = CPUProvider()
+	}
+	if _, err := o.optLevel(); err != nil {
+		return nil, fmt.Errorf("new engine: %w", err)
 	}
 	ws, err := newWeightStore(g.Model, g.Dir)
 	if err != nil {
@@ -95,7 +91,7 @@ func NewEngine(g *Graph, o Options) (*Engine, error) {
 		ws.release()
 		return nil, err
 	}
-	return &Engine{g: g, o: o, ws: ws, pp: pp, plans: map[string]*planSlot{}}, nil
+	return &Engine{g: g, o: o, ws: ws, pp: pp}, nil
 }
 
 // WeightBytes is the size of the weight files the engine maps.
@@ -104,33 +100,28 @@ func (e *Engine) WeightBytes() int64 { return e.ws.bytes() }
 // Options returns the engine's options.
 func (e *Engine) Options() Options { return e.o }
 
-// Close releases every session of every plan.
+// Close waits for the runs in flight (Run, RunKeep, Backward) to finish,
+// then releases every session of every plan and the shared weights. Runs
+// that start after Close has begun fail with ErrClosed. Values kept by
+// earlier runs stay valid until closed themselves. Close must not be called
+// from a hook of one of the engine's own runs (it would wait for itself).
+// A second Close returns nil at once.
 func (e *Engine) Close() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
+	if !e.life.close() {
 		return nil
 	}
-	e.closed = true
-	var errs []error
-	for _, s := range e.plans {
-		if s.p != nil {
-			errs = append(errs, s.p.close())
-		}
+	errs := []error{
+		e.plans.close((*plan).close),
+		e.bwd.close((*bwdPlan).close),
+		e.heads.close((*rowHead).close),
 	}
-	e.plans = nil
-	errs = append(errs, e.bwd.close())
 	e.pp.release()
 	errs = append(errs, e.ws.release())
 	return errors.Join(errs...)
 }
 
 // PlanCount is the number of plans built so far.
-func (e *Engine) PlanCount() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.plans)
-}
+func (e *Engine) PlanCount() int { return e.plans.len() }
 
 // Tensor is an input or output value in Go memory: exactly one of the data
 // slices is set, matching the graph's element type.
@@ -159,16 +150,27 @@ type Request struct {
 	// and stops once site StopAt is computed (name its tensor in Outputs).
 	// Only the hooks of the sites between them are called.
 	StartAt, StopAt *hooks.Site
+	// Capture names hook sites whose values (after their hooks ran) RunKeep
+	// hands back in Result.Captured as views of ONNX Runtime's memory,
+	// without copying them; see Result.
+	Capture []hooks.Site
 }
 
-// Result is what RunKeep returns: the outputs copied into Go, and the kept
-// ones, which the caller must close.
+// Result is what RunKeep returns: the outputs copied into Go, the kept
+// ones, and the captured sites' values; the caller must close it.
 type Result struct {
 	Tensors map[string]*Tensor
 	Kept    map[string]*Value
+	// Captured holds the values of Request.Capture's sites. Their Data
+	// views memory the Result owns (ONNX Runtime's, not Go's): valid until
+	// Close, after which it goes back to ONNX Runtime for later runs to
+	// reuse. Clone a tensor to keep it longer; do not write to it.
+	Captured map[hooks.Site]*hooks.Tensor
+	caught   *captured
 }
 
-// Close closes every kept value.
+// Close closes every kept value and releases the captured views (their
+// tensors' Data is set to nil). Closing twice is harmless.
 func (r *Result) Close() {
 	if r == nil {
 		return
@@ -176,6 +178,8 @@ func (r *Result) Close() {
 	for _, v := range r.Kept {
 		v.Close()
 	}
+	r.caught.release()
+	r.caught = nil
 }
 
 // siteRef is a hooked site of a plan.
@@ -229,26 +233,7 @@ func (e *Engine) plan(outputs []string, keep map[string]bool, uses map[hooks.Sit
 		keep = nil // kept or copied, outputs come out of the same plan
 	}
 	key := planKey(outputs, keep, uses) + sp.key()
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return nil, ErrClosed
-	}
-	slot, ok := e.plans[key]
-	if !ok {
-		slot = &planSlot{}
-		e.plans[key] = slot
-	}
-	e.mu.Unlock()
-	slot.once.Do(func() { slot.p, slot.err = e.build(outputs, keep, uses, sp) })
-	if slot.err != nil {
-		e.mu.Lock()
-		if e.plans != nil && e.plans[key] == slot {
-			delete(e.plans, key)
-		}
-		e.mu.Unlock()
-	}
-	return slot.p, slot.err
+	return e.plans.get(key, func() (*plan, error) { return e.build(outputs, keep, uses, sp) })
 }
 
 // build cuts the graph for one set of hooked sites and opens its sessions.
@@ -407,7 +392,7 @@ func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map
 			layers[s.Layer] = true
 		}
 	}
-	if (len(layers) < 2 && !stageCuts()) || len(e.g.Boundaries) == 0 {
+	if (len(layers) < 2 && !e.o.StageCuts) || len(e.g.Boundaries) == 0 {
 		return cuts
 	}
 	order := map[string]int{}
@@ -448,6 +433,10 @@ func (e *Engine) Run(ctx context.Context, req Request) (map[string]*Tensor, erro
 // RunKeep is Run that hands the outputs named in req.Keep back as Values,
 // without copying them.
 func (e *Engine) RunKeep(ctx context.Context, req Request) (*Result, error) {
+	if err := e.life.enter(); err != nil {
+		return nil, err
+	}
+	defer e.life.leave()
 	keep := map[string]bool{}
 	for _, name := range req.Keep {
 		if !slices.Contains(req.Outputs, name) {
@@ -455,12 +444,15 @@ func (e *Engine) RunKeep(ctx context.Context, req Request) (*Result, error) {
 		}
 		keep[name] = true
 	}
-	vals, release, err := e.forwardValues(ctx, req, keep)
+	vals, caught, release, err := e.forwardValues(ctx, req, keep)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	res := &Result{Tensors: make(map[string]*Tensor, len(vals)), Kept: map[string]*Value{}}
+	res := &Result{Tensors: make(map[string]*Tensor, len(vals)), Kept: map[string]*Value{}, caught: caught}
+	if caught != nil {
+		res.Captured = caught.tensors
+	}
 	for name, v := range vals {
 		if keep[name] {
 			res.Kept[name] = &Value{v: v}
@@ -481,25 +473,40 @@ func (e *Engine) RunKeep(ctx context.Context, req Request) (*Result, error) {
 //
 // Outputs named in keep are detached from the run: release leaves them to
 // the caller, and on CUDA they may stay in GPU memory.
-func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string]bool) (map[string]*value, func(), error) {
+func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string]bool) (map[string]*value, *captured, func(), error) {
 	hs := req.Hooks
 	if hs == nil {
 		hs = hooks.Snapshot()
 	}
 	uses, err := hs.Uses(e.g.NLayers)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	if uses, err = e.withCaptured(uses, req.Capture); err != nil {
+		return nil, nil, nil, err
 	}
 	if err := e.checkSpan(req); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	sp := spanOf(req)
 	p, err := e.plan(req.Outputs, keep, sp.window(uses, e.g.NLayers), sp)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	x := newExec(p, hs)
+	if len(req.Capture) > 0 {
+		x.capture = map[hooks.Site]bool{}
+		for _, s := range req.Capture {
+			x.capture[s] = true
+		}
+		x.caught = &captured{tensors: map[hooks.Site]*hooks.Tensor{}}
+	}
 	kept := false
+	defer func() {
+		if !kept {
+			x.takeCaptured().release()
+		}
+	}()
 	defer func() {
 		if !kept {
 			x.release()
@@ -508,51 +515,55 @@ func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string
 	for name, t := range req.Inputs {
 		v, err := toValue(t)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: input %s: %v", ErrInput, name, err)
+			return nil, nil, nil, fmt.Errorf("%w: input %s: %v", ErrInput, name, err)
 		}
 		x.own(v)
 		x.vals[name] = v
 	}
 	for name, v := range req.Values {
 		if _, dup := req.Inputs[name]; dup {
-			return nil, nil, fmt.Errorf("%w: input %s given both as a tensor and as a value", ErrInput, name)
+			return nil, nil, nil, fmt.Errorf("%w: input %s given both as a tensor and as a value", ErrInput, name)
 		}
 		if v == nil || v.v == nil || v.v.v == nil {
-			return nil, nil, fmt.Errorf("%w: input %s: closed value", ErrInput, name)
+			return nil, nil, nil, fmt.Errorf("%w: input %s: closed value", ErrInput, name)
 		}
 		x.vals[name] = v.v
 		x.borrowed[v.v] = true
 	}
 	ro, done, err := cancelOnDone(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	// Deferred: a hook that ends its goroutine (runtime.Goexit) must not
+	// leave the watcher behind.
+	defer done()
 	x.ro = ro
 	err = x.run(ctx)
-	done()
 	x.ro = nil
+	// A context ended during the run fails it, even where the last thing
+	// that ran was a read-only hook and no session saw the cancellation.
+	if cerr := ctx.Err(); cerr != nil {
+		return nil, nil, nil, fmt.Errorf("run: %w", cerr)
+	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, nil, fmt.Errorf("run: %w", ctx.Err())
-		}
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	out := make(map[string]*value, len(req.Outputs))
 	keepVal := map[*value]bool{}
 	for _, name := range req.Outputs {
 		v, ok := x.vals[name]
 		if !ok {
-			return nil, nil, fmt.Errorf("output %s was not computed", name)
+			return nil, nil, nil, fmt.Errorf("output %s was not computed", name)
 		}
 		if x.borrowed[v] && keep[name] {
-			return nil, nil, fmt.Errorf("%w: kept output %s is an input value", ErrInput, name)
+			return nil, nil, nil, fmt.Errorf("%w: kept output %s is an input value", ErrInput, name)
 		}
 		out[name] = v
 		keepVal[v] = true
 	}
 	// Free the rest now (release is idempotent, so x.release stays safe).
 	for _, v := range x.vals {
-		if !keepVal[v] && !x.borrowed[v] {
+		if !keepVal[v] && !x.borrowed[v] && !x.held[v] {
 			v.release()
 		}
 	}
@@ -560,7 +571,7 @@ func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string
 		x.detach(out[name])
 	}
 	kept = true
-	return out, x.release, nil
+	return out, x.takeCaptured(), x.release, nil
 }
 
 // cancelOnDone returns run options that stop a session run when ctx ends,

@@ -6,6 +6,7 @@ import (
 	"log"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs"
+	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/runtime"
 )
 
@@ -42,4 +43,47 @@ func ExampleEngine_RunKeep() {
 	fmt.Println("kept", kept.Shape(), "then", again["y"].F32)
 	// Output:
 	// kept [3] then [4 8 12]
+}
+
+// Captured sites come back as views of ONNX Runtime's memory, owned by the
+// Result until Close; nothing is copied into Go.
+func ExampleRequest_capture() {
+	b := graphs.NewBuilder("affine")
+	x := b.Input("x", graphs.Float, "B", "T", "2")
+	h := b.Type(b.Op("Add", "h", []string{x, b.ConstF32("one", nil, 1)}), graphs.Float, "B", "T", "2")
+	y := b.Op("Mul", "y", []string{h, b.ConstF32("two", nil, 2)})
+	b.Output(y, graphs.Float, "B", "T", "2")
+	site := hooks.Site{Point: hooks.MLPPreAct, Layer: 0}
+	g := &runtime.Graph{Model: b.Model(), Points: map[hooks.Site]runtime.PointRef{site: {Tensor: h}}, NLayers: 1}
+	e, err := runtime.NewEngine(g, runtime.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer e.Close()
+	res, err := e.RunKeep(context.Background(), runtime.Request{
+		Inputs:  map[string]*runtime.Tensor{"x": {Shape: []int64{1, 1, 2}, F32: []float32{1, 2}}},
+		Outputs: []string{"y"},
+		Capture: []hooks.Site{site},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(site, res.Captured[site].Data, "y", res.Tensors["y"].F32)
+	res.Close() // the view's memory goes back to ONNX Runtime
+	// Output:
+	// mlp.pre_act@0 [2 3] y [4 6]
+}
+
+// An execution provider is data: a name and its options.
+func ExampleProvider() {
+	for _, s := range []string{"cpu", "cuda:1"} {
+		p, err := runtime.ParseProvider(s)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(p, p.Name, p.Options)
+	}
+	// Output:
+	// cpu CPU map[]
+	// cuda:1 CUDA map[device_id:1 use_tf32:0]
 }

@@ -20,10 +20,17 @@ type execution struct {
 	borrowed map[*value]bool
 	next     int    // next segment to run
 	called   []bool // sites whose hooks have run
+	// capture names the sites whose values the caller takes as views
+	// (capture.go); held are the values they view, which nothing in the
+	// run releases; caught collects them.
+	capture map[hooks.Site]bool
+	held    map[*value]bool
+	caught  *captured
 }
 
 func newExec(p *plan, hs *hooks.Set) *execution {
-	return &execution{p: p, hs: hs, vals: map[string]*value{}, borrowed: map[*value]bool{}, called: make([]bool, len(p.sites))}
+	return &execution{p: p, hs: hs, vals: map[string]*value{}, borrowed: map[*value]bool{}, called: make([]bool, len(p.sites)),
+		held: map[*value]bool{}}
 }
 
 func (x *execution) own(v *value) { x.owned = append(x.owned, v) }
@@ -68,7 +75,7 @@ func (x *execution) runSegment(ctx context.Context) error {
 // no site whose hooks have yet to run, not a requested output.
 func (x *execution) maybeRelease(name string) {
 	v, ok := x.vals[name]
-	if !ok || x.p.outputs[name] || x.p.lastUse[name] >= x.next || x.borrowed[v] {
+	if !ok || x.p.outputs[name] || x.p.lastUse[name] >= x.next || x.borrowed[v] || x.held[v] {
 		return
 	}
 	if i, isSite := x.p.lastSite[name]; isSite && !x.called[i] {
@@ -102,6 +109,9 @@ func (x *execution) callOnce(i int) error {
 	}
 	x.called[i] = true
 	if err := x.callSite(x.p.sites[i]); err != nil {
+		return err
+	}
+	if err := x.captureSite(i); err != nil {
 		return err
 	}
 	x.maybeRelease(x.p.sites[i].ref.Tensor)

@@ -1,7 +1,3 @@
-// Package runtime owns ONNX Runtime for onnx-tdb: finding the shared library
-// and checking its version, the process-wide environment, session options
-// (CPU or CUDA provider, threads), and the planner and executor that run a
-// model's graph cut at its hooked points, calling the hooks between segments.
 package runtime
 
 import (
@@ -36,8 +32,17 @@ var (
 const fixHint = "run `make ort` (installs onnxruntime 1.30 from the npm registry into the per-user cache) or set " + EnvLibrary + " to the path of libonnxruntime.so (version >= 1.24)"
 
 // CacheDir is the per-user folder `make ort` installs into:
-// ${XDG_CACHE_HOME:-~/.cache}/onnx-tdb/onnxruntime.
-func CacheDir() string {
+// ${XDG_CACHE_HOME:-~/.cache}/onnx-tdb/onnxruntime, one subfolder per
+// version.
+func CacheDir() string { return userCache("onnxruntime") }
+
+// GPUCacheDir is the per-user folder `make ort-gpu` installs the
+// GPU-capable core and its CUDA provider into:
+// ${XDG_CACHE_HOME:-~/.cache}/onnx-tdb/onnxruntime-gpu, one subfolder per
+// package version.
+func GPUCacheDir() string { return userCache("onnxruntime-gpu") }
+
+func userCache(name string) string {
 	base := os.Getenv("XDG_CACHE_HOME")
 	if base == "" {
 		home, err := os.UserHomeDir()
@@ -46,17 +51,28 @@ func CacheDir() string {
 		}
 		base = filepath.Join(home, ".cache")
 	}
-	return filepath.Join(base, "onnx-tdb", "onnxruntime")
+	return filepath.Join(base, "onnx-tdb", name)
 }
 
 var systemDirs = []string{"/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/opt/onnxruntime/lib"}
 
 var libNames = []string{"libonnxruntime.so", "libonnxruntime.so.1"}
 
+// cudaProviderLib is the CUDA provider library a GPU-capable install holds
+// beside its core.
+const cudaProviderLib = "libonnxruntime_providers_cuda.so"
+
 // FindLibrary returns the ONNX Runtime library to load: $ONNXRUNTIME_LIB, then
 // the per-user cache (newest version first), then LD_LIBRARY_PATH and the
 // system library folders.
-func FindLibrary() (string, error) {
+func FindLibrary() (string, error) { return findLibrary(false) }
+
+// FindGPULibrary is FindLibrary for a process whose first engine runs on
+// CUDA: the GPU-capable installs of `make ort-gpu` (those holding the CUDA
+// provider beside the core, newest first) come before the others.
+func FindGPULibrary() (string, error) { return findLibrary(true) }
+
+func findLibrary(gpu bool) (string, error) {
 	if p := os.Getenv(EnvLibrary); p != "" {
 		if st, err := os.Stat(p); err != nil || st.IsDir() {
 			return "", fmt.Errorf("%w: %s=%s does not name a file; %s", ErrLibraryNotFound, EnvLibrary, p, fixHint)
@@ -64,19 +80,14 @@ func FindLibrary() (string, error) {
 		return p, nil
 	}
 	var dirs []string
-	if c := CacheDir(); c != "" {
-		versions, _ := os.ReadDir(c)
-		var vs []string
-		for _, v := range versions {
-			if v.IsDir() {
-				vs = append(vs, v.Name())
+	if gpu {
+		for _, d := range versionDirs(GPUCacheDir()) {
+			if _, err := os.Stat(filepath.Join(d, cudaProviderLib)); err == nil {
+				dirs = append(dirs, d)
 			}
 		}
-		sort.Slice(vs, func(i, j int) bool { return versionLess(vs[j], vs[i]) })
-		for _, v := range vs {
-			dirs = append(dirs, filepath.Join(c, v))
-		}
 	}
+	dirs = append(dirs, versionDirs(CacheDir())...)
 	for _, d := range strings.Split(os.Getenv("LD_LIBRARY_PATH"), ":") {
 		if d != "" {
 			dirs = append(dirs, d)
@@ -93,6 +104,26 @@ func FindLibrary() (string, error) {
 	}
 	return "", fmt.Errorf("%w (searched $%s, %s, $LD_LIBRARY_PATH and %s); %s",
 		ErrLibraryNotFound, EnvLibrary, CacheDir(), strings.Join(systemDirs, ", "), fixHint)
+}
+
+// versionDirs lists the subfolders of root, newest version first.
+func versionDirs(root string) []string {
+	if root == "" {
+		return nil
+	}
+	entries, _ := os.ReadDir(root)
+	var vs []string
+	for _, v := range entries {
+		if v.IsDir() {
+			vs = append(vs, v.Name())
+		}
+	}
+	sort.Slice(vs, func(i, j int) bool { return versionLess(vs[j], vs[i]) })
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = filepath.Join(root, v)
+	}
+	return out
 }
 
 // parseVersion splits "1.30.0" into numbers.
@@ -138,17 +169,44 @@ var (
 	initDone    bool
 	initPath    string
 	initVersion string
+	// defaults are the process settings SetProcessDefaults gave; running
+	// those ONNX Runtime was started with.
+	defaults Process
+	running  Process
 )
 
-// Init finds, checks and loads ONNX Runtime once per process. Later calls
-// return at once.
-func Init() error {
+// Init finds, checks and loads ONNX Runtime once per process, with the
+// process defaults. Later calls return at once.
+func Init() error { return start(Process{}, false) }
+
+// Start is Init with process settings p over the defaults. Once ONNX
+// Runtime runs, it returns ErrProcessStarted where p's non-zero fields
+// differ from the running environment's.
+func Start(p Process) error { return start(p, false) }
+
+// start is Start; gpu says the first engine runs on CUDA, so a GPU-capable
+// install is looked for first.
+func start(p Process, gpu bool) error {
 	initOnce.Lock()
 	defer initOnce.Unlock()
-	if initDone {
-		return nil
+	if err := p.validate(); err != nil {
+		return err
 	}
-	path, err := FindLibrary()
+	if initDone {
+		return p.conflicts(running)
+	}
+	p = p.over(defaults)
+	if p.Threads <= 0 {
+		p.Threads = goruntime.NumCPU()
+	}
+	if p.LogLevel == "" {
+		p.LogLevel = "error"
+	}
+	level, err := p.logLevel()
+	if err != nil {
+		return err
+	}
+	path, err := findLibrary(gpu)
 	if err != nil {
 		return err
 	}
@@ -156,12 +214,19 @@ func Init() error {
 	if err != nil {
 		return err
 	}
-	if err := initShim(path, GlobalThreads(), GlobalSpin()); err != nil {
+	if err := initShim(path, p.Threads, !p.NoSpin, level); err != nil {
 		return fmt.Errorf("start onnxruntime %s from %s: %w", version, path, err)
 	}
 	ort.SetSharedLibraryPath(path)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
 		return fmt.Errorf("start onnxruntime %s from %s: %w", version, path, err)
+	}
+	// Telemetry events (a device id, a local event database, an endpoint
+	// in some builds) are off unless the user allows them.
+	if !p.Telemetry {
+		if err := ort.DisableTelemetry(); err != nil {
+			return fmt.Errorf("start onnxruntime: disable telemetry: %w", err)
+		}
 	}
 	// One CPU arena in the environment that every session uses (with
 	// session.use_env_allocators), instead of an arena per session.
@@ -179,68 +244,57 @@ func Init() error {
 	if err := ort.CreateAndRegisterAllocator(mi, arena); err != nil {
 		return fmt.Errorf("start onnxruntime: shared allocator: %w", err)
 	}
-	initDone, initPath, initVersion = true, path, version
+	initDone, initPath, initVersion, running = true, path, version, p
 	return nil
 }
 
-var globalThreads int
-
-// SetGlobalThreads sets the size of the process-wide intra-op thread pool
-// that sessions share (0: one thread per core). It takes effect only before
-// the first engine starts ONNX Runtime; later calls return an error.
-func SetGlobalThreads(n int) error {
+// SetProcessDefaults sets the process settings ONNX Runtime starts with
+// where an engine's Options.Process leaves a field zero (the CLI sets them
+// from its flags and environment). Once ONNX Runtime runs, settings that
+// differ from the running ones return ErrProcessStarted.
+func SetProcessDefaults(p Process) error {
 	initOnce.Lock()
 	defer initOnce.Unlock()
-	if initDone && n != globalThreads {
-		return fmt.Errorf("onnxruntime already started with %d threads", GlobalThreads())
+	if err := p.validate(); err != nil {
+		return err
 	}
-	globalThreads = n
+	if initDone {
+		return p.conflicts(running)
+	}
+	defaults = p
 	return nil
 }
 
-var globalSpin *bool
-
-// SetGlobalSpin says whether idle threads of the process-wide pool spin
-// before they sleep. It takes effect only before the first engine starts
-// ONNX Runtime; later calls that would change it return an error.
-func SetGlobalSpin(on bool) error {
+// RunningProcess reports the settings ONNX Runtime runs with (ok false
+// before it starts).
+func RunningProcess() (p Process, ok bool) {
 	initOnce.Lock()
 	defer initOnce.Unlock()
-	if initDone && on != GlobalSpin() {
-		return fmt.Errorf("onnxruntime already started with spinning %v", GlobalSpin())
-	}
-	globalSpin = &on
-	return nil
+	return running, initDone
 }
 
-// EnvSpin names the environment variable that turns the shared pool's
-// spinning off (0) or on (1) when SetGlobalSpin was not called.
-const EnvSpin = "ONNX_TDB_SPIN"
-
-// GlobalSpin reports whether the process-wide pool's idle threads spin: the
-// value given to SetGlobalSpin, else $ONNX_TDB_SPIN, else on. With one pool
-// for every session there is no other pool for spinning threads to take
-// cores from, and a thread that spins briefly takes the next operator
-// without being woken (decoding at batch 1 runs ~20% faster on 2 cores).
+// GlobalSpin reports whether the process-wide pool's idle threads spin: as
+// started, else as it would start with the defaults.
 func GlobalSpin() bool {
-	if globalSpin != nil {
-		return *globalSpin
+	initOnce.Lock()
+	defer initOnce.Unlock()
+	if initDone {
+		return !running.NoSpin
 	}
-	return os.Getenv(EnvSpin) != "0"
+	return !defaults.NoSpin
 }
 
-// EnvThreads names the environment variable that sets the process-wide
-// thread pool's size when SetGlobalThreads was not called.
-const EnvThreads = "ONNX_TDB_THREADS"
-
-// GlobalThreads is the size of the process-wide thread pool: the value given
-// to SetGlobalThreads, else $ONNX_TDB_THREADS, else one thread per core.
+// GlobalThreads is the size of the process-wide thread pool: as started,
+// else as it would start with the defaults (0 there: one per core).
 func GlobalThreads() int {
-	if globalThreads > 0 {
-		return globalThreads
+	initOnce.Lock()
+	defer initOnce.Unlock()
+	p := defaults
+	if initDone {
+		p = running
 	}
-	if n, err := strconv.Atoi(os.Getenv(EnvThreads)); err == nil && n > 0 {
-		return n
+	if p.Threads > 0 {
+		return p.Threads
 	}
 	return goruntime.NumCPU()
 }

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,7 +133,7 @@ func TestParseDevice(t *testing.T) {
 
 func TestGraphOptLevel(t *testing.T) {
 	for _, tc := range []struct {
-		env     string
+		level   GraphOpt
 		disable bool
 		want    ort.GraphOptimizationLevel
 		bad     bool
@@ -145,42 +146,130 @@ func TestGraphOptLevel(t *testing.T) {
 		{"", true, ort.GraphOptimizationLevelDisableAll, false},
 		{"fastest", false, 0, true},
 	} {
-		t.Setenv(EnvGraphOpt, tc.env)
-		got, err := Options{DisableOptimizations: tc.disable}.optLevel()
+		got, err := Options{GraphOpt: tc.level, DisableOptimizations: tc.disable}.optLevel()
 		if tc.bad {
-			if err == nil || !strings.Contains(err.Error(), EnvGraphOpt) {
-				t.Errorf("%q: want an error naming %s, got %v", tc.env, EnvGraphOpt, err)
+			if !errors.Is(err, ErrOption) || !strings.Contains(err.Error(), string(tc.level)) {
+				t.Errorf("%q: want ErrOption naming the level, got %v", tc.level, err)
+			}
+			if _, err := ParseGraphOpt(string(tc.level)); !errors.Is(err, ErrOption) {
+				t.Errorf("ParseGraphOpt(%q) accepted", tc.level)
 			}
 			continue
 		}
 		if err != nil || got != tc.want {
-			t.Errorf("%q (disable %v): got %v, %v; want %v", tc.env, tc.disable, got, err, tc.want)
+			t.Errorf("%q (disable %v): got %v, %v; want %v", tc.level, tc.disable, got, err, tc.want)
 		}
 	}
 }
 
-func TestGlobalSpin(t *testing.T) {
-	saved := globalSpin
-	defer func() { globalSpin = saved }()
-	globalSpin = nil
-	for env, want := range map[string]bool{"": true, "1": true, "0": false} {
-		t.Setenv(EnvSpin, env)
-		if got := GlobalSpin(); got != want {
-			t.Errorf("%s=%q: spin %v, want %v", EnvSpin, env, got, want)
+func TestProcessSettings(t *testing.T) {
+	base := Process{Threads: 2, NoSpin: true, LogLevel: "warning"}
+	if got := (Process{}).over(base); got != base {
+		t.Errorf("zero over base: %+v", got)
+	}
+	if got := (Process{Threads: 3, Telemetry: true}).over(base); got.Threads != 3 || !got.NoSpin || !got.Telemetry || got.LogLevel != "warning" {
+		t.Errorf("override: %+v", got)
+	}
+	for _, tc := range []struct {
+		p    Process
+		fail bool
+	}{
+		{Process{}, false},
+		{Process{Threads: 2}, false},
+		{Process{Threads: 4}, true},
+		{Process{NoSpin: true}, false},
+		{Process{LogLevel: "WARNING"}, false},
+		{Process{LogLevel: "info"}, true},
+		{Process{Telemetry: true}, true},
+	} {
+		if err := tc.p.conflicts(base); (err != nil) != tc.fail || (err != nil && !errors.Is(err, ErrProcessStarted)) {
+			t.Errorf("%+v against %+v: %v", tc.p, base, err)
 		}
 	}
-	off := false
-	globalSpin = &off
-	t.Setenv(EnvSpin, "1")
-	if GlobalSpin() {
-		t.Error("SetGlobalSpin(false) did not override the environment")
+	for _, bad := range []Process{{LogLevel: "loud"}, {Threads: -1}, {Threads: 1 << 20}} {
+		if err := bad.validate(); !errors.Is(err, ErrOption) {
+			t.Errorf("%+v: %v, want ErrOption", bad, err)
+		}
+		if err := SetProcessDefaults(bad); !errors.Is(err, ErrOption) {
+			t.Errorf("SetProcessDefaults(%+v): %v, want ErrOption", bad, err)
+		}
 	}
-	// Once ONNX Runtime runs, the pool cannot change.
+	if err := (Process{Threads: 4, LogLevel: "info"}).validate(); err != nil {
+		t.Errorf("valid settings refused: %v", err)
+	}
+	// Once ONNX Runtime runs, its pool cannot change.
 	if err := Init(); err != nil {
 		t.Fatal(err)
 	}
-	if err := SetGlobalSpin(!GlobalSpin()); err == nil {
-		t.Error("changing the spin of a running pool was accepted")
+	run, ok := RunningProcess()
+	if !ok || run.Threads != GlobalThreads() || run.NoSpin == GlobalSpin() {
+		t.Fatalf("running %+v (%v), GlobalThreads %d, GlobalSpin %v", run, ok, GlobalThreads(), GlobalSpin())
+	}
+	if err := SetProcessDefaults(Process{Threads: run.Threads + 1}); !errors.Is(err, ErrProcessStarted) {
+		t.Errorf("changing the threads of a running pool: %v", err)
+	}
+	if err := Start(Process{Threads: run.Threads}); err != nil {
+		t.Errorf("the running settings again: %v", err)
+	}
+}
+
+func TestProvider(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		cpu  bool
+		cuda bool
+		id   int
+		str  string
+	}{
+		{"", true, false, 0, "cpu"},
+		{"cpu", true, false, 0, "cpu"},
+		{"cuda", false, true, 0, "cuda:0"},
+		{"cuda:3", false, true, 3, "cuda:3"},
+	} {
+		p, err := ParseProvider(tc.in)
+		if err != nil || p.IsCPU() != tc.cpu || p.IsCUDA() != tc.cuda || p.DeviceID() != tc.id || p.String() != tc.str {
+			t.Errorf("%q: %+v %v", tc.in, p, err)
+		}
+	}
+	if !(Provider{}).IsCPU() {
+		t.Error("the zero provider is not the CPU")
+	}
+	if p := CUDAProvider(1); p.Options["use_tf32"] != "0" || p.options("device_id")["device_id"] != "" || p.Options["device_id"] != "1" {
+		t.Errorf("CUDA provider options %v", p.Options)
+	}
+	if s := (Provider{Name: "XNNPACK"}).String(); s != "xnnpack" {
+		t.Errorf("XNNPACK: %s", s)
+	}
+}
+
+// TestOtherProviderByName: a provider the library does not have fails with
+// ErrProviderUnavailable naming it, instead of running on the CPU silently.
+func TestOtherProviderByName(t *testing.T) {
+	if err := Init(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Options{Provider: Provider{Name: "NoSuchEP"}}.sessionOptions("", "")
+	if !errors.Is(err, ErrProviderUnavailable) || !strings.Contains(err.Error(), "NoSuchEP") {
+		t.Fatalf("unknown provider: %v", err)
+	}
+}
+
+func TestCUDAHint(t *testing.T) {
+	msg := "Failed to load library libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot open shared object file: No such file or directory; libcublasLt.so.12: cannot open shared object file; libcudnn.so.9: cannot open shared object file"
+	if got := missingLibraries(msg); len(got) != 2 || got[0] != "libcudnn.so.9" || got[1] != "libcublasLt.so.12" {
+		t.Fatalf("missing %v", got)
+	}
+	err := withCUDAHint(fmt.Errorf("%w: %s", ErrCUDAUnavailable, msg))
+	for _, want := range []string{"libcudnn.so.9 (cuDNN)", "libcublasLt.so.12 (cuBLAS", "make ort-gpu", "README's CUDA section"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if !errors.Is(err, ErrCUDAUnavailable) {
+		t.Error("hint lost the sentinel")
+	}
+	if again := withCUDAHint(err); again.Error() != err.Error() {
+		t.Error("hint added twice")
 	}
 }
 
@@ -213,8 +302,8 @@ func TestCUDAPluginSliceGuard(t *testing.T) {
 		b.Output(y, graphs.Float, "M")
 		return b.Model()
 	}
-	o := Options{Device: CUDA}
-	if err := checkCUDAPluginOps(o, build("Slice")); !errors.Is(err, ErrCUDAUnavailable) || !strings.Contains(err.Error(), EnvAllowSlice) {
+	o := Options{Provider: CUDAProvider(0)}
+	if err := checkCUDAPluginOps(o, build("Slice")); !errors.Is(err, ErrCUDAUnavailable) || !strings.Contains(err.Error(), "AllowSlice") {
 		t.Fatalf("Slice on the plugin provider: %v", err)
 	}
 	if err := checkCUDAPluginOps(o, build("Neg")); err != nil {
@@ -223,8 +312,54 @@ func TestCUDAPluginSliceGuard(t *testing.T) {
 	if err := checkCUDAPluginOps(Options{}, build("Slice")); err != nil {
 		t.Fatalf("Slice on the CPU: %v", err)
 	}
-	t.Setenv(EnvAllowSlice, "1")
+	o.AllowSlice = true
 	if err := checkCUDAPluginOps(o, build("Slice")); err != nil {
-		t.Fatalf("Slice allowed by %s: %v", EnvAllowSlice, err)
+		t.Fatalf("Slice allowed by the option: %v", err)
+	}
+}
+
+// TestFindGPULibraryPrefersOrtGPUInstall lays out what `make ort` and `make
+// ort-gpu` install (fake files): a CUDA engine's process finds the GPU
+// install's core (the newest one that holds the CUDA provider), a CPU one
+// the plain install's.
+func TestFindGPULibraryPrefersOrtGPUInstall(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv(EnvLibrary, "")
+	t.Setenv("XDG_CACHE_HOME", cache)
+	t.Setenv("LD_LIBRARY_PATH", "")
+	put := func(dir string, files ...string) {
+		os.MkdirAll(dir, 0o755)
+		for _, f := range files {
+			os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644)
+		}
+	}
+	cpu := filepath.Join(cache, "onnx-tdb", "onnxruntime", "1.30.0")
+	put(cpu, "libonnxruntime.so.1")
+	gpuRoot := filepath.Join(cache, "onnx-tdb", "onnxruntime-gpu")
+	put(filepath.Join(gpuRoot, "0.4.9"), "libonnxruntime.so", "libonnxruntime_providers_shared.so", cudaProviderLib)
+	put(filepath.Join(gpuRoot, "0.5.0"), "libonnxruntime.so") // incomplete: no CUDA provider
+	put(filepath.Join(gpuRoot, "0.4.8"), "libonnxruntime.so", cudaProviderLib)
+	if GPUCacheDir() != gpuRoot {
+		t.Fatalf("GPUCacheDir %s, want %s", GPUCacheDir(), gpuRoot)
+	}
+	for _, tc := range []struct {
+		gpu  bool
+		want string
+	}{
+		{false, filepath.Join(cpu, "libonnxruntime.so.1")},
+		{true, filepath.Join(gpuRoot, "0.4.9", "libonnxruntime.so")},
+	} {
+		got, err := findLibrary(tc.gpu)
+		if err != nil || got != tc.want {
+			t.Errorf("gpu %v: got %s, %v; want %s", tc.gpu, got, err, tc.want)
+		}
+	}
+	if got, err := FindGPULibrary(); err != nil || !strings.Contains(got, "onnxruntime-gpu") {
+		t.Errorf("FindGPULibrary: %s, %v", got, err)
+	}
+	// Without a GPU install, a CUDA process still finds the plain one.
+	os.RemoveAll(gpuRoot)
+	if got, err := FindGPULibrary(); err != nil || !strings.HasPrefix(got, cpu) {
+		t.Errorf("no GPU install: %s, %v", got, err)
 	}
 }

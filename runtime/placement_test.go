@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	goruntime "runtime"
 	"slices"
 	"testing"
 
@@ -23,9 +24,9 @@ func TestMain(m *testing.M) {
 }
 
 // openGolden opens the golden model on dev, closed when the test ends.
-func openGolden(t *testing.T, dev runtime.Device) *modelctx.Transformer {
+func openGolden(t *testing.T, dev runtime.Device, opts ...modelctx.Option) *modelctx.Transformer {
 	t.Helper()
-	m, err := modelctx.Open(goldenmodel.Dir(t), modelctx.WithDevice(dev, 0))
+	m, err := modelctx.Open(goldenmodel.Dir(t), append([]modelctx.Option{modelctx.WithDevice(dev, 0)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,12 +111,12 @@ func TestDevicePlacementCUDA(t *testing.T) {
 	closeTo(t, "cuda against cpu", gpu, placementRun(t, runtime.CPU))
 }
 
-// TestStageCuts checks that ONNX_TDB_STAGE_CUTS=1 cuts a plan with no hook
+// TestStageCuts checks that Options.StageCuts cuts a plan with no hook
 // at all at the residual boundaries (one session for the embedding, then one
 // per layer), and that the results do not change.
 func TestStageCuts(t *testing.T) {
-	run := func() ([]float32, int64) {
-		m := openGolden(t, runtime.CPU)
+	run := func(opts ...modelctx.Option) ([]float32, int64) {
+		m := openGolden(t, runtime.CPU, opts...)
 		before := runtime.SessionsCreated()
 		out, err := m.Forward(context.Background(), [][]int{{5, 6, 7, 8}})
 		if err != nil {
@@ -124,8 +125,7 @@ func TestStageCuts(t *testing.T) {
 		return out.Logits.Data, runtime.SessionsCreated() - before
 	}
 	fused, n1 := run()
-	t.Setenv(runtime.EnvStageCuts, "1")
-	staged, n2 := run()
+	staged, n2 := run(modelctx.WithRuntime(runtime.Options{StageCuts: true}))
 	if n1 != 1 {
 		t.Errorf("fused plan made %d sessions, want 1", n1)
 	}
@@ -201,3 +201,9 @@ func TestKVCacheCUDA(t *testing.T) {
 	}
 	closeTo(t, "cuda logits against cpu", gpuLogits, cpuLogits)
 }
+
+func goldenDir(t *testing.T) string { return goldenmodel.Dir(t) }
+
+func goroutines() int { return goruntime.NumGoroutine() }
+
+func goexit() { goruntime.Goexit() }

@@ -2,28 +2,8 @@ package runtime
 
 /*
 #cgo LDFLAGS: -ldl
-#include <dlfcn.h>
-#include <stdint.h>
 #include <stdlib.h>
-
-// The first two entries of OrtApiBase, stable across all ONNX Runtime versions.
-typedef struct {
-	const void* (*GetApi)(uint32_t version);
-	const char* (*GetVersionString)(void);
-} tdbOrtApiBase;
-
-typedef const tdbOrtApiBase* (*tdbGetApiBaseFn)(void);
-
-static const char* tdb_probe(const char* path, uint32_t api, int* api_ok, char** err) {
-	void* h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!h) { *err = dlerror(); return NULL; }
-	tdbGetApiBaseFn f = (tdbGetApiBaseFn)dlsym(h, "OrtGetApiBase");
-	if (!f) { *err = "no OrtGetApiBase symbol"; return NULL; }
-	const tdbOrtApiBase* base = f();
-	if (!base) { *err = "OrtGetApiBase returned NULL"; return NULL; }
-	*api_ok = base->GetApi(api) != NULL;
-	return base->GetVersionString();
-}
+#include "ortc.h"
 */
 import "C"
 
@@ -39,7 +19,7 @@ func probeLibrary(path string, api int) (version string, apiOK bool, err error) 
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	var ok C.int
-	var cerr *C.char
+	var cerr *C.char // static or dlerror()'s: not freed
 	v := C.tdb_probe(cpath, C.uint32_t(api), &ok, &cerr)
 	if v == nil {
 		msg := "cannot load"

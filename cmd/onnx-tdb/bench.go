@@ -27,9 +27,11 @@ func benchCommand() *cli.Command {
 			modelFlag(),
 			&cli.BoolFlag{Name: "random-gpt2-small", Usage: "benchmark a random GPT-2-small-shaped model (exported once into the cache)"},
 			&cli.StringFlag{Name: "shapes", Value: "1x16,1x128,4x128,1x1024", Usage: "batch x tokens, comma-separated"},
-			&cli.StringFlag{Name: "paths", Value: "whole,no-hooks,one-write,all-read,capture,per-stage,stage-read", Usage: "which paths to run: whole (the baseline), no-hooks, one-write (an in-place writing hook at mlp.post_act of the middle layer), all-read (a read-only observer at every hook point), capture (every hook point copied out, as --save-activations does), per-stage (a writing hook at every stage boundary: one session per stage, the residual stream through Go), stage-read (a read-only observer of a small point at every layer: one session per stage, the residual stream kept where the sessions run)"},
+			&cli.StringFlag{Name: "paths", Value: "whole,no-hooks,one-write,all-read,capture,views,per-stage,stage-read", Usage: "which paths to run: whole (the baseline), no-hooks, one-write (an in-place writing hook at mlp.post_act of the middle layer), all-read (a read-only observer at every hook point), capture (every hook point copied out, as --save-activations does), views (every hook point handed out as views of ONNX Runtime's memory, released after each run), per-stage (a writing hook at every stage boundary: one session per stage, the residual stream through Go), stage-read (a read-only observer of a small point at every layer: one session per stage, the residual stream kept where the sessions run)"},
 			&cli.DurationFlag{Name: "min-time", Value: 10 * time.Second, Usage: "least time spent per shape, in rounds that run every path once in turn (after a warm-up run of each)"},
-			&cli.IntFlag{Name: "min-runs", Value: 3, Usage: "least number of rounds per shape"},
+			&cli.DurationFlag{Name: "max-time", Value: 60 * time.Second, Usage: "most time spent per shape: rounds stop here even if the medians are not yet within --precision"},
+			&cli.IntFlag{Name: "min-runs", Value: 7, Usage: "least number of rounds per shape"},
+			&cli.Float64Flag{Name: "precision", Value: 0.05, Usage: "rounds go on (up to --max-time) until every path's median ratio to whole is known within this relative half-width (95%); a ratio marked ! did not get there"},
 			benchServeFlag(),
 			&cli.BoolFlag{Name: patchSweepFlag, Usage: "instead, time a 16-position patching sweep of resid.torso.post_mlp over every layer against the same rows as batched 1x16 forwards and as separate forwards (--min-runs rounds)"},
 			&cli.StringFlag{Name: "sample", Value: "1,4", Usage: "batch sizes of the decoding rows (16-token prompt, 32 new tokens, KV cache); empty for none"},
@@ -98,33 +100,6 @@ func peakRSS() int64 {
 	return 0
 }
 
-// interleaved times several workloads in rounds, each round running every
-// workload once in turn, so that drifts in machine speed hit all of them
-// alike; ratios between them are what the benchmark reports. Each workload
-// runs once first as a warm-up (which also builds its plan). It stops after
-// minRuns rounds once minTime has passed, and returns each workload's total
-// time and the number of rounds.
-func interleaved(minTime time.Duration, minRuns int, fns []func() error) ([]time.Duration, int, error) {
-	for _, fn := range fns {
-		if err := fn(); err != nil {
-			return nil, 0, err
-		}
-	}
-	total := make([]time.Duration, len(fns))
-	start := time.Now()
-	rounds := 0
-	for ; rounds < minRuns || time.Since(start) < minTime; rounds++ {
-		for i, fn := range fns {
-			t0 := time.Now()
-			if err := fn(); err != nil {
-				return nil, 0, err
-			}
-			total[i] += time.Since(t0)
-		}
-	}
-	return total, rounds, nil
-}
-
 func benchRows(s benchShape, nVocab int) [][]int {
 	rows := make([][]int, s.B)
 	for b := range rows {
@@ -168,6 +143,7 @@ func benchPaths(m *modelctx.Transformer) map[string][]modelctx.ForwardOption {
 		"all-read":   {modelctx.WithHooks(allRead)},
 		"per-stage":  {modelctx.WithHooks(perStage)},
 		"capture":    {modelctx.Capture(modelctx.AllPoints)},
+		"views":      nil, // benchViews
 	}
 }
 
@@ -225,7 +201,7 @@ func runBench(c *cli.Context) error {
 	}
 	fmt.Fprintf(w, "model %s: %d layers, d_model %d, weights %.0f MB; onnxruntime %s, %s, %d threads (%s), %d CPUs\n",
 		man.Name, man.Config.NLayers, man.Config.DModel, float64(man.Weights.Bytes)/1e6, libVersion,
-		m.Engine().Options().Device, threadsOf(m), spin, goruntime.NumCPU())
+		m.Engine().Options().Provider, threadsOf(m), spin, goruntime.NumCPU())
 	opts := benchPaths(m)
 	for _, p := range paths {
 		if _, ok := opts[p]; !ok {
@@ -245,6 +221,9 @@ func runBench(c *cli.Context) error {
 			fo := opts[p]
 			g.paths = append(g.paths, p)
 			g.runs[p] = func(model *modelctx.Transformer) error { _, err := model.Forward(ctx, rows, fo...); return err }
+			if p == "views" {
+				g.runs[p] = benchViews(ctx, rows)
+			}
 		}
 		groups = append(groups, g)
 	}
@@ -288,7 +267,8 @@ func runBench(c *cli.Context) error {
 		return err
 	}
 	defer whole.Close()
-	fmt.Fprintf(w, "\n%-12s %-10s %12s %10s\n", "shape", "path", "tokens/s", "vs whole")
+	stop := benchStopOf(c)
+	roundsHeader(w)
 	for _, g := range groups {
 		var fns []func() error
 		for _, p := range g.paths {
@@ -298,17 +278,11 @@ func runBench(c *cli.Context) error {
 			}
 			fns = append(fns, func() error { return run(model) })
 		}
-		total, rounds, err := interleaved(c.Duration("min-time"), c.Int("min-runs"), fns)
+		rounds, err := interleaved(stop, fns)
 		if err != nil {
 			return fmt.Errorf("%s: %w", g.name, err)
 		}
-		for i, p := range g.paths {
-			ratio := "-"
-			if i > 0 {
-				ratio = fmt.Sprintf("%.3f", total[0].Seconds()/total[i].Seconds())
-			}
-			fmt.Fprintf(w, "%-12s %-10s %12.1f %10s\n", g.name, p, float64(g.tokens*rounds)/total[i].Seconds(), ratio)
-		}
+		printRounds(w, g.name, g.paths, g.tokens, rounds, stop.target)
 	}
 	return nil
 }
@@ -339,9 +313,15 @@ func threadsOf(m *modelctx.Transformer) int {
 // openWhole opens the exported model's one-graph copy as its own model: the
 // baseline a plain ONNX Runtime session gives.
 func openWhole(c *cli.Context, dir string) (*modelctx.Transformer, error) {
-	dev, id, err := runtime.ParseDevice(c.String("device"))
+	rt, err := withRuntime(c)
 	if err != nil {
 		return nil, err
 	}
-	return modelctx.OpenWhole(dir, modelctx.WithDevice(dev, id))
+	return modelctx.OpenWhole(dir, rt)
+}
+
+// benchStopOf reads when interleaved rounds may stop from the flags.
+func benchStopOf(c *cli.Context) benchStop {
+	return benchStop{minTime: c.Duration("min-time"), maxTime: max(c.Duration("max-time"), c.Duration("min-time")),
+		minRuns: max(c.Int("min-runs"), 1), target: c.Float64("precision")}
 }

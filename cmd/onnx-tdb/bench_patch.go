@@ -44,7 +44,7 @@ func runPatchBench(c *cli.Context) error {
 		batch = analysis.DefaultMaxBatch
 	}
 	fmt.Fprintf(c.App.Writer, "patching sweep of %s: %d layers x %d positions = %d patched runs (batches of %d), on %s\n",
-		man.Name, t.NLayers(), T, cells, batch, t.Engine().Options().Device)
+		man.Name, t.NLayers(), T, cells, batch, t.Engine().Options().Provider.Name)
 	sweep := func() error { _, err := m.Patch(ctx, spec); return err }
 	whole := spec
 	whole.FullPasses = true
@@ -71,16 +71,21 @@ func runPatchBench(c *cli.Context) error {
 	}
 	names := []string{"sweep (batched, partial runs)", fmt.Sprintf("%d rows as batched 1x%d forwards", cells, T),
 		fmt.Sprintf("%d separate 1x%d forwards", cells, T), "sweep (batched, whole passes)"}
-	total, rounds, err := interleaved(0, max(1, c.Int("min-runs")), []func() error{sweep, batched, separate, sweepWhole})
+	stop := benchStopOf(c)
+	stop.minTime, stop.maxTime = 0, 0 // --min-runs rounds: each is long
+	if !c.IsSet("min-runs") {
+		stop.minRuns = 2
+	}
+	b, err := interleaved(stop, []func() error{sweep, batched, separate, sweepWhole})
 	if err != nil {
 		return err
 	}
+	med := func(i int) float64 { return b.medianTime(i).Seconds() }
 	fmt.Fprintf(c.App.Writer, "%-36s %10s %12s\n", "workload", "s/round", "vs sweep")
 	for i, n := range names {
-		per := total[i].Seconds() / float64(rounds)
-		fmt.Fprintf(c.App.Writer, "%-36s %10.3f %12.3f\n", n, per, total[i].Seconds()/total[0].Seconds())
+		fmt.Fprintf(c.App.Writer, "%-36s %10.3f %12.3f\n", n, med(i), med(i)/med(0))
 	}
-	fmt.Fprintf(c.App.Writer, "sweep / batched forwards = %.3f (goal <= 1.3), with whole passes %.3f; %d rounds\n",
-		total[0].Seconds()/total[1].Seconds(), total[3].Seconds()/total[1].Seconds(), rounds)
+	fmt.Fprintf(c.App.Writer, "sweep / batched forwards = %.3f (goal <= 1.3), with whole passes %.3f; medians of %d rounds\n",
+		med(0)/med(1), med(3)/med(1), len(b.times))
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/serve"
@@ -66,14 +65,14 @@ func runBenchServe(c *cli.Context) error {
 			func() error { return postForward(client, url, full, "application/x-npy") },
 			func() error { return postForward(client, url, lean, "") },
 		}
-		total, rounds, err := interleaved(c.Duration("min-time"), c.Int("min-runs"), fns)
+		b, err := interleaved(benchStopOf(c), fns)
 		if err != nil {
 			return err
 		}
-		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(rounds) }
-		base := ms(total[0])
+		ms := func(i int) float64 { return float64(b.medianTime(i).Microseconds()) / 1000 }
+		base := ms(0)
 		fmt.Fprintf(w, "%-7s %11.2f %9.2f %6.2f %9.2f %6.2f %14.2f %6.2f\n", s, base,
-			ms(total[1]), ms(total[1])/base, ms(total[2]), ms(total[2])/base, ms(total[3]), ms(total[3])/base)
+			ms(1), ms(1)/base, ms(2), ms(2)/base, ms(3), ms(3)/base)
 	}
 	return nil
 }

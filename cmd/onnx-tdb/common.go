@@ -9,7 +9,6 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/export/fetch"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
-	"github.com/onnx-tdb/onnx-tdb/runtime"
 	"github.com/urfave/cli/v2"
 )
 
@@ -28,11 +27,11 @@ func openModel(c *cli.Context) (*modelctx.Transformer, error) {
 	if err != nil {
 		return nil, err
 	}
-	dev, id, err := runtime.ParseDevice(c.String("device"))
+	rt, err := withRuntime(c)
 	if err != nil {
 		return nil, err
 	}
-	return modelctx.Open(dir, modelctx.WithDevice(dev, id))
+	return modelctx.Open(dir, rt)
 }
 
 // parseTokenRows parses "15496,11,616;818,7795": rows separated by ';',

@@ -8,7 +8,6 @@ import (
 
 	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
-	"github.com/onnx-tdb/onnx-tdb/runtime"
 	"github.com/urfave/cli/v2"
 )
 
@@ -59,12 +58,11 @@ func runImport(c *cli.Context) error {
 			return err
 		}
 	}
-	dev, id, err := runtime.ParseDevice(c.String("device"))
+	rt, err := withRuntime(c)
 	if err != nil {
 		return err
 	}
-	man, err := modelctx.Import(c.String("onnx"), c.String("hookmap"), c.String("out"), o,
-		modelctx.WithDevice(dev, id))
+	man, err := modelctx.Import(c.String("onnx"), c.String("hookmap"), c.String("out"), o, rt)
 	if err != nil {
 		return err
 	}

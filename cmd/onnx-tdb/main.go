@@ -8,7 +8,6 @@ import (
 	"os/signal"
 
 	_ "github.com/onnx-tdb/onnx-tdb/export/arch/all" // every built-in architecture
-	"github.com/onnx-tdb/onnx-tdb/runtime"
 	"github.com/urfave/cli/v2"
 )
 
@@ -36,20 +35,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "cache", Usage: "cache root for downloads and exports (default $ONNX_TDB_CACHE or ~/.cache/onnx-tdb)"},
 			&cli.StringFlag{Name: "blob-endpoint", Usage: "blob service URL with {account}, e.g. http://127.0.0.1:10000/{account} (default $ONNX_TDB_BLOB_ENDPOINT or the public service)"},
 		},
-		Before: func(c *cli.Context) error {
-			if c.Bool("no-spin") {
-				if err := runtime.SetGlobalSpin(false); err != nil {
-					return err
-				}
-			}
-			if n := c.Int("threads"); n != 0 {
-				if n < 0 {
-					return fmt.Errorf("--threads %d: want a positive count", n)
-				}
-				return runtime.SetGlobalThreads(n)
-			}
-			return nil
-		},
+		Before: setRuntimeDefaults,
 		Commands: []*cli.Command{
 			exportCommand(),
 			forwardCommand(),

@@ -14,7 +14,6 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
-	"github.com/onnx-tdb/onnx-tdb/runtime"
 	"github.com/onnx-tdb/onnx-tdb/sae"
 	"github.com/urfave/cli/v2"
 )
@@ -65,13 +64,13 @@ func saeKindFlag() cli.Flag {
 // saeOptions are the load options the global flags give (cache, blob
 // endpoint, device, threads).
 func saeOptions(c *cli.Context) ([]sae.Option, error) {
-	dev, id, err := runtime.ParseDevice(c.String("device"))
+	rt, err := runtimeOptions(c)
 	if err != nil {
 		return nil, err
 	}
 	return []sae.Option{
 		sae.WithFetch(fetchOptions(c)),
-		sae.WithRuntime(runtime.Options{Device: dev, DeviceID: id}),
+		sae.WithRuntime(rt),
 		sae.WithKind(c.String("sae-kind")),
 	}, nil
 }

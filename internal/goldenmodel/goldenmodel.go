@@ -10,12 +10,21 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
+	"github.com/onnx-tdb/onnx-tdb/internal/ortenv"
 	"github.com/onnx-tdb/onnx-tdb/runtime"
 )
 
 // DeviceEnv names the variable that moves the golden tests to another
 // device: ONNX_TDB_TEST_DEVICE=cuda runs them on the GPU (default: CPU).
 const DeviceEnv = "ONNX_TDB_TEST_DEVICE"
+
+// Test binaries honour ONNX_TDB_THREADS, ONNX_TDB_SPIN and the other
+// process settings as the CLI does (the runtime reads no environment).
+func init() {
+	if err := ortenv.ApplyProcessDefaults(); err != nil {
+		panic(err)
+	}
+}
 
 // Device is the device the golden tests run the model on.
 func Device(t testing.TB) (runtime.Device, int) {

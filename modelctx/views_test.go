@@ -1,0 +1,110 @@
+package modelctx
+
+import (
+	"context"
+	goruntime "runtime"
+	"slices"
+	"testing"
+
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+)
+
+// TestForwardViewsMatchesCapture: the views hold exactly what the copying
+// capture returns, writing hooks included, and Release empties them.
+func TestForwardViewsMatchesCapture(t *testing.T) {
+	m := openGolden(t)
+	h := hooks.New()
+	h.Add(hooks.MLPPostAct, func(_ *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
+		for i := range x.Data {
+			x.Data[i] *= 0.5
+		}
+		return x, nil
+	}, hooks.AtLayers(0))
+	rows := [][]int{{5, 6, 7, 8}, {9, 10}}
+	ctx := context.Background()
+	want, err := m.Forward(ctx, rows, WithHooks(h), Capture(AllPoints))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.ForwardViews(ctx, rows, AllPoints, WithHooks(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Activations) != len(want.Activations) || len(want.Activations) == 0 {
+		t.Fatalf("%d views, %d captured", len(got.Activations), len(want.Activations))
+	}
+	for s, w := range want.Activations {
+		g := got.Activations[s]
+		if g == nil || !slices.Equal(g.Shape, w.Shape) || !slices.Equal(g.Data, w.Data) {
+			t.Fatalf("%s: view differs from the captured copy", s)
+		}
+	}
+	if !slices.Equal(got.Logits.Data, want.Logits.Data) {
+		t.Fatal("logits differ")
+	}
+	v := got.Activations[hooks.Site{Point: hooks.MLPPostAct, Layer: 1}]
+	got.Release()
+	got.Release()
+	if v.Data != nil {
+		t.Fatal("a released view still has data")
+	}
+	// The memory goes back to ONNX Runtime; the next run still matches.
+	again, err := m.ForwardViews(ctx, rows, AllPoints, WithHooks(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Release()
+	for s, w := range want.Activations {
+		if !slices.Equal(again.Activations[s].Data, w.Data) {
+			t.Fatalf("%s: second run's view differs", s)
+		}
+	}
+}
+
+// TestWarmViewsAllocateNoCopies: once warm, a run that views every point
+// allocates in Go far less than the bytes it hands out (no per-run copies),
+// where the copying capture allocates at least that much.
+func TestWarmViewsAllocateNoCopies(t *testing.T) {
+	m := openGolden(t)
+	rows := [][]int{{5, 6, 7, 8, 9, 10, 11, 12}}
+	ctx := context.Background()
+	var handed int
+	views := func() {
+		v, err := m.ForwardViews(ctx, rows, AllPoints)
+		if err != nil {
+			t.Fatal(err)
+		}
+		handed = 4 * len(v.Logits.Data)
+		for _, a := range v.Activations {
+			handed += 4 * len(a.Data)
+		}
+		v.Release()
+	}
+	copies := func() {
+		if _, err := m.Forward(ctx, rows, Capture(AllPoints)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	perRun := func(f func()) uint64 {
+		f() // warm: plan, sessions, arena
+		const n = 5
+		var a, b goruntime.MemStats
+		goruntime.ReadMemStats(&a)
+		for i := 0; i < n; i++ {
+			f()
+		}
+		goruntime.ReadMemStats(&b)
+		return (b.TotalAlloc - a.TotalAlloc) / n
+	}
+	viewBytes, copyBytes := perRun(views), perRun(copies)
+	t.Logf("per run: views allocate %d B, copies %d B, %d B of activations handed out", viewBytes, copyBytes, handed)
+	if handed == 0 {
+		t.Fatal("nothing captured")
+	}
+	if copyBytes < uint64(handed) {
+		t.Fatalf("the copying capture allocated %d B for %d B of activations: the measure cannot tell copies", copyBytes, handed)
+	}
+	if viewBytes > uint64(handed)/10 {
+		t.Fatalf("views allocated %d B per warm run for %d B handed out: they copy", viewBytes, handed)
+	}
+}
