@@ -119,7 +119,7 @@ func TestImportedLlamaWorkflows(t *testing.T) {
 		t.Fatalf("%d lens rows", len(lens.TopIDs))
 	}
 	// The last lens row is the model's own logits.
-	final := TopK(lastRow(c.Logits, 0), 3)
+	final := modelctx.TopK(lastRow(c.Logits, 0), 3)
 	for j, id := range lens.TopIDs[m.T.NLayers()][T-1] {
 		if id != final[j] {
 			t.Errorf("last lens row %v, model %v", lens.TopIDs[m.T.NLayers()][T-1], final)

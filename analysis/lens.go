@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sort"
 
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
@@ -25,6 +24,7 @@ type LensResult struct {
 	Labels    []string      // the residual site of each row
 	TopIDs    [][][]int     // [L+1][T][k], largest logit first
 	TopLogits [][][]float32 // [L+1][T][k]
+	TopProbs  [][][]float64 // [L+1][T][k]: softmax over the vocabulary
 	// The target's logit, probability (softmax over the vocabulary) and
 	// rank (how many tokens have a larger logit), [L+1][T]; nil without a
 	// target.
@@ -98,14 +98,16 @@ func (c *Cache) Lens(ctx context.Context, b int, opt LensOptions) (*LensResult, 
 func (r *LensResult) add(lg []float32, T, V int, opt LensOptions) {
 	ids := make([][]int, T)
 	top := make([][]float32, T)
+	probs := make([][]float64, T)
 	var tl, tp []float64
 	var rk []int
 	for t := 0; t < T; t++ {
 		row := lg[t*V : (t+1)*V]
-		ids[t] = TopK(row, opt.K)
+		ids[t] = modelctx.TopK(row, opt.K)
 		for _, id := range ids[t] {
 			top[t] = append(top[t], row[id])
 		}
+		probs[t] = topProbs(row, ids[t])
 		if opt.HasTarget {
 			tl = append(tl, float64(row[opt.Target]))
 			tp = append(tp, softmaxAt(row, opt.Target))
@@ -114,39 +116,12 @@ func (r *LensResult) add(lg []float32, T, V int, opt LensOptions) {
 	}
 	r.TopIDs = append(r.TopIDs, ids)
 	r.TopLogits = append(r.TopLogits, top)
+	r.TopProbs = append(r.TopProbs, probs)
 	if opt.HasTarget {
 		r.TargetLogit = append(r.TargetLogit, tl)
 		r.TargetProb = append(r.TargetProb, tp)
 		r.TargetRank = append(r.TargetRank, rk)
 	}
-}
-
-// TopK returns the ids of the k largest values, largest first (ties: lower
-// id first).
-func TopK(v []float32, k int) []int {
-	k = min(k, len(v))
-	if k > 64 {
-		all := make([]int, len(v))
-		for i := range all {
-			all[i] = i
-		}
-		sort.SliceStable(all, func(a, b int) bool { return v[all[a]] > v[all[b]] })
-		return all[:k]
-	}
-	ids := make([]int, 0, k+1)
-	for i, x := range v {
-		if len(ids) == k && !(x > v[ids[k-1]]) {
-			continue
-		}
-		j := sort.Search(len(ids), func(j int) bool { return x > v[ids[j]] })
-		ids = append(ids, 0)
-		copy(ids[j+1:], ids[j:])
-		ids[j] = i
-		if len(ids) > k {
-			ids = ids[:k]
-		}
-	}
-	return ids
 }
 
 // Rank is the number of entries larger than v[i] (0: the largest).

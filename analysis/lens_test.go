@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/onnx-tdb/onnx-tdb/modelctx"
+
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
 )
 
@@ -85,8 +87,8 @@ func TestTopKAndRank(t *testing.T) {
 		k    int
 		want []int
 	}{{1, []int{4}}, {3, []int{4, 1, 3}}, {6, []int{4, 1, 3, 0, 5, 2}}, {9, []int{4, 1, 3, 0, 5, 2}}} {
-		if got := TopK(v, c.k); !slices.Equal(got, c.want) {
-			t.Errorf("TopK(%d) = %v, want %v", c.k, got, c.want)
+		if got := modelctx.TopK(v, c.k); !slices.Equal(got, c.want) {
+			t.Errorf("modelctx.TopK(%d) = %v, want %v", c.k, got, c.want)
 		}
 	}
 	// The large-k path (a full sort) agrees with the small-k one.
@@ -94,7 +96,7 @@ func TestTopKAndRank(t *testing.T) {
 	for i := range big {
 		big[i] = float32((i*7919)%211) / 7
 	}
-	if a, b := TopK(big, 64), TopK(big, 100); !slices.Equal(a, b[:64]) {
+	if a, b := modelctx.TopK(big, 64), modelctx.TopK(big, 100); !slices.Equal(a, b[:64]) {
 		t.Errorf("TopK 64 %v, TopK 100 starts %v", a, b[:64])
 	}
 	for i, want := range []int{3, 1, 5, 1, 0, 4} {

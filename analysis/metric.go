@@ -98,3 +98,20 @@ func Normalize(patched, clean, corrupted float64) (float64, error) {
 	}
 	return (patched - corrupted) / d, nil
 }
+
+// topProbs is softmax(logits) at each of ids, in float64.
+func topProbs(logits []float32, ids []int) []float64 {
+	mx := math.Inf(-1)
+	for _, v := range logits {
+		mx = math.Max(mx, float64(v))
+	}
+	var z float64
+	for _, v := range logits {
+		z += math.Exp(float64(v) - mx)
+	}
+	out := make([]float64, len(ids))
+	for i, id := range ids {
+		out[i] = math.Exp(float64(logits[id])-mx) / z
+	}
+	return out
+}

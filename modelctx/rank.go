@@ -14,6 +14,14 @@ import (
 // is treated as 0.
 func TopK(v []float32, k int) []int {
 	k = max(0, min(k, len(v)))
+	if k > 64 { // a stable sort beats insertion into a long list
+		all := make([]int, len(v))
+		for i := range all {
+			all[i] = i
+		}
+		sort.SliceStable(all, func(a, b int) bool { return v[all[a]] > v[all[b]] })
+		return all[:k]
+	}
 	idx := make([]int, 0, k+1)
 	for i, x := range v {
 		if len(idx) == k && (k == 0 || x <= v[idx[k-1]]) {

@@ -77,7 +77,7 @@ const readTop = `(sel) => [...document.querySelectorAll(sel + " li")].map(li => 
 
 func TestPageInBrowser(t *testing.T) {
 	m := goldenModel(t)
-	_, ts, _ := start(t, WithAutoencoder("mlp1", goldenSAE(t)), WithRecords("fake", fakeRecords), WithWorkflows(fakeLens{}))
+	_, ts, _ := start(t, WithAutoencoder("mlp1", goldenSAE(t)), WithRecords("fake", fakeRecords), WithWorkflows(AnalysisWorkflows()))
 	ctx := browserPage(t, ts.URL+"/")
 	waitFor(t, ctx, "the first run", `document.getElementById("status").textContent.startsWith("ready:")`)
 
@@ -154,7 +154,7 @@ func TestPageInBrowser(t *testing.T) {
 	if bg := js[string](t, ctx, `document.querySelector("#rec .record .tok:nth-child(4)").style.background`); bg != "rgb(46, 160, 67)" {
 		t.Fatalf("the record's strongest token is shaded %q, want full green", bg)
 	}
-	waitFor(t, ctx, "the lens grid", `document.getElementById("lens").textContent.includes("L1P4")`)
+	waitFor(t, ctx, "the lens grid", `document.getElementById("lens").textContent.includes("layer 1") && document.querySelectorAll("#lens > div").length === 1 + 5 + 3 * 6`)
 	_ = m
 
 	// Leave the ablation shown for the screenshot the README uses.

@@ -132,6 +132,7 @@ func serveOptions(c *cli.Context, st *servedThings) ([]serve.Option, error) {
 		}
 		opts = append(opts, serve.WithRecords(name, serve.DirRecords(ref)))
 	}
+	opts = append(opts, serve.WithWorkflows(serve.AnalysisWorkflows()))
 	opts = append(opts, serve.WithToken(c.String("token")), serve.WithLimits(serve.Limits{
 		BodyBytes: c.Int64("max-body"), Tokens: c.Int("max-tokens"), Batch: c.Int("max-batch"),
 		MaxConcurrent: c.Int("max-concurrent"), MaxQueue: c.Int("max-queue"), QueueTimeout: c.Duration("queue-timeout"),

@@ -238,7 +238,8 @@ async function runLens() {
     box.appendChild(el("div"));
     for (let i = 0; i < T; i++) box.appendChild(el("div", { class: "label" }, tokenLabel(i)));
     res.grid.forEach((row, l) => {
-      box.appendChild(el("div", {}, res.layers ? String(res.layers[l]) : String(l)));
+      const full = res.layers ? String(res.layers[l]) : String(l);
+      box.appendChild(el("div", { title: full }, l === 0 ? "embed" : `layer ${l - 1}`));
       for (const c of row) {
         const d = el("div", { title: `p = ${c.prob}` }, shown(c.token));
         d.style.background = `rgba(224, 17, 95, ${Math.min(1, c.prob)})`;
