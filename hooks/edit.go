@@ -19,6 +19,19 @@ type Edit struct {
 	// trailing axes (a [64] vector does not fit [4,16] though it has as many
 	// values).
 	VecShape []int
+	// Coords, when set, are the coordinates the edit is made in (a
+	// foreign name's view of the site): the value is mapped there, edited,
+	// and mapped back.
+	Coords Coords
+}
+
+// Coords maps a site's values into another library's coordinates for the
+// same site (TransformerLens's, after its weight processing) and back.
+type Coords interface {
+	// To returns x in the other coordinates (a new tensor).
+	To(x *Tensor) (*Tensor, error)
+	// From returns what y, in the other coordinates, writes in place of x.
+	From(y, x *Tensor) (*Tensor, error)
 }
 
 // EditKind says what an Edit does.
@@ -66,18 +79,22 @@ func (e Edit) Register(h *Hooks) func() {
 		opts = append(opts, AtLayers(e.Site.Layer))
 	}
 	return h.Add(e.Site.Point, func(_ *Context, t *Tensor) (*Tensor, error) {
-		switch e.Kind {
-		case Ablate:
-			return t, t.FillTrailing(0, e.Index...)
-		case SetTo:
-			return t, t.FillTrailing(e.Value, e.Index...)
-		case Add:
-			if e.VecShape != nil && (len(t.Shape) < 2 || !sameInts(e.VecShape, t.Shape[2:])) {
-				return t, fmt.Errorf("%w: vector of shape %v does not match the trailing axes of %v", ErrEditShape, e.VecShape, t.Shape)
-			}
-			return t, t.AddTrailing(e.Vec)
+		if e.Coords == nil {
+			return t, e.apply(t)
 		}
-		return nil, fmt.Errorf("unknown edit kind %d", e.Kind)
+		y, err := e.Coords.To(t)
+		if err != nil {
+			return nil, err
+		}
+		if err := e.apply(y); err != nil {
+			return nil, err
+		}
+		back, err := e.Coords.From(y, t)
+		if err != nil {
+			return nil, err
+		}
+		copy(t.Data, back.Data)
+		return t, nil
 	}, opts...)
 }
 
@@ -95,4 +112,19 @@ func sameInts(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+func (e Edit) apply(t *Tensor) error {
+	switch e.Kind {
+	case Ablate:
+		return t.FillTrailing(0, e.Index...)
+	case SetTo:
+		return t.FillTrailing(e.Value, e.Index...)
+	case Add:
+		if e.VecShape != nil && (len(t.Shape) < 2 || !sameInts(e.VecShape, t.Shape[2:])) {
+			return fmt.Errorf("%w: vector of shape %v does not match the trailing axes of %v", ErrEditShape, e.VecShape, t.Shape)
+		}
+		return t.AddTrailing(e.Vec)
+	}
+	return fmt.Errorf("unknown edit kind %d", e.Kind)
 }

@@ -532,3 +532,15 @@ func (s StubModelContext) Model() (*Transformer, error) { return nil, ErrNotImpl
 
 // ModelConfig is not implemented.
 func (s StubModelContext) ModelConfig() (map[string]any, error) { return nil, ErrNotImplemented }
+
+// Tensor reads a weight by the checkpoint key it was exported from (the
+// manifest's source, e.g. a bias that no WeightLocationType names), in the
+// checkpoint's own layout. Architecture packages use it for the values
+// their site transforms need.
+func (c *ONNXModelContext) Tensor(key string) (*hooks.Tensor, error) {
+	v, err := c.wf.piece(key)
+	if err != nil {
+		return nil, err
+	}
+	return v.tensor(), nil
+}

@@ -1,23 +1,3 @@
-// Package sae runs the sparse autoencoders of the original Transformer
-// Debugger: it reads their torch state dicts (.pt), converts each once into a
-// cached folder (an ONNX graph for encode and decode over a page-aligned
-// weights file), runs them on ONNX Runtime, and splices them into a forward
-// pass at their input point with the hook points sae.latents,
-// sae.reconstruction and sae.error, as the original's AutoencoderHooks.
-//
-// An Autoencoder computes, with no input normalisation (TDB's Autoencoder
-// has none; upstream sparse_autoencoder normalises its v5 TopK SAEs):
-//
-//	encode(x) = act((x − pre_bias) · encoderᵀ + latent_bias)
-//	decode(z) = z · decoderᵀ + pre_bias
-//
-// The encoder's weights are read only by the encode session and the
-// decoder's only by the decode session, so a GPT-2-small MLP autoencoder
-// (2 × 32768 × 3072 floats) is held once.
-//
-// AutoencoderContext and MultiAutoencoderContext are the original's
-// per-layer families of autoencoders; Families lists the public gpt2-small
-// ones, fetched from az://openaipublic/sparse-autoencoder.
 package sae
 
 import (
@@ -28,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -55,7 +36,25 @@ type options struct {
 	fetch    fetch.Options
 	rt       runtime.Options
 	omitDead bool // contexts only
+	kind     string
+	over     Overrides
 }
+
+// Kinds of .pt state dict (WithKind): TDB's own autoencoders, or upstream
+// sparse_autoencoder's v5 TopK SAEs, whose state dicts have the same keys
+// but whose inputs are normalised (KindAuto tells them by their path).
+const (
+	KindAuto     = ""
+	KindTDB      = "tdb"
+	KindOpenAIV5 = "openai-v5"
+)
+
+// WithKind says what a .pt state dict is (KindTDB, KindOpenAIV5), where
+// its path does not tell.
+func WithKind(kind string) Option { return func(o *options) { o.kind = kind } }
+
+// WithOverrides applies a registry's overrides to a SAELens SAE.
+func WithOverrides(ov Overrides) Option { return func(o *options) { o.over = ov } }
 
 // WithCache sets the cache root (converted SAEs go to <root>/sae). Default:
 // the download cache's root ($ONNX_TDB_CACHE, else ~/.cache/onnx-tdb).
@@ -117,6 +116,9 @@ func Load(path string, opts ...Option) (*Autoencoder, error) {
 // Open is Load with a context for downloads.
 func Open(ctx context.Context, ref string, opts ...Option) (*Autoencoder, error) {
 	o := collect(opts)
+	if strings.HasPrefix(ref, SAELensScheme) {
+		return openRelease(ctx, ref, o)
+	}
 	if isRemote(ref) {
 		return openRemote(ctx, ref, o)
 	}
@@ -125,9 +127,16 @@ func Open(ctx context.Context, ref string, opts ...Option) (*Autoencoder, error)
 		return nil, fmt.Errorf("load sae: %w", err)
 	}
 	if st.IsDir() {
+		if IsSAELensFolder(ref) {
+			return openSAELens(ref, o)
+		}
 		return openFolder(ref, ref, o, false)
 	}
 	abs, err := filepath.Abs(ref)
+	if err != nil {
+		return nil, fmt.Errorf("load sae %s: %w", ref, err)
+	}
+	kind, err := kindOf(abs, o.kind)
 	if err != nil {
 		return nil, fmt.Errorf("load sae %s: %w", ref, err)
 	}
@@ -135,10 +144,50 @@ func Open(ctx context.Context, ref string, opts ...Option) (*Autoencoder, error)
 	if err != nil {
 		return nil, fmt.Errorf("load sae %s: %w", ref, err)
 	}
-	key := cacheKey(fmt.Sprintf("file\x00%s\x00%d\x00%d", abs, st.Size(), st.ModTime().UnixNano()))
+	key := cacheKey(fmt.Sprintf("file\x00%s\x00%d\x00%d\x00%s", abs, st.Size(), st.ModTime().UnixNano(), kind))
 	stem := strings.TrimSuffix(filepath.Base(abs), filepath.Ext(abs))
 	dir := filepath.Join(root, "sae", "local", stem+"-"+key)
-	return convertAndOpen(abs, dir, o)
+	return convertAndOpen(abs, dir, kind, o)
+}
+
+// openSAELens converts a SAELens folder into the cache (once) and opens it.
+func openSAELens(src string, o options) (*Autoencoder, error) {
+	key, err := saelensKey(src, o.over)
+	if err != nil {
+		return nil, fmt.Errorf("load sae %s: %w", src, err)
+	}
+	root, err := o.root()
+	if err != nil {
+		return nil, fmt.Errorf("load sae %s: %w", src, err)
+	}
+	abs, _ := filepath.Abs(src)
+	dir := filepath.Join(root, "sae", "saelens", filepath.Base(abs)+"-"+key)
+	unlock := lockFolder(dir)
+	defer unlock()
+	if !isConverted(dir) {
+		if err := convertSAELens(src, dir, o.over); err != nil {
+			return nil, fmt.Errorf("load sae %s: %w", src, err)
+		}
+	}
+	return openFolder(dir, src, o, false)
+}
+
+// v5Layout matches upstream's v5 paths: <location>_v5_<size>/autoencoders/<layer>.pt.
+var v5Layout = regexp.MustCompile(`(^|/)(resid_post_attn|resid_post_mlp)_v5_[0-9]+k/autoencoders/[0-9]+\.pt$`)
+
+// kindOf is what a .pt state dict is: the explicit kind, else from its
+// path (upstream's v5 layout), else TDB's own.
+func kindOf(path, kind string) (string, error) {
+	switch kind {
+	case KindTDB, KindOpenAIV5:
+		return kind, nil
+	case KindAuto:
+		if v5Layout.MatchString(filepath.ToSlash(path)) {
+			return KindOpenAIV5, nil
+		}
+		return KindTDB, nil
+	}
+	return "", fmt.Errorf("%w: sae kind %q (known: tdb, openai-v5)", ErrBadConfig, kind)
 }
 
 func isRemote(ref string) bool {
@@ -155,7 +204,14 @@ func openRemote(ctx context.Context, ref string, o options) (*Autoencoder, error
 	if err != nil {
 		return nil, fmt.Errorf("load sae %s: %w", ref, err)
 	}
+	kind, err := kindOf(loc.Path, o.kind)
+	if err != nil {
+		return nil, fmt.Errorf("load sae %s: %w", ref, err)
+	}
 	dir := filepath.Join(root, "sae", "blobs", loc.Account, loc.Container, filepath.FromSlash(strings.TrimSuffix(loc.Path, ".pt")))
+	if kind != KindTDB {
+		dir += "." + kind
+	}
 	if isConverted(dir) {
 		return openFolder(dir, loc.URL(), o, false)
 	}
@@ -171,7 +227,7 @@ func openRemote(ctx context.Context, ref string, o options) (*Autoencoder, error
 	if err != nil {
 		return nil, fmt.Errorf("load sae: %w", err)
 	}
-	ae, err := convertAndOpen(path, dir, o)
+	ae, err := convertAndOpen(path, dir, kind, o)
 	if err != nil {
 		return nil, err
 	}
@@ -194,10 +250,10 @@ func lockFolder(dir string) (unlock func()) {
 	return mu.(*sync.Mutex).Unlock
 }
 
-func convertAndOpen(pt, dir string, o options) (*Autoencoder, error) {
+func convertAndOpen(pt, dir, kind string, o options) (*Autoencoder, error) {
 	defer lockFolder(dir)()
 	if !isConverted(dir) {
-		if err := convertFile(pt, dir); err != nil {
+		if err := convertFile(pt, dir, kind); err != nil {
 			return nil, fmt.Errorf("load sae %s: %w", pt, err)
 		}
 	}
@@ -205,7 +261,7 @@ func convertAndOpen(pt, dir string, o options) (*Autoencoder, error) {
 }
 
 // convertFile reads a .pt state dict and writes its converted folder.
-func convertFile(pt, dir string) error {
+func convertFile(pt, dir, kind string) error {
 	sd, err := torchpt.LoadStateDict(pt)
 	if err != nil {
 		return err
@@ -215,7 +271,13 @@ func convertFile(pt, dir string) error {
 		return err
 	}
 	big := len(p.encoder) > 1<<24
-	err = writeFolder(dir, manifestOf(p, pt), func(ww *weightWriter) error { return writeParams(ww, p) })
+	m := manifestOf(p, pt)
+	if kind == KindOpenAIV5 {
+		// Upstream's Autoencoder normalises TopK SAEs' inputs (its LN
+		// preprocess) and de-normalises their outputs.
+		m.Family, m.Norm = FamilyOpenAIV5, NormLayerNorm
+	}
+	err = writeFolder(dir, m, func(ww *weightWriter) error { return writeParams(ww, p) })
 	if big {
 		// The state dict was read into Go memory once; give it back now
 		// rather than when the collector gets to it.
@@ -271,7 +333,7 @@ func openFolder(dir, source string, o options, owned bool) (*Autoencoder, error)
 	// The graph is built anew from the manifest (sae.onnx is its copy for
 	// inspection), so folders converted before a graph output was added get
 	// it too.
-	model, err := buildGraph(man.NInputs, man.NLatents, man.Activation, man.Weights, man.Tensors)
+	model, err := buildGraph(man)
 	if err != nil {
 		return nil, fmt.Errorf("load sae %s: %w", dir, err)
 	}
@@ -320,20 +382,31 @@ func (a *Autoencoder) String() string {
 // Encode computes the latents of x, whose last axis is the input width:
 // x [..., n] gives [..., N].
 func (a *Autoencoder) Encode(ctx context.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
-	out, err := a.run(ctx, x, a.NInputs, inX, outLatents, a.NLatents, nil)
+	if err := a.checkInput(x); err != nil {
+		return nil, fmt.Errorf("sae encode: %w", err)
+	}
+	out, err := a.run(ctx, a.normIn(x), a.NInputs, inX, outLatents, a.NLatents, nil)
 	if err != nil {
 		return nil, fmt.Errorf("sae encode: %w", err)
 	}
 	return out, nil
 }
 
-// Decode computes the reconstruction of latents z [..., N]: [..., n].
-func (a *Autoencoder) Decode(ctx context.Context, z *hooks.Tensor) (*hooks.Tensor, error) {
-	out, err := a.run(ctx, z, a.NLatents, inZ, outRecon, a.NInputs, nil)
-	if err != nil {
-		return nil, fmt.Errorf("sae decode: %w", err)
+func (a *Autoencoder) checkInput(x *hooks.Tensor) error {
+	if x == nil || len(x.Shape) == 0 || x.Shape[len(x.Shape)-1] != a.NInputs || x.Numel() != len(x.Data) {
+		return fmt.Errorf("%w: input of shape %v, want [..., %d]", ErrShape, shapeOf(x), a.NInputs)
 	}
-	return out, nil
+	return nil
+}
+
+// Decode computes the reconstruction of latents z [..., N]: [..., n] (a
+// transcoder's [..., d_out]). Autoencoders whose output depends on the
+// input as well give ErrNeedsInput: use DecodeFrom.
+func (a *Autoencoder) Decode(ctx context.Context, z *hooks.Tensor) (*hooks.Tensor, error) {
+	if a.needsInput() {
+		return nil, fmt.Errorf("sae decode: %w (use DecodeFrom)", ErrNeedsInput)
+	}
+	return a.DecodeFrom(ctx, z, nil)
 }
 
 // EncodePreAct computes the pre-activations of the chosen latents (all, in
@@ -360,7 +433,10 @@ func (a *Autoencoder) EncodePreAct(ctx context.Context, x *hooks.Tensor, latents
 		}
 	}
 	extra := map[string]*runtime.Tensor{inLatentIdx: {Shape: []int64{int64(len(idx))}, I64: idx}}
-	out, err := a.run(ctx, x, a.NInputs, inX, outPreAct, len(idx), extra)
+	if err := a.checkInput(x); err != nil {
+		return nil, fmt.Errorf("sae encode_pre_act: %w", err)
+	}
+	out, err := a.run(ctx, a.normIn(x), a.NInputs, inX, outPreAct, len(idx), extra)
 	if err != nil {
 		return nil, fmt.Errorf("sae encode_pre_act: %w", err)
 	}
@@ -371,7 +447,14 @@ func (a *Autoencoder) EncodePreAct(ctx context.Context, x *hooks.Tensor, latents
 // reconstruction) [..., n] it returns d(loss)/d(the latents) [..., N],
 // g · decoder.
 func (a *Autoencoder) DecodeVJP(ctx context.Context, g *hooks.Tensor) (*hooks.Tensor, error) {
-	out, err := a.run(ctx, g, a.NInputs, inGradRec, outVJPDec, a.NLatents, nil)
+	if a.denormalises() {
+		return nil, fmt.Errorf("sae decode vjp: %w (use DecodeVJPAt)", ErrNeedsInput)
+	}
+	return a.decodeVJP(ctx, g)
+}
+
+func (a *Autoencoder) decodeVJP(ctx context.Context, g *hooks.Tensor) (*hooks.Tensor, error) {
+	out, err := a.run(ctx, g, a.NOutputs(), inGradRec, outVJPDec, a.NLatents, nil)
 	if err != nil {
 		return nil, fmt.Errorf("sae decode vjp: %w", err)
 	}
@@ -389,10 +472,11 @@ func (a *Autoencoder) EncodeVJP(ctx context.Context, x, g *hooks.Tensor) (*hooks
 	}
 	rows := int64(g.Numel() / max(a.NLatents, 1))
 	extra := map[string]*runtime.Tensor{inGradLat: {Shape: []int64{rows, int64(a.NLatents)}, F32: g.Data}}
-	out, err := a.run(ctx, x, a.NInputs, inX, outVJPEnc, a.NInputs, extra)
+	out, err := a.run(ctx, a.normIn(x), a.NInputs, inX, outVJPEnc, a.NInputs, extra)
 	if err != nil {
 		return nil, fmt.Errorf("sae encode vjp: %w", err)
 	}
+	a.normInVJP(x, out)
 	return out, nil
 }
 

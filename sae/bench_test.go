@@ -196,3 +196,103 @@ func BenchmarkForwardSplice(b *testing.B) {
 		})
 	}
 }
+
+// SAELens-sized SAE: 24576 latents over d_model 768 (gpt2-small-res-jb).
+const slLatents, slInputs = 24576, 768
+
+// randomSAELensFolder converts a random 24576 × 768 SAE of one family
+// (standard, jumprelu, topk, gated) into a folder under b.TempDir.
+func randomSAELensFolder(b *testing.B, family string) *Autoencoder {
+	b.Helper()
+	N, n := slLatents, slInputs
+	p := &saelensParamSet{n: n, N: N, m: n, encoder: make([]float32, N*n), latentBias: make([]float32, N),
+		decoder: make([]float32, n*N), bDec: make([]float32, n)}
+	fastFill(p.encoder, 2, 0.03)
+	fastFill(p.latentBias, 3, 0.1)
+	fastFill(p.decoder, 4, 0.03)
+	fastFill(p.bDec, 1, 0.1)
+	switch family {
+	case FamilyStandard:
+		p.act = Activation{Name: ReLU}
+	case FamilyJumpReLU:
+		p.act = Activation{Name: JumpReLU}
+		p.threshold = make([]float32, N)
+		fastFill(p.threshold, 6, 0.05)
+	case FamilyTopK:
+		p.act = Activation{Name: TopK, K: 32, PostAct: ReLU}
+	case FamilyGated:
+		p.act = Activation{Name: Gated}
+		p.magEncoder, p.magBias = make([]float32, N*n), make([]float32, N)
+		fastFill(p.magEncoder, 7, 0.03)
+		fastFill(p.magBias, 8, 0.1)
+	}
+	dir := filepath.Join(b.TempDir(), family)
+	m := folderManifest{Source: "random", NInputs: n, NLatents: N, Activation: p.act, Family: family}
+	if err := writeFolder(dir, m, func(ww *weightWriter) error { return writeSAELens(ww, p) }); err != nil {
+		b.Fatal(err)
+	}
+	ae, err := openFolder(dir, "random", options{}, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ae.Close() })
+	return ae
+}
+
+// BenchmarkSAELensEncode measures encode throughput of 24576-latent SAEs
+// on d_model 768 at 1×128 tokens, per family (the JumpReLU goal is ≥ 0.9 of
+// the ReLU SAE's tokens/s, TopK ≥ 0.8).
+func BenchmarkSAELensEncode(b *testing.B) {
+	ctx := context.Background()
+	for _, family := range []string{FamilyStandard, FamilyJumpReLU, FamilyTopK, FamilyGated} {
+		b.Run(family, func(b *testing.B) {
+			ae := randomSAELensFolder(b, family)
+			x := hooks.Zeros(1, benchTokens, slInputs)
+			fastFill(x.Data, 5, 1)
+			if _, err := ae.Encode(ctx, x); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := ae.Encode(ctx, x); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(benchTokens*b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
+
+// BenchmarkSAELensEncodeRatio alternates a ReLU SAE's encode with a
+// JumpReLU's and a TopK's (24576 × 768, 1×128 tokens) so that a noisy
+// machine slows all alike, and reports their throughput ratios to ReLU
+// (goals: JumpReLU ≥ 0.9, TopK ≥ 0.8).
+func BenchmarkSAELensEncodeRatio(b *testing.B) {
+	ctx := context.Background()
+	families := []string{FamilyStandard, FamilyJumpReLU, FamilyTopK}
+	aes := make([]*Autoencoder, len(families))
+	for i, f := range families {
+		aes[i] = randomSAELensFolder(b, f)
+	}
+	x := hooks.Zeros(1, benchTokens, slInputs)
+	fastFill(x.Data, 5, 1)
+	spent := make([]time.Duration, len(aes))
+	for _, ae := range aes {
+		if _, err := ae.Encode(ctx, x); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j, ae := range aes {
+			start := time.Now()
+			if _, err := ae.Encode(ctx, x); err != nil {
+				b.Fatal(err)
+			}
+			spent[j] += time.Since(start)
+		}
+	}
+	b.ReportMetric(float64(benchTokens*b.N)/spent[0].Seconds(), "relu-tokens/s")
+	b.ReportMetric(spent[0].Seconds()/spent[1].Seconds(), "jumprelu/relu")
+	b.ReportMetric(spent[0].Seconds()/spent[2].Seconds(), "topk/relu")
+}

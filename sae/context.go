@@ -30,6 +30,9 @@ const (
 	MLPPostAct     Input = "mlp_post_act"     // mlp.post_act [B,T,d_ff]
 	ResidDeltaMLP  Input = "resid_delta_mlp"  // resid.torso.delta_mlp [B,T,d_model]
 	ResidDeltaAttn Input = "resid_delta_attn" // resid.torso.delta_attn [B,T,d_model]
+	// Upstream sparse_autoencoder's v5 SAEs read the residual stream.
+	ResidPostMLP  Input = "resid_post_mlp"  // resid.torso.post_mlp [B,T,d_model]
+	ResidPostAttn Input = "resid_post_attn" // resid.torso.post_attn [B,T,d_model]
 )
 
 // Point is the hook point the input is read at, and where the autoencoder
@@ -42,13 +45,17 @@ func (i Input) Point() hooks.Point {
 		return hooks.Resid.Torso.DeltaMLP
 	case ResidDeltaAttn:
 		return hooks.Resid.Torso.DeltaAttn
+	case ResidPostMLP:
+		return hooks.Resid.Torso.PostMLP
+	case ResidPostAttn:
+		return hooks.Resid.Torso.PostAttn
 	}
 	return 0
 }
 
 // InputAt returns the input read at a hook point, if autoencoders read it.
 func InputAt(p hooks.Point) (Input, bool) {
-	for _, i := range []Input{MLPPostAct, ResidDeltaMLP, ResidDeltaAttn} {
+	for _, i := range []Input{MLPPostAct, ResidDeltaMLP, ResidDeltaAttn, ResidPostMLP, ResidPostAttn} {
 		if i.Point() == p {
 			return i, true
 		}
@@ -70,7 +77,7 @@ const (
 // NodeType is the node type of the input's latents: MLP for mlp_post_act and
 // resid_delta_mlp, attention for resid_delta_attn.
 func (i Input) NodeType() NodeType {
-	if i == ResidDeltaAttn {
+	if i == ResidDeltaAttn || i == ResidPostAttn {
 		return AttentionAutoencoderLatent
 	}
 	return MLPAutoencoderLatent
@@ -87,7 +94,7 @@ type Config struct {
 // Validate checks the config: a known input and at least one path.
 func (c Config) Validate() error {
 	if !c.Input.Point().Valid() {
-		return fmt.Errorf("%w: input %q (want mlp_post_act, resid_delta_mlp or resid_delta_attn)", ErrBadConfig, c.Input)
+		return fmt.Errorf("%w: input %q (want mlp_post_act, resid_delta_mlp, resid_delta_attn, resid_post_mlp or resid_post_attn)", ErrBadConfig, c.Input)
 	}
 	if len(c.Paths) == 0 {
 		return fmt.Errorf("%w: no autoencoder paths", ErrBadConfig)

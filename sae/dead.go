@@ -14,12 +14,20 @@ const DeadLatentThreshold = 1e-8
 
 // ErrNoFrequencies is returned by DeadLatents when every activation
 // frequency is 0 (the statistics were never recorded).
-var ErrNoFrequencies = errors.New("activation frequencies are all 0")
+var ErrNoFrequencies = errors.New("no activation frequencies recorded")
 
 // DeadLatents counts the latents whose recorded activation frequency is
 // below DeadLatentThreshold (the original's count_dead_latents). A file
 // without frequencies has the default of ones: no dead latents.
 func (a *Autoencoder) DeadLatents() (int, error) {
+	if a.man.Family != FamilyTDB && a.man.Family != FamilyOpenAIV5 {
+		// SAELens folders: log10 densities at or below DeadLog10Density,
+		// when sparsity.safetensors was there.
+		if a.man.Dead == nil {
+			return 0, fmt.Errorf("sae %s: %w", a.Source, ErrNoFrequencies)
+		}
+		return *a.man.Dead, nil
+	}
 	freq, _, err := a.Tensor(keyFrequency)
 	if err != nil {
 		return 0, err
@@ -51,6 +59,9 @@ func (a *Autoencoder) DeadLatents() (int, error) {
 // or privately for an autoencoder from LoadStateDict. The receiver stays
 // open; the caller closes both.
 func (a *Autoencoder) Trim(keep int) (*Autoencoder, error) {
+	if a.man.Family != FamilyTDB {
+		return nil, fmt.Errorf("%w: only TDB's own autoencoders are trimmed (this is %s)", ErrTrim, a.man.Family)
+	}
 	if keep <= 0 || keep > a.NLatents {
 		return nil, fmt.Errorf("%w: keep %d of %d latents", ErrTrim, keep, a.NLatents)
 	}

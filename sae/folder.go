@@ -24,14 +24,21 @@ const (
 )
 
 type folderManifest struct {
-	Format     string               `json:"format"`
-	Source     string               `json:"source,omitempty"`
-	NInputs    int                  `json:"n_inputs"`
-	NLatents   int                  `json:"n_latents"`
-	Activation Activation           `json:"activation"`
-	Graph      string               `json:"graph"`
-	Weights    string               `json:"weights"`
-	Tensors    map[string]weightRef `json:"tensors"`
+	Format     string     `json:"format"`
+	Source     string     `json:"source,omitempty"`
+	NInputs    int        `json:"n_inputs"`
+	NLatents   int        `json:"n_latents"`
+	Activation Activation `json:"activation"`
+	// Family and what follows are absent for TDB's own SAEs.
+	Family      string               `json:"family,omitempty"`
+	NOutputs    int                  `json:"n_outputs,omitempty"`     // transcoders' d_out; 0: NInputs
+	NoInputBias bool                 `json:"no_input_bias,omitempty"` // pre_bias is not subtracted from the input
+	Norm        string               `json:"normalize,omitempty"`     // constant_norm_rescale or layer_norm; "" none
+	Dead        *int                 `json:"dead_latents,omitempty"`  // from sparsity.safetensors
+	Site        *SiteSpec            `json:"site,omitempty"`
+	Graph       string               `json:"graph"`
+	Weights     string               `json:"weights"`
+	Tensors     map[string]weightRef `json:"tensors"`
 }
 
 func readManifest(dir string) (*folderManifest, error) {
@@ -149,8 +156,9 @@ func writeFolder(out string, m folderManifest, fill func(ww *weightWriter) error
 		if err := ww.close(); err != nil {
 			return fmt.Errorf("write weights: %w", err)
 		}
-		m.Format, m.Graph, m.Weights, m.Tensors = folderFormat, graphName, weightsName, ww.refs
-		g, err := buildGraph(m.NInputs, m.NLatents, m.Activation, weightsName, ww.refs)
+		m.Format, m.Graph, m.Tensors = folderFormat, graphName, ww.refs
+		m.Weights = weightsName
+		g, err := buildGraph(&m)
 		if err != nil {
 			return err
 		}

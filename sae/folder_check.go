@@ -26,9 +26,12 @@ func (m *folderManifest) check(dir string) error {
 	if m.Graph != graphName || m.Weights != weightsName {
 		return bad("graph %q and weights %q: want %q and %q in the folder", m.Graph, m.Weights, graphName, weightsName)
 	}
-	n, N := int64(m.NInputs), int64(m.NLatents)
-	if n <= 0 || n > maxWidth || N <= 0 || N > maxWidth {
-		return bad("n_inputs %d and n_latents %d must be in 1..%d", n, N, maxWidth)
+	n, N, out := int64(m.NInputs), int64(m.NLatents), int64(m.NOutputs)
+	if out == 0 {
+		out = n // an SAE reconstructs its input; a transcoder writes d_out values
+	}
+	if n <= 0 || n > maxWidth || N <= 0 || N > maxWidth || out <= 0 || out > maxWidth {
+		return bad("n_inputs %d, n_latents %d and n_outputs %d must be in 1..%d", n, N, out, maxWidth)
 	}
 	st, err := os.Stat(filepath.Join(dir, weightsName))
 	if err != nil {
@@ -40,10 +43,14 @@ func (m *folderManifest) check(dir string) error {
 		dtype    string
 		optional bool
 	}{
-		keyPreBias:    {[]int64{n}, "float32", false},
+		keyPreBias:    {[]int64{out}, "float32", false},
 		keyEncoder:    {[]int64{N, n}, "float32", false},
 		keyLatentBias: {[]int64{N}, "float32", false},
-		keyDecoder:    {[]int64{n, N}, "float32", false},
+		keyDecoder:    {[]int64{out, N}, "float32", false},
+		keyThreshold:  {[]int64{N}, "float32", true},
+		keyMagEncoder: {[]int64{N, n}, "float32", true},
+		keyMagBias:    {[]int64{N}, "float32", true},
+		keySkip:       {[]int64{out, n}, "float32", true},
 		keyFrequency:  {[]int64{N}, "float32", true},
 		keyMeanSquare: {[]int64{N}, "float32", true},
 		keyLastNZ:     {[]int64{N}, "int64", true},

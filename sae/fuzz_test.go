@@ -37,7 +37,7 @@ func FuzzReadManifest(f *testing.F) {
 				t.Fatalf("%s at %d+%d accepted", key, ref.Offset, ref.Length)
 			}
 		}
-		buildGraph(m.NInputs, m.NLatents, m.Activation, m.Weights, m.Tensors)
+		buildGraph(m)
 	})
 }
 

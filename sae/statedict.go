@@ -12,6 +12,8 @@ const (
 	ReLU     = "ReLU"
 	Identity = "Identity"
 	TopK     = "TopK"
+	JumpReLU = "JumpReLU" // SAELens jumprelu: ReLU(pre) where pre > threshold
+	Gated    = "Gated"    // SAELens gated: a gate and a magnitude path
 )
 
 // Activation is the function that turns pre-activations into latents.
@@ -30,7 +32,7 @@ func (a Activation) String() string {
 
 func (a Activation) validate(nLatents int) error {
 	switch a.Name {
-	case ReLU, Identity:
+	case ReLU, Identity, JumpReLU, Gated:
 		return nil
 	case TopK:
 		if a.K <= 0 || a.K > nLatents {
@@ -53,6 +55,10 @@ const (
 	keyLastNZ     = "stats_last_nonzero"
 	keyFrequency  = "latents_activation_frequency"
 	keyMeanSquare = "latents_mean_square"
+	keyThreshold  = "threshold"   // JumpReLU [N]
+	keyMagEncoder = "mag.weight"  // Gated [N, n]: W_enc ⊙ exp(r_mag), transposed
+	keyMagBias    = "mag_bias"    // Gated [N]
+	keySkip       = "skip.weight" // skip-transcoders [m, n]
 )
 
 // params is an SAE's content in Go memory, checked: what a state dict holds

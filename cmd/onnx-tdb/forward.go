@@ -42,7 +42,7 @@ func forwardCommand() *cli.Command {
 }
 
 // parseFilter reads --points and --layers; nil when neither asks for anything.
-func parseFilter(c *cli.Context) (*modelctx.Filter, error) {
+func parseFilter(c *cli.Context, m *modelctx.Transformer) (*modelctx.Filter, error) {
 	pts, layers := c.String("points"), c.String("layers")
 	if pts == "" && layers == "" && c.String("save-activations") == "" {
 		return nil, nil
@@ -50,11 +50,17 @@ func parseFilter(c *cli.Context) (*modelctx.Filter, error) {
 	f := &modelctx.Filter{}
 	if pts != "" && pts != "all" {
 		for _, s := range strings.Split(pts, ",") {
+			if isForeignName(m, strings.TrimSpace(s)) {
+				continue // read by readNamed
+			}
 			p, err := hooks.Parse(strings.TrimSpace(s))
 			if err != nil {
 				return nil, fmt.Errorf("--points: %w", err)
 			}
 			f.Points = append(f.Points, p)
+		}
+		if err := addNamedSites(c, m, f); err != nil {
+			return nil, err
 		}
 	}
 	if layers != "" && layers != "all" {
@@ -90,7 +96,7 @@ func runForward(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	filter, err := parseFilter(c)
+	filter, err := parseFilter(c, m)
 	if err != nil {
 		return err
 	}
@@ -115,6 +121,9 @@ func runForward(c *cli.Context) error {
 	}
 	if dir := c.String("save-activations"); dir != "" {
 		if err := saveActivations(c.Context, dir, out); err != nil {
+			return err
+		}
+		if err := saveNamed(c, m, dir, out); err != nil {
 			return err
 		}
 	}

@@ -260,6 +260,12 @@ func backwardOptions(c *cli.Context, m *modelctx.Transformer) (opts []modelctx.B
 
 // parseSites reads POINT (every layer of a per-layer point) or POINT@LAYER.
 func parseSites(s string, m *modelctx.Transformer) ([]hooks.Site, error) {
+	if isForeignName(m, s) {
+		// A TransformerLens name: stopping the gradient there is stopping it
+		// at its TDB site (the two differ by an affine map).
+		site, _, err := m.ParseNamedSite(s)
+		return []hooks.Site{site}, err
+	}
 	if !strings.Contains(s, "@") {
 		p, err := hooks.Parse(s)
 		if err != nil {

@@ -22,23 +22,38 @@ func interventionFlags() []cli.Flag {
 	}
 }
 
+// parseEditSite parses an edit target: a TDB site, the model's own name, or a
+// foreign name the architecture resolves (TransformerLens's, for GPT-2),
+// whose edits are made in its coordinates.
+func parseEditSite(s string, m *modelctx.Transformer) (hooks.Site, []int, hooks.Coords, error) {
+	var coords hooks.Coords
+	site, idx, err := hooks.ParseEditTargetWith(s, func(name string) (hooks.Site, error) {
+		site, c, err := m.ParseNamedSite(name)
+		coords = c
+		return site, err
+	})
+	return site, idx, coords, err
+}
+
 // parseEdits reads --ablate, --set and --add, in that order. Targets are
-// TDB names or the model's own (a foreign model's hook map names).
+// TDB names, the model's own (a foreign model's hook map names) or foreign
+// names (TransformerLens's hook names for GPT-2: the edit is made in TL's
+// coordinates).
 func parseEdits(c *cli.Context, m *modelctx.Transformer) ([]hooks.Edit, error) {
 	var edits []hooks.Edit
 	for _, s := range c.StringSlice("ablate") {
-		site, idx, err := hooks.ParseEditTargetWith(s, m.ParseSite)
+		site, idx, coords, err := parseEditSite(s, m)
 		if err != nil {
 			return nil, fmt.Errorf("--ablate %s: %w", s, err)
 		}
-		edits = append(edits, hooks.Edit{Site: site, Index: idx, Kind: hooks.Ablate})
+		edits = append(edits, hooks.Edit{Site: site, Index: idx, Kind: hooks.Ablate, Coords: coords})
 	}
 	for _, s := range c.StringSlice("set") {
 		target, val, ok := strings.Cut(s, "=")
 		if !ok {
 			return nil, fmt.Errorf("--set %s: want POINT@LAYER[:I...]=VALUE", s)
 		}
-		site, idx, err := hooks.ParseEditTargetWith(target, m.ParseSite)
+		site, idx, coords, err := parseEditSite(target, m)
 		if err != nil {
 			return nil, fmt.Errorf("--set %s: %w", s, err)
 		}
@@ -49,14 +64,14 @@ func parseEdits(c *cli.Context, m *modelctx.Transformer) ([]hooks.Edit, error) {
 		if f := float32(v); (math.IsNaN(v) || math.IsInf(float64(f), 0)) && !c.Bool("allow-nonfinite") {
 			return nil, fmt.Errorf("--set %s: %v is not finite (give --allow-nonfinite to set it anyway)", s, f)
 		}
-		edits = append(edits, hooks.Edit{Site: site, Index: idx, Kind: hooks.SetTo, Value: float32(v)})
+		edits = append(edits, hooks.Edit{Site: site, Index: idx, Kind: hooks.SetTo, Value: float32(v), Coords: coords})
 	}
 	for _, s := range c.StringSlice("add") {
 		target, file, ok := strings.Cut(s, "=")
 		if !ok {
 			return nil, fmt.Errorf("--add %s: want POINT@LAYER=FILE.npy", s)
 		}
-		site, idx, err := hooks.ParseEditTargetWith(target, m.ParseSite)
+		site, idx, coords, err := parseEditSite(target, m)
 		if err != nil {
 			return nil, fmt.Errorf("--add %s: %w", s, err)
 		}
@@ -70,7 +85,7 @@ func parseEdits(c *cli.Context, m *modelctx.Transformer) ([]hooks.Edit, error) {
 		if shape == nil {
 			shape = []int{}
 		}
-		edits = append(edits, hooks.Edit{Site: site, Kind: hooks.Add, Vec: vec, VecShape: shape})
+		edits = append(edits, hooks.Edit{Site: site, Kind: hooks.Add, Vec: vec, VecShape: shape, Coords: coords})
 	}
 	return edits, nil
 }

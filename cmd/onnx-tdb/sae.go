@@ -16,24 +16,26 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-const saeRefHelp = "a .pt state dict, a converted folder, an az:// or https location, or a registered family (" +
-	"ae-mlp-post-act-v1|v4, ae-resid-delta-mlp-v1|v4, ae-resid-delta-attn-v4: the layer comes from --at)"
+const saeRefHelp = "a .pt state dict, a SAELens folder (cfg.json + sae_weights.safetensors), a converted folder, an az:// or https location, " +
+	"saelens:RELEASE/ID (a SAELens release, from the Hugging Face Hub), or a registered family (ae-mlp-post-act-v1|v4, ae-resid-delta-mlp-v1|v4, " +
+	"ae-resid-delta-attn-v4, resid_post_mlp|resid_post_attn_v5_32k|128k: the layer comes from the site)"
 
 func saeCommand() *cli.Command {
 	common := func() []cli.Flag {
 		return []cli.Flag{
 			modelFlag(),
 			&cli.StringFlag{Name: "sae", Required: true, Usage: "the autoencoder: " + saeRefHelp},
-			&cli.StringFlag{Name: "at", Required: true, Usage: "POINT@LAYER the autoencoder reads (mlp.post_act, resid.torso.delta_mlp or resid.torso.delta_attn)"},
+			&cli.StringFlag{Name: "at", Usage: "POINT@LAYER (or a TransformerLens name) the autoencoder reads; a SAELens SAE's own site is the default, and one that disagrees is an error"},
+			saeKindFlag(),
 		}
 	}
 	return &cli.Command{
 		Name:  "sae",
-		Usage: "sparse autoencoders: encode a hook point into latents, list each token's strongest latents",
+		Usage: "sparse autoencoders: encode a hook point into latents, list each token's strongest latents, describe one",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "encode",
-				Usage: "write latents.npy [B,T,n_latents] and reconstruction.npy [B,T,n_inputs] (float32) of the activations at --at",
+				Usage: "write latents.npy [B,T,n_latents] and reconstruction.npy [B,T,n_outputs] (float32, in the autoencoder's own coordinates) of the activations it reads",
 				Flags: append(append(common(), inputFlags()...),
 					&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "folder to write latents.npy and reconstruction.npy into"},
 				),
@@ -54,8 +56,13 @@ func saeCommand() *cli.Command {
 				),
 				Action: runSAETop,
 			},
+			saeInfoCommand(),
 		},
 	}
+}
+
+func saeKindFlag() cli.Flag {
+	return &cli.StringFlag{Name: "sae-kind", Usage: "what a .pt state dict is: tdb or openai-v5 (upstream sparse_autoencoder, inputs LN-normalised); default: openai-v5 for upstream's <location>_v5_<size>/autoencoders/<layer>.pt paths, else tdb"}
 }
 
 // saeOptions are the load options the global flags give (cache, blob
@@ -68,6 +75,7 @@ func saeOptions(c *cli.Context) ([]sae.Option, error) {
 	return []sae.Option{
 		sae.WithFetch(fetchOptions(c)),
 		sae.WithRuntime(rt),
+		sae.WithKind(c.String("sae-kind")),
 	}, nil
 }
 
@@ -89,29 +97,25 @@ func parseSAESite(s string, m *modelctx.Transformer) (hooks.Site, error) {
 	return site, nil
 }
 
-// openSAE loads the autoencoder ref for a site: a registered family name
-// gives the site's layer, and must read the site's point.
-func openSAE(c *cli.Context, m *modelctx.Transformer, ref string, site hooks.Site) (*sae.Autoencoder, error) {
-	resolved, input, err := sae.Resolve(ref, site.Layer)
+// openSAERef loads the autoencoder ref: a registered name gives the
+// layer's autoencoder (layer < 0: none given), and the input it reads.
+func openSAERef(c *cli.Context, ref string, layer int) (*sae.Autoencoder, sae.Input, error) {
+	r, err := sae.ResolveRef(ref, layer)
 	if err != nil {
-		return nil, err
-	}
-	if input != "" && input.Point() != site.Point {
-		return nil, fmt.Errorf("autoencoder %s reads %s, not %s", ref, input.Point(), site.Point)
+		return nil, "", err
 	}
 	opts, err := saeOptions(c)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	ae, err := sae.Open(c.Context, resolved, opts...)
+	if c.String("sae-kind") == "" && r.Kind != "" {
+		opts = append(opts, sae.WithKind(r.Kind))
+	}
+	ae, err := sae.Open(c.Context, r.Location, opts...)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	if w := pointWidth(m, site.Point); w > 0 && w != ae.NInputs {
-		ae.Close()
-		return nil, fmt.Errorf("%s has width %d, the autoencoder takes %d inputs", site, w, ae.NInputs)
-	}
-	return ae, nil
+	return ae, r.Input, nil
 }
 
 // pointWidth is the size of a point's last axis in the model (0: unknown).
@@ -152,10 +156,11 @@ func saeInput(c *cli.Context, m *modelctx.Transformer, rows [][]int, site hooks.
 type saeRun struct {
 	m       *modelctx.Transformer
 	ae      *sae.Autoencoder
+	b       sae.Binding
 	rows    [][]int
 	prompts []string
 	out     *modelctx.Output
-	x, z    *hooks.Tensor
+	x, z    *hooks.Tensor // x: the autoencoder's input, in its coordinates
 }
 
 func (r *saeRun) close() {
@@ -173,17 +178,18 @@ func startSAERun(c *cli.Context) (*saeRun, error) {
 	if r.m, err = openModel(c); err != nil {
 		return r, err
 	}
-	site, err := parseSAESite(c.String("at"), r.m)
-	if err != nil {
-		return r, fmt.Errorf("--at %w", err)
-	}
 	if r.rows, r.prompts, err = inputRows(c, r.m); err != nil {
 		return r, err
 	}
-	if r.ae, err = openSAE(c, r.m, c.String("sae"), site); err != nil {
+	if r.ae, r.b, err = bindSAE(c, r.m, c.String("sae"), c.String("at")); err != nil {
 		return r, err
 	}
-	if r.x, r.out, err = saeInput(c, r.m, r.rows, site); err != nil {
+	x, out, err := saeInput(c, r.m, r.rows, r.b.In)
+	if err != nil {
+		return r, err
+	}
+	r.out = out
+	if r.x, err = r.b.Input(r.ae, x); err != nil {
 		return r, err
 	}
 	r.z, err = r.ae.Encode(c.Context, r.x)
@@ -196,7 +202,7 @@ func runSAEEncode(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	rec, err := r.ae.Decode(c.Context, r.z)
+	rec, err := r.ae.DecodeFrom(c.Context, r.z, r.x)
 	if err != nil {
 		return err
 	}
@@ -251,7 +257,7 @@ func runSAETop(c *cli.Context) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{"sae": r.ae.Source, "latents": r.ae.NLatents, "rows": rows})
 	}
-	fmt.Fprintf(c.App.Writer, "%s at %s: top %d latents per token\n", r.ae, c.String("at"), k)
+	fmt.Fprintf(c.App.Writer, "%s at %s: top %d latents per token\n", r.ae, r.b.In, k)
 	printSAETop(c.App.Writer, rows)
 	return nil
 }
@@ -306,8 +312,9 @@ func printSAETop(w io.Writer, rows []saeRow) {
 // saeFlags are the splice flags of forward and sample.
 func saeFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "sae", Usage: "POINT@LAYER=AUTOENCODER: splice an autoencoder in at its input point, with the hook points sae.latents@LAYER, sae.reconstruction@LAYER and sae.error@LAYER (--ablate sae.latents@LAYER:I ...); AUTOENCODER is " + saeRefHelp + "; repeatable"},
+		&cli.StringSliceFlag{Name: "sae", Usage: "[POINT@LAYER=]AUTOENCODER: splice an autoencoder in at its input point, with the hook points sae.latents@LAYER, sae.reconstruction@LAYER and sae.error@LAYER (--ablate sae.latents@LAYER:I ...); a SAELens SAE's site (and the layer of its sae.* points) comes from its cfg.json; AUTOENCODER is " + saeRefHelp + "; repeatable"},
 		&cli.BoolFlag{Name: "sae-replace", Usage: "the autoencoders replace the activation (the original's add_error=False) instead of adding back the unedited error"},
+		saeKindFlag(),
 	}
 }
 
@@ -334,21 +341,14 @@ func saeHooks(c *cli.Context, m *modelctx.Transformer) (h *hooks.Hooks, release 
 		h = hooks.New()
 	}
 	for _, s := range specs {
-		at, ref, ok := strings.Cut(s, "=")
-		if !ok || ref == "" {
-			return nil, release, fmt.Errorf("--sae %s: want POINT@LAYER=AUTOENCODER", s)
-		}
-		site, err := parseSAESite(at, m)
-		if err != nil {
-			return nil, release, fmt.Errorf("--sae %w", err)
-		}
-		ae, err := openSAE(c, m, ref, site)
+		at, ref := splitSAESpec(s, m)
+		ae, b, err := bindSAE(c, m, ref, at)
 		if err != nil {
 			return nil, release, fmt.Errorf("--sae %s: %w", s, err)
 		}
 		aes = append(aes, ae)
-		sae.Splice(h, ae, site, !c.Bool("sae-replace"))
-		spliced[site.Layer] = true
+		sae.SpliceBound(h, ae, b, !c.Bool("sae-replace"))
+		spliced[b.Layer] = true
 	}
 	edits, err := parseEdits(c, m)
 	if err != nil {
