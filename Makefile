@@ -1,13 +1,14 @@
 # onnx-tdb: the two set-up commands on a fresh machine with Go, gcc and npm are
 #   make demo   (the main job: export the shipped test model, tokenize, forward, top tokens, one hook point)
 #   make test   (every test)
-# Both install what they need (the ONNX Runtime library, Azurite) by themselves.
+# Both install what they need (the ONNX Runtime library, Azurite, Chromium for
+# the web page's browser test) by themselves.
 
 GO      ?= go
 BIN     := bin/onnx-tdb
 export CGO_ENABLED := 1
 
-.PHONY: all build ort ort-gpu azurite test test-short demo bench vet fmt proto clean fuzz
+.PHONY: all build ort ort-gpu azurite chromium test test-short demo bench vet fmt proto clean fuzz
 
 all: build
 
@@ -23,13 +24,16 @@ ort-gpu:
 azurite:
 	@./scripts/install-azurite.sh
 
+chromium:
+	@./scripts/install-chromium.sh
+
 vet:
 	$(GO) vet ./...
 
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
 
-test: ort azurite
+test: ort azurite chromium
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
 
@@ -46,21 +50,31 @@ bench: ort build
 # test run; this explores beyond them).
 FUZZTIME ?= 10s
 FUZZ_TARGETS := \
-	./export/torchpt:FuzzLoad \
-	./export/npy:FuzzRead \
-	./export:FuzzParseTDBConfig \
-	./export:FuzzReadManifest \
-	./export:FuzzReadHookMap \
-	./export/fetch:FuzzParse \
-	./hooks:FuzzParseEditTarget \
-	./cmd/onnx-tdb:FuzzParseTokenRows \
+	./analysis:FuzzParseToken \
 	./cmd/onnx-tdb:FuzzParseLayers \
 	./cmd/onnx-tdb:FuzzParseShapes \
 	./cmd/onnx-tdb:FuzzParseTarget \
-	./modelctx/tokenizer:FuzzDecode \
-	./sae:FuzzReadManifest \
+	./cmd/onnx-tdb:FuzzParseTokenRows \
+	./export/arch/gpt2/bpe:FuzzDecode \
+	./export/arch/gpt2:FuzzParseHFConfig \
+	./export/arch/gpt2:FuzzParseTDBConfig \
+	./export/arch/llama:FuzzParseConfig \
+	./export/fetch:FuzzParse \
+	./export/npy:FuzzRead \
+	./export/safetensors:FuzzParseHeader \
+	./export/torchpt:FuzzLoad \
+	./export:FuzzReadHookMap \
+	./export:FuzzReadManifest \
+	./graphs:FuzzReadModel \
+	./hooks:FuzzParseEditTarget \
+	./modelctx/tokenizer/hfbpe:FuzzDecode \
+	./modelctx/tokenizer/hfbpe:FuzzParse \
 	./sae:FuzzFromStateDict \
-	./graphs:FuzzReadModel
+	./sae:FuzzReadManifest \
+	./sae:FuzzSAELensCfg \
+	./sae:FuzzSAELensFolder \
+	./serve:FuzzForwardBody \
+	./viz:FuzzParseRecord
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -21,7 +21,7 @@ var (
 // Tokenizer turns text into token ids and back. Implementations are safe
 // for concurrent use.
 type Tokenizer interface {
-	// Name names the encoding ("gpt2", or the folder's tokenizer).
+	// Name names the encoding (what the manifest records).
 	Name() string
 	// NVocab is the vocabulary size, special tokens included.
 	NVocab() int
