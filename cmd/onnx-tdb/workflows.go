@@ -54,15 +54,17 @@ func promptFlag(c *cli.Context, m *modelctx.Transformer, name string) ([]int, er
 }
 
 // parsePoint reads --point: a point to sweep over every layer (a TDB dot
-// path such as resid.torso.post_mlp, or any name the model's ParseSite
-// reads, such as a TransformerLens name, whose layer is then ignored), or
-// POINT@LAYER for one layer. It returns the layers named (nil: all).
+// path such as resid.torso.post_mlp, or any name the model reads, such as a
+// TransformerLens name blocks.3.hook_resid_post, which names a TDB point and
+// whose layer is then ignored), or POINT@LAYER for one layer. It returns
+// the layers named (nil: all). Patches are made in TDB's values at the
+// point the name maps to.
 func parsePoint(m *modelctx.Transformer, s string) (hooks.Point, []int, error) {
 	if s == "" {
 		return 0, nil, fmt.Errorf("--point is required")
 	}
 	if strings.Contains(s, "@") {
-		site, err := m.ParseSite(s)
+		site, _, err := m.ParseNamedSite(s)
 		if err != nil {
 			return 0, nil, fmt.Errorf("--point: %w", err)
 		}
@@ -74,7 +76,7 @@ func parsePoint(m *modelctx.Transformer, s string) (hooks.Point, []int, error) {
 	if p, err := hooks.Parse(s); err == nil {
 		return p, nil, nil
 	}
-	site, err := m.ParseSite(s)
+	site, _, err := m.ParseNamedSite(s)
 	if err != nil {
 		return 0, nil, fmt.Errorf("--point: %w", err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"path/filepath"
 	"strings"
@@ -219,5 +220,20 @@ func TestCLIWorkflowTables(t *testing.T) {
 		if len(strings.Split(strings.TrimSpace(out), "\n")) < 4 {
 			t.Errorf("%s printed too little:\n%s", args[0], out)
 		}
+	}
+}
+
+// TestCLIPatchTakesTransformerLensNames: a TransformerLens hook name names
+// its TDB point; the sweep is the same as with the TDB dot path.
+func TestCLIPatchTakesTransformerLensNames(t *testing.T) {
+	args := func(point string) []string {
+		return []string{"patch", "--model", golden.ModelDir(), "--clean", "The cat sat on the", "--corrupted", "The dog sat on the",
+			"--point", point, "--target", " mat", "--distractor", " floor", "--json"}
+	}
+	var tl, tdb map[string]any
+	runJSON(t, args("blocks.1.hook_resid_post"), &tl)
+	runJSON(t, args("resid.torso.post_mlp"), &tdb)
+	if fmt.Sprint(tl["table"]) != fmt.Sprint(tdb["table"]) || tl["table"] == nil {
+		t.Fatalf("TL name gives %v, TDB path %v", tl["table"], tdb["table"])
 	}
 }
