@@ -15,7 +15,7 @@ import (
 )
 
 func modelFlag() cli.Flag {
-	return &cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "exported folder, TDB checkpoint folder, gpt2-small|medium|large|xl, or an https/az:// checkpoint URL"}
+	return &cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "exported folder, checkpoint folder (TDB, Hugging Face GPT-2 or Llama), gpt2-small|medium|large|xl, or an https/az:// checkpoint URL"}
 }
 
 func inputFlags() []cli.Flag {

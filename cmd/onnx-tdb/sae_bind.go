@@ -4,13 +4,9 @@ import (
 	"fmt"
 	"strings"
 
-	// TransformerLens names for GPT-2 models (registered with modelctx).
-	_ "github.com/onnx-tdb/onnx-tdb/export/arch/gpt2/tlnames"
-	// GPT-2-small's autoencoder families and SAELens releases.
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/sae"
-	_ "github.com/onnx-tdb/onnx-tdb/sae/gpt2"
 	"github.com/urfave/cli/v2"
 )
 
