@@ -63,6 +63,8 @@ func newApp() *cli.App {
 			importCommand(),
 			randomCheckpointCommand(),
 			benchCommand(),
+			harvestCommand(),
+			recordsCommand(),
 		},
 		HideHelpCommand: true,
 		// Repeatable flags (--prompt, --ablate, ...) take each value whole: a
