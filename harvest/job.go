@@ -66,7 +66,7 @@ type Job struct {
 	Params     collect.Params `json:"params"`
 	Batch      int            `json:"batch"`
 	Examples   int            `json:"examples"`
-	ShardSize  int            `json:"shard_size"`
+	ShardSize  int            `json:"-"` // the coordinator's plan; not part of the job's identity
 	TokensHash string         `json:"tokens_sha256"`
 }
 
@@ -77,6 +77,17 @@ func (j *Job) Shards() int { return (j.Examples + j.ShardSize - 1) / j.ShardSize
 func (j *Job) ShardRange(i int) (first int64, count int) {
 	first = int64(i) * int64(j.ShardSize)
 	return first, min(j.ShardSize, j.Examples-int(first))
+}
+
+// checkRange validates a shard's examples: inside the job, starting on a
+// batch boundary, whole batches except at the end (so every example is
+// computed in the same batch whatever the shard size).
+func (j *Job) checkRange(first int64, count int) error {
+	end := first + int64(count)
+	if first < 0 || count <= 0 || end > int64(j.Examples) || first%int64(j.Batch) != 0 || (count%j.Batch != 0 && end != int64(j.Examples)) {
+		return fmt.Errorf("shard of examples [%d,%d) does not fit job %.16s (%d examples, batch %d)", first, end, j.ID, j.Examples, j.Batch)
+	}
+	return nil
 }
 
 // Passes is 2 with quantiles (boundaries first, then bucket samples), else 1.
@@ -103,8 +114,8 @@ func (j *Job) Check() error {
 		return fmt.Errorf("job %s: version %q, this worker runs %q", j.ID, j.Version, Version)
 	case j.ID != j.computeID():
 		return fmt.Errorf("job %s: its id does not match its contents", j.ID)
-	case len(j.Sites) == 0 || j.Batch <= 0 || j.ShardSize <= 0 || j.Examples <= 0 || j.ShardSize%j.Batch != 0:
-		return fmt.Errorf("job %s: bad shape (%d sites, batch %d, shard %d, %d examples)", j.ID, len(j.Sites), j.Batch, j.ShardSize, j.Examples)
+	case len(j.Sites) == 0 || j.Batch <= 0 || j.Examples <= 0:
+		return fmt.Errorf("job %s: bad shape (%d sites, batch %d, %d examples)", j.ID, len(j.Sites), j.Batch, j.Examples)
 	}
 	return nil
 }

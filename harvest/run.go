@@ -384,13 +384,20 @@ func (p *planned) wait(ctx context.Context, obs jetstream.ObjectStore, pass int,
 		if err != nil {
 			return err
 		}
-		bar.update(len(done))
-		if len(done) >= total {
+		n := 0
+		for i := 0; i < total; i++ {
+			first, count := p.job.ShardRange(i)
+			if done[queue.PartialName(pass, first, count)] {
+				n++
+			}
+		}
+		bar.update(n)
+		if n >= total {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("harvest interrupted (%d/%d shards of pass %d stored; run again to resume): %w", len(done), total, pass, ctx.Err())
+			return fmt.Errorf("harvest interrupted (%d/%d shards of pass %d stored; run again to resume): %w", n, total, pass, ctx.Err())
 		case e := <-werr:
 			return e
 		case <-tick.C:
@@ -414,7 +421,8 @@ func (p *planned) merge(ctx context.Context, obs jetstream.ObjectStore, pass int
 	}
 	all := &collect.Partial{Pass: pass, Count: p.job.Examples, Sites: sites}
 	for i := 0; i < p.job.Shards(); i++ {
-		name := queue.PartialName(pass, i)
+		first, count := p.job.ShardRange(i)
+		name := queue.PartialName(pass, first, count)
 		raw, err := obs.GetBytes(ctx, name)
 		if err != nil {
 			return nil, fmt.Errorf("read partial %s: %w", name, err)

@@ -111,9 +111,9 @@ func (w *worker) handle(ctx context.Context, s queue.Shard) error {
 			return err
 		}
 	}
-	first, count := r.job.ShardRange(s.Index)
-	if first != s.First || count != s.Count {
-		return fmt.Errorf("shard %s: examples [%d,+%d), the job says [%d,+%d)", name, s.First, s.Count, first, count)
+	first, count := s.First, s.Count
+	if err := r.job.checkRange(first, count); err != nil {
+		return err
 	}
 	w.logf("shard %s start", name)
 	p, err := r.run(ctx, s.Pass, first, count)

@@ -31,11 +31,15 @@ func (s Shard) Encode() []byte {
 	return b
 }
 
-// ID is the shard's name in its job's object store ("p1/000012").
-func (s Shard) ID() string { return PartialName(s.Pass, s.Index) }
+// ID is the shard's name in its job's object store, from its pass and
+// example range ("p1/000000000064+32"): shards of another size have other
+// names, so a job resumed with another shard size ignores them.
+func (s Shard) ID() string { return PartialName(s.Pass, s.First, s.Count) }
 
-// PartialName names the stored partial of shard index of a pass.
-func PartialName(pass, index int) string { return fmt.Sprintf("p%d/%06d", pass, index) }
+// PartialName names the stored partial of a pass over examples [first, first+count).
+func PartialName(pass int, first int64, count int) string {
+	return fmt.Sprintf("p%d/%012d+%d", pass, first, count)
+}
 
 // DecodeShard reads and checks a message body; the error wraps
 // ErrBadMessage.
