@@ -16,6 +16,7 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/harvest/corpus"
 	"github.com/onnx-tdb/onnx-tdb/harvest/queue"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
+	"github.com/onnx-tdb/onnx-tdb/internal/atomicdir"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/sae"
 )
@@ -45,6 +46,8 @@ type Options struct {
 	Log      io.Writer        // notes (nil: none)
 	Progress io.Writer        // progress bar, redrawn with '\r' (nil: none)
 	OnServer func(url string) // called with the embedded server's URL once it runs
+
+	afterBatch func() // tests: runs after every batch of the in-process workers
 }
 
 // Run harvests: it plans the job, queues its shards, runs the in-process
@@ -77,7 +80,11 @@ func Run(ctx context.Context, o Options) error {
 		o.logf("%s already holds this harvest (job %.16s): nothing to do", o.Out, p.job.ID)
 		return nil
 	}
-	return p.execute(ctx, m, o)
+	err = p.execute(ctx, m, o)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("harvest interrupted (run again to resume): %w (%v)", ctx.Err(), err)
+	}
+	return err
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -93,6 +100,7 @@ type planned struct {
 	saes   []*sae.Autoencoder
 	vocab  func(int32) string
 	manual *Manifest
+	run    string // this run's id, for deduplicating its shard messages
 }
 
 func (p *planned) close() {
@@ -130,7 +138,7 @@ func plan(ctx context.Context, m *modelctx.Transformer, o Options) (*planned, er
 	cfg := m.Manifest().Config
 	dims := map[hooks.Dim]int{hooks.Model: cfg.DModel, hooks.Heads: cfg.NHeads, hooks.HeadDim: cfg.DHead,
 		hooks.FF: cfg.DFF, hooks.Vocab: cfg.NVocab, hooks.One: 1}
-	p := &planned{corp: corp, vocab: vocabulary(tok)}
+	p := &planned{corp: corp, vocab: vocabulary(tok), run: atomicdir.Suffix()}
 	var sites []SiteSpec
 	seen := map[collect.SiteID]bool{}
 	for _, a := range o.At {
@@ -237,9 +245,6 @@ func (p *planned) execute(ctx context.Context, m *modelctx.Transformer, o Option
 		if workers < 0 {
 			workers = 1
 		}
-		if o.OnServer != nil {
-			o.OnServer(url)
-		}
 	} else if workers < 0 {
 		workers = 0
 	}
@@ -257,6 +262,9 @@ func (p *planned) execute(ctx context.Context, m *modelctx.Transformer, o Option
 	}
 	if err := putJob(ctx, obs, p); err != nil {
 		return err
+	}
+	if emb != nil && o.OnServer != nil {
+		o.OnServer(url)
 	}
 	sub, _ := conn.NC.Subscribe(queue.ErrorsPrefix+p.job.ID, func(msg *nats.Msg) { o.logf("%s", msg.Data) })
 	defer func() {
@@ -326,7 +334,7 @@ func localWork(ctx context.Context, conn *queue.Conn, m *modelctx.Transformer, p
 		return err
 	}
 	w := &worker{conn: conn, opts: WorkerOptions{Open: o.Open, SAE: o.SAEOpts}, m: m, mRef: o.Model, mHash: p.job.ModelHash}
-	w.cur = &shardRunner{m: m, job: p.job, saes: p.saes, tokens: p.corp.Tokens}
+	w.cur = &shardRunner{m: m, job: p.job, saes: p.saes, tokens: p.corp.Tokens, afterBatch: o.afterBatch}
 	obs, err := conn.Bucket(ctx, p.job.ID, false)
 	if err != nil {
 		return err
@@ -365,7 +373,7 @@ func (p *planned) queueMissing(ctx context.Context, conn *queue.Conn, obs jetstr
 		if done[s.ID()] {
 			continue
 		}
-		if err := conn.Publish(ctx, s); err != nil {
+		if err := conn.Publish(ctx, s, p.run); err != nil {
 			return err
 		}
 	}
@@ -379,12 +387,16 @@ func (p *planned) wait(ctx context.Context, obs jetstream.ObjectStore, pass int,
 	defer bar.finish()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	n := 0
 	for {
 		done, err := queue.Done(ctx, obs, pass)
+		if ctx.Err() != nil {
+			return fmt.Errorf("harvest interrupted (%d/%d shards of pass %d stored; run again to resume): %w", n, total, pass, ctx.Err())
+		}
 		if err != nil {
 			return err
 		}
-		n := 0
+		n = 0
 		for i := 0; i < total; i++ {
 			first, count := p.job.ShardRange(i)
 			if done[queue.PartialName(pass, first, count)] {

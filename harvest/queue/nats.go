@@ -133,10 +133,11 @@ func (c *Conn) DeleteBucket(ctx context.Context, job string) error {
 	return err
 }
 
-// Publish queues a shard (deduplicated by its id within the stream's
-// duplicate window).
-func (c *Conn) Publish(ctx context.Context, s Shard) error {
-	_, err := c.JS.Publish(ctx, SubjectPrefix+s.Job, s.Encode(), jetstream.WithMsgID(s.Job+"/"+s.ID()))
+// Publish queues a shard, deduplicated by its id and run (a coordinator's
+// retries within one run queue it once; a resumed job, a new run, queues
+// what is missing again).
+func (c *Conn) Publish(ctx context.Context, s Shard, run string) error {
+	_, err := c.JS.Publish(ctx, SubjectPrefix+s.Job, s.Encode(), jetstream.WithMsgID(s.Job+"/"+run+"/"+s.ID()))
 	if err != nil {
 		return fmt.Errorf("nats: publish shard %s of job %s: %w", s.ID(), s.Job, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -31,7 +32,8 @@ func (c *Conn) Work(ctx context.Context, cons jetstream.Consumer, h Handler) err
 			if ctx.Err() != nil {
 				return nil
 			}
-			if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, context.DeadlineExceeded) {
+			if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) {
+				time.Sleep(100 * time.Millisecond) // the server or the consumer is (re)starting
 				continue
 			}
 			return fmt.Errorf("nats: fetch a shard: %w", err)
@@ -42,7 +44,7 @@ func (c *Conn) Work(ctx context.Context, cons jetstream.Consumer, h Handler) err
 			}
 		}
 		if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) &&
-			!errors.Is(err, jetstream.ErrNoHeartbeat) && !strings.Contains(err.Error(), "timeout") {
+			!errors.Is(err, jetstream.ErrNoHeartbeat) && !errors.Is(err, nats.ErrNoResponders) && !strings.Contains(err.Error(), "timeout") {
 			return fmt.Errorf("nats: fetch a shard: %w", err)
 		}
 	}
