@@ -46,6 +46,7 @@ type Options struct {
 	Log      io.Writer        // notes (nil: none)
 	Progress io.Writer        // progress bar, redrawn with '\r' (nil: none)
 	OnServer func(url string) // called with the embedded server's URL once it runs
+	Timing   *Timing          // when set, receives where the run spent its time
 
 	afterBatch func() // tests: runs after every batch of the in-process workers
 }
@@ -303,12 +304,18 @@ func (p *planned) execute(ctx context.Context, m *modelctx.Transformer, o Option
 		if err := p.queueMissing(ctx, conn, obs, pass); err != nil {
 			return err
 		}
+		t0 := time.Now()
 		if err := p.wait(ctx, obs, pass, o, werr); err != nil {
 			return err
 		}
+		t1 := time.Now()
 		merged, err := p.merge(ctx, obs, pass, res.bounds)
 		if err != nil {
 			return err
+		}
+		if o.Timing != nil {
+			o.Timing.Passes = append(o.Timing.Passes, t1.Sub(t0))
+			o.Timing.Merge += time.Since(t1)
 		}
 		if pass == 1 {
 			res.pass1 = merged
@@ -318,8 +325,12 @@ func (p *planned) execute(ctx context.Context, m *modelctx.Transformer, o Option
 	}
 	stopWorkers()
 	wg.Wait()
+	t0 := time.Now()
 	if err := res.write(o.Out, p.manual); err != nil {
 		return err
+	}
+	if o.Timing != nil {
+		o.Timing.Write = time.Since(t0)
 	}
 	conn.DeleteBucket(context.WithoutCancel(ctx), p.job.ID)
 	conn.Purge(context.WithoutCancel(ctx), p.job.ID)

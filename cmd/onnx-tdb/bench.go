@@ -31,7 +31,8 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "min-runs", Value: 3, Usage: "least number of rounds per shape"},
 			&cli.StringFlag{Name: "sample", Value: "1,4", Usage: "batch sizes of the decoding rows (16-token prompt, 32 new tokens, KV cache); empty for none"},
 		},
-		Action: runBench,
+		Action:      runBench,
+		Subcommands: []*cli.Command{benchHarvestCommand()},
 	}
 }
 
