@@ -82,6 +82,9 @@ func Run(ctx context.Context, o Options) error {
 		return nil
 	}
 	err = p.execute(ctx, m, o)
+	if err == nil && o.NATS != "" {
+		os.RemoveAll(filepath.Join(o.Out, StateDir)) // the claim; the embedded case removes its store itself
+	}
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		err = fmt.Errorf("harvest interrupted (run again to resume): %w (%v)", ctx.Err(), err)
 	}
@@ -264,8 +267,13 @@ func (p *planned) execute(ctx context.Context, m *modelctx.Transformer, o Option
 	if err := putJob(ctx, obs, p); err != nil {
 		return err
 	}
-	if emb != nil && o.OnServer != nil {
-		o.OnServer(url)
+	if emb != nil {
+		if workers == 0 {
+			o.logf("embedded NATS server at %s: start workers with: onnx-tdb harvest worker --nats %s", url, url)
+		}
+		if o.OnServer != nil {
+			o.OnServer(url)
+		}
 	}
 	sub, _ := conn.NC.Subscribe(queue.ErrorsPrefix+p.job.ID, func(msg *nats.Msg) { o.logf("%s", msg.Data) })
 	defer func() {
