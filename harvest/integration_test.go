@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onnx-tdb/onnx-tdb/harvest/queue"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
 	"github.com/onnx-tdb/onnx-tdb/internal/goldenmodel"
 )
@@ -171,5 +172,29 @@ func TestThreeWorkerProcessesOneKilled(t *testing.T) {
 	}
 	if n := workers[1].starts.Load() + workers[2].starts.Load(); n == 0 {
 		t.Fatal("the other workers computed nothing")
+	}
+}
+
+// With --nats, the job goes to a server that is already running, and an
+// in-process worker (or any other) computes it: the same bytes again.
+func TestExternalServer(t *testing.T) {
+	ref := filepath.Join(t.TempDir(), "ref")
+	if err := Run(context.Background(), testOptions(t, ref)); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := queue.StartEmbedded(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	out := filepath.Join(t.TempDir(), "out")
+	o := testOptions(t, out)
+	o.NATS, o.Workers, o.ShardSize = srv.URL(), 1, 16
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, tree(t, ref), tree(t, out), "external server")
+	if _, err := os.Stat(filepath.Join(out, StateDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the finished job left its claim: %v", err)
 	}
 }

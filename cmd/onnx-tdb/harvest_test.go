@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/onnx-tdb/onnx-tdb/harvest/harvesttest"
@@ -21,5 +23,30 @@ func TestHarvestGoldenCases(t *testing.T) {
 			}
 			harvesttest.Check(t, dir, c, out)
 		})
+	}
+}
+
+// records show prints the top examples with each token's activation, and
+// --json gives the record back in TDB's encoding, byte for byte.
+func TestRecordsShow(t *testing.T) {
+	dir := golden.RequireShared(t, "harvest")
+	exp := filepath.Join(dir, "a_mlp_post_act", "expected")
+	out, err := runCLI(t, "records", "show", "--records", exp, "--layer", "1", "--unit", "7")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, "layer 1, unit 7") || !strings.Contains(out, "most positive examples (5)") || !strings.Contains(out, " lent⟨2.55⟩") {
+		t.Fatalf("unexpected output:\n%s", out)
+	}
+	out, err = runCLI(t, "records", "show", "--records", filepath.Join(exp, "mlp.post_act"), "--layer", "1", "--unit", "7", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(filepath.Join(exp, "mlp.post_act", "collated-activations", "1", "7.json"))
+	if out != string(want)+"\n" {
+		t.Fatalf("--json differs from the file")
+	}
+	if _, err := runCLI(t, "records", "show", "--records", exp, "--layer", "1", "--unit", "999"); err == nil || !strings.Contains(err.Error(), "999.json") {
+		t.Fatalf("missing unit: got %v", err)
 	}
 }
