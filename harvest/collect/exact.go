@@ -5,21 +5,29 @@ import (
 	"math/big"
 )
 
-// exactLimbs covers every float64: bit positions 0 (2^-1074) to 2098.
-const exactLimbs = 67
+// The fixed-point grid of Exact: multiples of 2^-exactFrac, in exactLimbs
+// limbs of 32 bits (magnitudes up to about 2^133).
+const (
+	exactLimbs = 8
+	exactFrac  = 112
+)
 
-// Exact is the exact sum of float64 values: a fixed-point integer in units
-// of 2^-1074, in 32-bit limbs held in int64s so that carries can wait (a
-// limb takes at most 2^32 per add; Normalize runs before 2^30 adds pile up).
-// Sums of the same values are equal whatever the order they were added or
-// merged in. Infinities and NaN make the sum NaN.
+// Exact is an order-free sum of float64 values: each value is truncated
+// toward zero to a multiple of 2^-112 (a change far below any activation's
+// float32 resolution that matters here) and the multiples are summed
+// exactly, as a fixed-point integer in 32-bit limbs held in int64s so that
+// carries can wait (a limb takes at most 2^32 per add; Normalize runs before
+// 2^30 adds pile up). Sums of the same values are therefore equal whatever
+// the order they were added or merged in. One state is 64 bytes of limbs,
+// a cache line. Infinities, NaN and magnitudes of 2^133 or more make the
+// sum NaN.
 type Exact struct {
 	limbs   [exactLimbs]int64
 	pending int32
 	nan     bool
 }
 
-// Add adds v exactly.
+// Add adds v, truncated to the grid.
 func (e *Exact) Add(v float64) {
 	if v == 0 {
 		return
@@ -36,8 +44,19 @@ func (e *Exact) Add(v float64) {
 	} else {
 		mant |= 1 << 52
 	}
-	pos := exp - 1 // bit position of the mantissa's lowest bit, in units of 2^-1074
+	pos := exp - 1075 + exactFrac // grid position of the mantissa's lowest bit
+	if pos < 0 {
+		if pos <= -53 {
+			return // below the grid
+		}
+		mant >>= uint(-pos)
+		pos = 0
+	}
 	i, sh := pos>>5, uint(pos&31)
+	if i+2 >= exactLimbs {
+		e.nan = true
+		return
+	}
 	lo := (mant & 0xffffffff) << sh // < 2^63
 	hi := (mant >> 32) << sh        // < 2^52
 	a0 := int64(lo & 0xffffffff)
@@ -79,7 +98,7 @@ func (e *Exact) Merge(o *Exact) {
 }
 
 // Float64 is the sum rounded to the nearest float64 (NaN if a non-finite
-// value was added; ±Inf if it overflows).
+// or too large value was added).
 func (e *Exact) Float64() float64 {
 	if e.nan {
 		return math.NaN()
@@ -90,7 +109,7 @@ func (e *Exact) Float64() float64 {
 		acc.Add(&acc, limb.SetInt64(e.limbs[i]))
 	}
 	f := new(big.Float).SetInt(&acc)
-	f.SetMantExp(f, -1074)
+	f.SetMantExp(f, -exactFrac)
 	v, _ := f.Float64()
 	return v
 }
