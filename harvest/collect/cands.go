@@ -49,9 +49,9 @@ func (s *set) full() bool { return len(s.items) >= s.k }
 // root is the worst kept candidate; only valid when the set is not empty.
 func (s *set) root() *cand { return &s.items[0] }
 
-// offer adds c (with its activations, read by fill into a slot of t values)
-// if it belongs among the k best.
-func (s *set) offer(c cand, fill func(dst []float32)) {
+// offer adds c if it belongs among the k best, copying its activations
+// from src[off], src[off+stride], ... (t values).
+func (s *set) offer(c cand, src []float32, off, stride int) {
 	if s.k == 0 {
 		return
 	}
@@ -60,7 +60,7 @@ func (s *set) offer(c cand, fill func(dst []float32)) {
 		if s.acts == nil {
 			s.acts = make([]float32, s.k*s.t)
 		}
-		fill(s.acts[int(c.slot)*s.t : int(c.slot+1)*s.t])
+		s.fill(c.slot, src, off, stride)
 		s.items = append(s.items, c)
 		s.up(len(s.items) - 1)
 		return
@@ -69,9 +69,16 @@ func (s *set) offer(c cand, fill func(dst []float32)) {
 		return
 	}
 	c.slot = s.items[0].slot
-	fill(s.acts[int(c.slot)*s.t : int(c.slot+1)*s.t])
+	s.fill(c.slot, src, off, stride)
 	s.items[0] = c
 	s.down(0)
+}
+
+func (s *set) fill(slot int32, src []float32, off, stride int) {
+	dst := s.acts[int(slot)*s.t : int(slot+1)*s.t]
+	for i := range dst {
+		dst[i] = src[off+i*stride]
+	}
 }
 
 func (s *set) up(i int) {
@@ -119,7 +126,6 @@ func (s *set) actsOf(c cand) []float32 {
 // merge offers every candidate of o.
 func (s *set) merge(o *set) {
 	for _, c := range o.items {
-		src := o.actsOf(c)
-		s.offer(c, func(dst []float32) { copy(dst, src) })
+		s.offer(c, o.actsOf(c), 0, 1)
 	}
 }

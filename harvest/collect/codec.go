@@ -330,6 +330,6 @@ func (r *reader) set(s *set) {
 		c.max = math.Float32frombits(r.u32("max"))
 		c.key = r.u64("key")
 		r.f32s("activations", buf)
-		s.offer(c, func(dst []float32) { copy(dst, buf) })
+		s.offer(c, buf, 0, 1)
 	}
 }

@@ -178,13 +178,6 @@ func (s *Site) scanMax(ex []float32) {
 
 func (s *Site) finishExample(e int64, ex []float32) error {
 	U, T := s.Units, s.P.Context
-	gather := func(u int) func(dst []float32) {
-		return func(dst []float32) {
-			for t := range dst {
-				dst[t] = ex[t*U+u]
-			}
-		}
-	}
 	if s.Pass == 2 {
 		Q := s.P.Quantiles
 		for u := 0; u < U; u++ {
@@ -195,7 +188,7 @@ func (s *Site) finishExample(e int64, ex []float32) error {
 			}
 			c := cand{ex: e, max: s.exMax[u], key: SplitMix64(s.seeds[u] ^ uint64(e))}
 			if !bs.full() || keyBetter(&c, bs.root()) {
-				bs.offer(c, gather(u))
+				bs.offer(c, ex, u, U)
 			}
 		}
 		return nil
@@ -223,12 +216,12 @@ func (s *Site) finishExample(e int64, ex []float32) error {
 		}
 		c := cand{ex: e, max: s.exMax[u]}
 		if ts := s.top[u]; ts.k > 0 && (!ts.full() || topBetter(&c, ts.root())) {
-			ts.offer(c, gather(u))
+			ts.offer(c, ex, u, U)
 		}
 		if rs := s.random[u]; rs.k > 0 {
 			c.key = SplitMix64(s.seeds[u] ^ uint64(e))
 			if !rs.full() || keyBetter(&c, rs.root()) {
-				rs.offer(c, gather(u))
+				rs.offer(c, ex, u, U)
 			}
 		}
 	}
