@@ -193,3 +193,32 @@ func TestWorkerWithAnotherModel(t *testing.T) {
 		t.Fatalf("the coordinator did not show the refusal: %q", log.String())
 	}
 }
+
+// A shard of a job that is gone (finished and removed) is dropped, and the
+// worker goes on.
+func TestWorkerDropsShardOfGoneJob(t *testing.T) {
+	srv, err := queue.StartEmbedded(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx := context.Background()
+	conn, err := queue.Connect(ctx, srv.URL(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Setup(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Publish(ctx, queue.Shard{Job: strings.Repeat("ab", 32), Pass: 1, First: 0, Count: 4}, "r"); err != nil {
+		t.Fatal(err)
+	}
+	var log syncBuffer
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	err = Work(wctx, WorkerOptions{NATS: srv.URL(), Open: openExported, Log: &log})
+	if err != nil || !strings.Contains(log.String(), "dropping the shard") {
+		t.Fatalf("worker: %v, log %q", err, log.String())
+	}
+}

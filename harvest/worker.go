@@ -99,6 +99,10 @@ func (w *worker) handle(ctx context.Context, s queue.Shard) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	r, err := w.runner(ctx, s.Job)
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		w.logf("shard %s of job %.16s: the job is finished or removed; dropping the shard", s.ID(), s.Job)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,8 @@ func Connect(ctx context.Context, url string, ackWait time.Duration) (*Conn, err
 	if ackWait <= 0 {
 		ackWait = DefaultAckWait
 	}
-	nc, err := nats.Connect(url, nats.Name("onnx-tdb harvest"), nats.Timeout(5*time.Second),
+	host, _ := os.Hostname()
+	nc, err := nats.Connect(url, nats.Name(fmt.Sprintf("onnx-tdb harvest %s/%d", host, os.Getpid())), nats.Timeout(5*time.Second),
 		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, url, err)
