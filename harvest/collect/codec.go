@@ -38,9 +38,28 @@ func (p *Partial) Merge(o *Partial) error {
 	return nil
 }
 
+// encodedSize bounds the length of p's encoding, so Encode allocates once.
+func (p *Partial) encodedSize() int {
+	n := len(partialMagic) + 32
+	for _, s := range p.Sites {
+		n += len(s.ID.Point) + 128 + 4*len(s.bounds) + 4*len(s.maxima)
+		sets := func(ss []*set) {
+			for _, x := range ss {
+				n += binary.MaxVarintLen64 + len(x.items)*(binary.MaxVarintLen64+12+4*x.t)
+			}
+		}
+		sets(s.top)
+		sets(s.random)
+		sets(s.buckets)
+		n += s.Units * (8 + 4*(3+exactLimbs*binary.MaxVarintLen64))
+	}
+	return n
+}
+
 // Encode writes p in a compact binary form that Decode reads back.
 func (p *Partial) Encode() []byte {
-	b := []byte(partialMagic)
+	b := make([]byte, 0, p.encodedSize())
+	b = append(b, partialMagic...)
 	b = append(b, byte(p.Pass))
 	b = binary.AppendVarint(b, p.First)
 	b = binary.AppendUvarint(b, uint64(p.Count))
@@ -117,8 +136,11 @@ func (s *set) encode(b []byte) []byte {
 }
 
 func appendF32s(b []byte, v []float32) []byte {
-	for _, x := range v {
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
+	n := len(b)
+	b = append(b, make([]byte, 4*len(v))...)
+	out := b[n:]
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(x))
 	}
 	return b
 }
