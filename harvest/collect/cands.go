@@ -52,26 +52,33 @@ func (s *set) root() *cand { return &s.items[0] }
 // offer adds c if it belongs among the k best, copying its activations
 // from src[off], src[off+stride], ... (t values).
 func (s *set) offer(c cand, src []float32, off, stride int) {
+	if slot, ok := s.claim(c); ok {
+		s.fill(slot, src, off, stride)
+	}
+}
+
+// claim adds c if it belongs among the k best and returns the slot its
+// activations must be copied into (the caller fills it).
+func (s *set) claim(c cand) (int32, bool) {
 	if s.k == 0 {
-		return
+		return 0, false
 	}
 	if len(s.items) < s.k {
 		c.slot = int32(len(s.items))
 		if s.acts == nil {
 			s.acts = make([]float32, s.k*s.t)
 		}
-		s.fill(c.slot, src, off, stride)
 		s.items = append(s.items, c)
 		s.up(len(s.items) - 1)
-		return
+		return c.slot, true
 	}
 	if !s.better(&c, &s.items[0]) {
-		return
+		return 0, false
 	}
 	c.slot = s.items[0].slot
-	s.fill(c.slot, src, off, stride)
 	s.items[0] = c
 	s.down(0)
+	return c.slot, true
 }
 
 func (s *set) fill(slot int32, src []float32, off, stride int) {

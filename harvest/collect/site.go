@@ -56,7 +56,8 @@ type Site struct {
 	bounds  []float32 // pass 2: [unit*(Q-1) + i], ascending per unit
 	buckets []*set    // pass 2: [unit*Q + j]
 
-	seeds              []uint64 // unitSeed of each unit
+	seeds              []uint64  // unitSeed of each unit
+	pending            []fillJob // activations to copy from the current example
 	exMax, exMin       []float32
 	ex1, ex2, ex3, ex4 []float64
 }
@@ -188,9 +189,10 @@ func (s *Site) finishExample(e int64, ex []float32) error {
 			}
 			c := cand{ex: e, max: s.exMax[u], key: SplitMix64(s.seeds[u] ^ uint64(e))}
 			if !bs.full() || keyBetter(&c, bs.root()) {
-				bs.offer(c, ex, u, U)
+				s.claim(bs, c, u)
 			}
 		}
+		s.fillPending(ex)
 		return nil
 	}
 	if s.maxima != nil {
@@ -216,16 +218,44 @@ func (s *Site) finishExample(e int64, ex []float32) error {
 		}
 		c := cand{ex: e, max: s.exMax[u]}
 		if ts := s.top[u]; ts.k > 0 && (!ts.full() || topBetter(&c, ts.root())) {
-			ts.offer(c, ex, u, U)
+			s.claim(ts, c, u)
 		}
 		if rs := s.random[u]; rs.k > 0 {
 			c.key = SplitMix64(s.seeds[u] ^ uint64(e))
 			if !rs.full() || keyBetter(&c, rs.root()) {
-				rs.offer(c, ex, u, U)
+				s.claim(rs, c, u)
 			}
 		}
 	}
+	s.fillPending(ex)
 	return nil
+}
+
+// fillJob is a kept candidate whose activations are copied once the
+// example's units are all decided: token by token over the pending jobs,
+// so the example is read row by row instead of one strided column per
+// candidate.
+type fillJob struct {
+	dst []float32 // the candidate's slot
+	u   int
+}
+
+func (s *Site) claim(set *set, c cand, u int) {
+	if slot, ok := set.claim(c); ok {
+		s.pending = append(s.pending, fillJob{dst: set.acts[int(slot)*set.t : int(slot+1)*set.t], u: u})
+	}
+}
+
+// fillPending copies the pending candidates' activations from ex [T, U].
+func (s *Site) fillPending(ex []float32) {
+	U := s.Units
+	for t := 0; t < s.P.Context; t++ {
+		row := ex[t*U : (t+1)*U]
+		for _, j := range s.pending {
+			j.dst[t] = row[j.u]
+		}
+	}
+	s.pending = s.pending[:0]
 }
 
 // compatible says whether o can merge into s.
