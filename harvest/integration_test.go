@@ -139,16 +139,20 @@ func TestThreeWorkerProcessesOneKilled(t *testing.T) {
 	o = testOptions(t, out)
 	o.Workers = 0
 	var workers []*workerProc
+	started := make(chan []*workerProc, 1)
 	o.OnServer = func(url string) {
+		var ws []*workerProc
 		for i := 0; i < 3; i++ {
-			workers = append(workers, startWorker(t, url, o.Model, 40))
+			ws = append(ws, startWorker(t, url, o.Model, 40))
 		}
+		started <- ws
 	}
 	killed := make(chan struct{})
 	go func() {
 		defer close(killed)
+		workers = <-started // read by the test after killed is closed
 		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			if len(workers) == 3 && workers[0].starts.Load() >= 3 {
+			if workers[0].starts.Load() >= 3 {
 				time.Sleep(20 * time.Millisecond) // inside the shard's first batch
 				workers[0].cmd.Process.Kill()
 				return
