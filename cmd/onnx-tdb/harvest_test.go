@@ -50,3 +50,26 @@ func TestRecordsShow(t *testing.T) {
 		t.Fatalf("missing unit: got %v", err)
 	}
 }
+
+// Bad input through the CLI: one clear error naming the thing at fault.
+func TestHarvestCLIErrors(t *testing.T) {
+	t.Setenv("ONNX_TDB_SPIN", "0")
+	dir := golden.RequireShared(t, "harvest")
+	corpus := filepath.Join(dir, "corpus", "essay.txt")
+	model := filepath.Join(dir, "..", "model")
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"harvest", "--model", model, "--corpus", corpus, "--at", "mlp.post_act", "--out", filepath.Join(t.TempDir(), "o"), "--nats", "nats://127.0.0.1:1"}, "nats server unreachable"},
+		{[]string{"harvest", "worker", "--nats", "nats://127.0.0.1:1"}, "nats server unreachable"},
+		{[]string{"harvest", "--model", model, "--corpus", corpus, "--at", "attn.qk_probs", "--out", filepath.Join(t.TempDir(), "o")}, "key axis"},
+		{[]string{"harvest", "--model", model, "--corpus", corpus, "--at", "mlp.post_act@7", "--out", filepath.Join(t.TempDir(), "o")}, "layer 7"},
+		{[]string{"harvest", "--model", model, "--corpus", corpus, "--at", "mlp.post_act"}, "--out"},
+	} {
+		out, err := runCLI(t, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%v: got %v (%s), want an error saying %q", c.args, err, out, c.says)
+		}
+	}
+}
