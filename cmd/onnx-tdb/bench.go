@@ -36,7 +36,8 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: patchSweepFlag, Usage: "instead, time a 16-position patching sweep of resid.torso.post_mlp over every layer against the same rows as batched 1x16 forwards and as separate forwards (--min-runs rounds)"},
 			&cli.StringFlag{Name: "sample", Value: "1,4", Usage: "batch sizes of the decoding rows (16-token prompt, 32 new tokens, KV cache); empty for none"},
 		},
-		Action: runBench,
+		Action:      runBench,
+		Subcommands: []*cli.Command{benchHarvestCommand()},
 	}
 }
 

@@ -46,6 +46,8 @@ func newApp() *cli.App {
 			withGlobals(patchCommand()),
 			withGlobals(lensCommand()),
 			withGlobals(dlaCommand()),
+			withGlobals(harvestCommand()),
+			withGlobals(recordsCommand()),
 		},
 		HideHelpCommand: true,
 		// Repeatable flags (--prompt, --ablate, ...) take each value whole: a

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/onnx-tdb/onnx-tdb/export/npy"
+	"github.com/onnx-tdb/onnx-tdb/harvest"
+	"github.com/onnx-tdb/onnx-tdb/modelctx"
+	"github.com/urfave/cli/v2"
+)
+
+func benchHarvestCommand() *cli.Command {
+	return &cli.Command{
+		Name: "harvest",
+		Usage: "harvest throughput: the worker's compute path (every layer's mlp.post_act, top/random 20) against plain forwards of the same batches, in one run; " +
+			"then a queued harvest computed by 2 worker processes of 1 thread against 1",
+		Flags: []cli.Flag{
+			modelFlag(),
+			&cli.BoolFlag{Name: "random-gpt2-small", Usage: "benchmark a random GPT-2-small-shaped model (exported once into the cache)"},
+			&cli.IntFlag{Name: "context", Value: 64, Usage: "tokens per example"},
+			&cli.IntFlag{Name: "batch", Value: 32, Usage: "examples per forward pass"},
+			&cli.IntFlag{Name: "batches", Value: 2, Usage: "batches per timed run"},
+			&cli.IntFlag{Name: "min-runs", Value: 2, Usage: "rounds of the interleaved single-process comparison"},
+			&cli.StringFlag{Name: "workers-at", Value: "resid.torso.delta_mlp", Usage: "what the worker-process comparison harvests (few units keep its output small)"},
+			&cli.IntFlag{Name: "worker-shards", Value: 4, Usage: "shards of one batch in the worker-process comparison (0: skip it)"},
+		},
+		Action: runBenchHarvest,
+	}
+}
+
+func benchExamples(n, T, nVocab int) [][]int {
+	rows := make([][]int, n)
+	for i := range rows {
+		rows[i] = make([]int, T)
+		for j := range rows[i] {
+			rows[i][j] = (1000 + 7919*(i*T+j)) % nVocab
+		}
+	}
+	return rows
+}
+
+func runBenchHarvest(c *cli.Context) error {
+	m, dir, err := benchModel(c)
+	if err != nil {
+		return err
+	}
+	T, B := c.Int("context"), c.Int("batch")
+	ex := benchExamples(B*c.Int("batches"), T, m.Manifest().Config.NVocab)
+	w := c.App.Writer
+	fmt.Fprintf(w, "model %s, %d examples of %d tokens, batch %d\n", dir, len(ex), T, B)
+	forward := func() error {
+		for i := 0; i < len(ex); i += B {
+			if _, err := m.Forward(c.Context, ex[i:min(i+B, len(ex))]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	size := 0
+	collect := func() error {
+		n, err := harvest.Collect(c.Context, m, []string{"mlp.post_act"}, ex, 20, 20, B, 0)
+		size = n
+		return err
+	}
+	stop := benchStopOf(c)
+	stop.minTime, stop.maxTime = 0, 0 // --min-runs rounds
+	if !c.IsSet("min-runs") {
+		stop.minRuns = 3
+	}
+	b, err := interleaved(stop, []func() error{forward, collect})
+	if err != nil {
+		return err
+	}
+	tok := float64(len(ex) * T)
+	fwd, hv := tok/b.medianTime(0).Seconds(), tok/b.medianTime(1).Seconds()
+	fmt.Fprintf(w, "single process, mlp.post_act at all %d layers, top 20 / random 20 (medians of %d rounds):\n", m.NLayers(), len(b.times))
+	fmt.Fprintf(w, "  plain forward %8.1f tokens/s\n  harvest       %8.1f tokens/s   ratio %.3f   (partial state %.1f MiB)\n", fwd, hv, hv/fwd, float64(size)/(1<<20))
+	m.Close()
+	if c.Int("worker-shards") <= 0 {
+		return nil
+	}
+	return benchWorkers(c, dir, T, B)
+}
+
+// benchWorkers times the queued pass of one harvest computed by 1 and by 2
+// worker processes of one thread each (models opened before the clock starts).
+func benchWorkers(c *cli.Context, dir string, T, B int) error {
+	tmp, err := os.MkdirTemp("", "onnx-tdb-bench-harvest-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	mm, err := modelctx.Open(dir)
+	if err != nil {
+		return err
+	}
+	nVocab := mm.Manifest().Config.NVocab
+	mm.Close()
+	n := B * c.Int("worker-shards")
+	ex := benchExamples(n, T, nVocab)
+	flat := make([]float32, 0, n*T)
+	for _, r := range ex {
+		for _, id := range r {
+			flat = append(flat, float32(id))
+		}
+	}
+	corpusFile := filepath.Join(tmp, "examples.npy")
+	if err := npy.Write(corpusFile, []int{n, T}, flat); err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	times := map[int]time.Duration{}
+	for _, k := range []int{1, 2} {
+		var tm harvest.Timing
+		var procs []*exec.Cmd
+		var mu sync.Mutex
+		o := harvest.Options{
+			Model: dir, Corpus: []string{corpusFile}, At: []string{c.String("workers-at")},
+			Context: T, Top: 20, Random: 20, Batch: B, ShardSize: B, Seed: uint64(k),
+			Out: filepath.Join(tmp, fmt.Sprintf("out%d", k)), Workers: 0, Timing: &tm,
+			Open: func(_ context.Context, ref string) (*modelctx.Transformer, error) { return modelctx.Open(ref) },
+			OnServer: func(url string) {
+				mu.Lock()
+				defer mu.Unlock()
+				for i := 0; i < k; i++ {
+					cmd := exec.Command(exe, "--threads", "1", "--no-spin", "harvest", "worker", "--nats", url, "--model", dir)
+					cmd.Stderr = nil
+					if err := cmd.Start(); err == nil {
+						procs = append(procs, cmd)
+					}
+				}
+			},
+		}
+		err := harvest.Run(c.Context, o)
+		mu.Lock()
+		for _, p := range procs {
+			p.Process.Kill()
+			p.Wait()
+		}
+		mu.Unlock()
+		if err != nil {
+			return err
+		}
+		times[k] = tm.Passes[0]
+		fmt.Fprintf(c.App.Writer, "  %d worker process(es) × 1 thread: pass %.1fs (%.1f tokens/s, model opening included), merge %.1fs, write %.1fs\n",
+			k, tm.Passes[0].Seconds(), float64(n*T)/tm.Passes[0].Seconds(), tm.Merge.Seconds(), tm.Write.Seconds())
+	}
+	fmt.Fprintf(c.App.Writer, "  2 workers / 1 worker: %.2f×\n", times[1].Seconds()/times[2].Seconds())
+	return nil
+}

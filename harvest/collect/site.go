@@ -1,0 +1,299 @@
+package collect
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+)
+
+// Errors callers branch on.
+var (
+	// ErrMismatch: two states that cannot merge (other site, units, pass or parameters).
+	ErrMismatch = errors.New("harvest states do not match")
+	// ErrBadPartial: bytes that are not an encoded partial state.
+	ErrBadPartial = errors.New("bad partial state")
+)
+
+// Params are the per-unit rules of a job.
+type Params struct {
+	Context     int    // tokens per example
+	Top         int    // most positive records per unit
+	Random      int    // random sample size per unit
+	Quantiles   int    // quantile buckets (0: none)
+	PerQuantile int    // sample size per bucket
+	Seed        uint64 // sampling seed
+}
+
+// SiteID names where a site's records go: the point's dot path and the
+// layer directory (0 for once points).
+type SiteID struct {
+	Point string
+	Layer int
+}
+
+func (s SiteID) String() string { return fmt.Sprintf("%s@%d", s.Point, s.Layer) }
+
+// Site is the state of one site's units over a range of examples. Pass 1
+// collects the top lists, random samples, moments and (with quantiles) each
+// example's maximum; pass 2, given the quantile boundaries, collects each
+// bucket's sample.
+type Site struct {
+	ID    SiteID
+	Units int
+	P     Params
+	Pass  int
+	First int64 // first example covered by Maxima
+	Count int   // examples covered by Maxima
+
+	n      int64      // values summed per unit (examples × context)
+	sums   [4][]Exact // Σx, Σx², Σx³, Σx⁴ per unit
+	lo, hi []float32  // smallest and largest value per unit
+	top    []*set
+	random []*set
+	maxima []float32 // pass 1 with quantiles: [unit*Count + (example-First)]
+
+	bounds  []float32 // pass 2: [unit*(Q-1) + i], ascending per unit
+	buckets []*set    // pass 2: [unit*Q + j]
+
+	seeds              []uint64  // unitSeed of each unit
+	pending            []fillJob // activations to copy from the current example
+	exMax, exMin       []float32
+	ex1, ex2, ex3, ex4 []float64
+}
+
+// NewSite makes the empty state of a site's units for pass 1 (bounds nil)
+// or pass 2 (bounds: Q-1 ascending values per unit), covering examples
+// [first, first+count) for the per-example maxima.
+func NewSite(id SiteID, units int, p Params, pass int, first int64, count int, bounds []float32) (*Site, error) {
+	if units <= 0 || p.Context <= 0 || p.Top < 0 || p.Random < 0 || p.Quantiles < 0 || p.PerQuantile < 0 || count < 0 {
+		return nil, fmt.Errorf("site %s: bad parameters %+v (units %d)", id, p, units)
+	}
+	s := &Site{ID: id, Units: units, P: p, Pass: pass, First: first, Count: count}
+	s.seeds = make([]uint64, units)
+	for u := range s.seeds {
+		s.seeds[u] = unitSeed(p.Seed, uint64(id.Layer), uint64(u))
+	}
+	switch pass {
+	case 1:
+		for i := range s.sums {
+			s.sums[i] = make([]Exact, units)
+		}
+		s.lo, s.hi = make([]float32, units), make([]float32, units)
+		for u := range s.lo {
+			s.lo[u], s.hi[u] = float32(math.Inf(1)), float32(math.Inf(-1))
+		}
+		s.top, s.random = make([]*set, units), make([]*set, units)
+		for u := range s.top {
+			s.top[u] = newSet(p.Top, p.Context, false)
+			s.random[u] = newSet(p.Random, p.Context, true)
+		}
+		if p.Quantiles > 0 {
+			s.maxima = make([]float32, units*count)
+		}
+	case 2:
+		if p.Quantiles <= 0 || len(bounds) != units*(p.Quantiles-1) {
+			return nil, fmt.Errorf("site %s: pass 2 needs %d quantile boundaries, got %d", id, units*(p.Quantiles-1), len(bounds))
+		}
+		s.bounds = bounds
+		s.buckets = make([]*set, units*p.Quantiles)
+		for i := range s.buckets {
+			s.buckets[i] = newSet(p.PerQuantile, p.Context, true)
+		}
+	default:
+		return nil, fmt.Errorf("site %s: pass %d: want 1 or 2", id, pass)
+	}
+	return s, nil
+}
+
+// AddBatch adds b consecutive examples starting at example first; acts is
+// their activations [b, Context, Units] in C order.
+func (s *Site) AddBatch(first int64, acts []float32, b int) error {
+	T, U := s.P.Context, s.Units
+	if len(acts) != b*T*U {
+		return fmt.Errorf("site %s: %d values for %d examples of %d tokens × %d units", s.ID, len(acts), b, T, U)
+	}
+	if s.exMax == nil {
+		s.exMax, s.exMin = make([]float32, U), make([]float32, U)
+		s.ex1, s.ex2, s.ex3, s.ex4 = make([]float64, U), make([]float64, U), make([]float64, U), make([]float64, U)
+	}
+	for bi := 0; bi < b; bi++ {
+		ex := acts[bi*T*U : (bi+1)*T*U]
+		if s.Pass == 1 {
+			s.scanMoments(ex)
+		} else {
+			s.scanMax(ex)
+		}
+		if err := s.finishExample(first+int64(bi), ex); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanMoments reads one example [T, U]: per unit its max, min and power sums.
+func (s *Site) scanMoments(ex []float32) {
+	U := s.Units
+	mx, mn := s.exMax[:U], s.exMin[:U]
+	e1, e2, e3, e4 := s.ex1[:U], s.ex2[:U], s.ex3[:U], s.ex4[:U]
+	row := ex[:U]
+	for u, x := range row {
+		v := float64(x)
+		v2 := v * v
+		mx[u], mn[u] = x, x
+		e1[u], e2[u], e3[u], e4[u] = v, v2, v2*v, v2*v2
+	}
+	for t := 1; t < s.P.Context; t++ {
+		row = ex[t*U : (t+1)*U]
+		for u, x := range row {
+			if x > mx[u] {
+				mx[u] = x
+			}
+			if x < mn[u] {
+				mn[u] = x
+			}
+			v := float64(x)
+			v2 := v * v
+			e1[u] += v
+			e2[u] += v2
+			e3[u] += v2 * v
+			e4[u] += v2 * v2
+		}
+	}
+}
+
+// scanMax reads one example [T, U]: per unit its max.
+func (s *Site) scanMax(ex []float32) {
+	U := s.Units
+	mx := s.exMax[:U]
+	copy(mx, ex[:U])
+	for t := 1; t < s.P.Context; t++ {
+		row := ex[t*U : (t+1)*U]
+		for u, x := range row {
+			if x > mx[u] {
+				mx[u] = x
+			}
+		}
+	}
+}
+
+func (s *Site) finishExample(e int64, ex []float32) error {
+	U, T := s.Units, s.P.Context
+	if s.Pass == 2 {
+		Q := s.P.Quantiles
+		for u := 0; u < U; u++ {
+			j := sort.Search(Q-1, func(i int) bool { return s.bounds[u*(Q-1)+i] > s.exMax[u] })
+			bs := s.buckets[u*Q+j]
+			if bs.k == 0 {
+				continue
+			}
+			c := cand{ex: e, max: s.exMax[u], key: SplitMix64(s.seeds[u] ^ uint64(e))}
+			if !bs.full() || keyBetter(&c, bs.root()) {
+				s.claim(bs, c, u)
+			}
+		}
+		s.fillPending(ex)
+		return nil
+	}
+	if s.maxima != nil {
+		i := e - s.First
+		if i < 0 || i >= int64(s.Count) {
+			return fmt.Errorf("site %s: example %d outside [%d,%d)", s.ID, e, s.First, s.First+int64(s.Count))
+		}
+		for u := 0; u < U; u++ {
+			s.maxima[u*s.Count+int(i)] = s.exMax[u]
+		}
+	}
+	s.n += int64(T)
+	for u := 0; u < U; u++ {
+		s.sums[0][u].Add(s.ex1[u])
+		s.sums[1][u].Add(s.ex2[u])
+		s.sums[2][u].Add(s.ex3[u])
+		s.sums[3][u].Add(s.ex4[u])
+		if s.exMin[u] < s.lo[u] {
+			s.lo[u] = s.exMin[u]
+		}
+		if s.exMax[u] > s.hi[u] {
+			s.hi[u] = s.exMax[u]
+		}
+		c := cand{ex: e, max: s.exMax[u]}
+		if ts := s.top[u]; ts.k > 0 && (!ts.full() || topBetter(&c, ts.root())) {
+			s.claim(ts, c, u)
+		}
+		if rs := s.random[u]; rs.k > 0 {
+			c.key = SplitMix64(s.seeds[u] ^ uint64(e))
+			if !rs.full() || keyBetter(&c, rs.root()) {
+				s.claim(rs, c, u)
+			}
+		}
+	}
+	s.fillPending(ex)
+	return nil
+}
+
+// fillJob is a kept candidate whose activations are copied once the
+// example's units are all decided: token by token over the pending jobs,
+// so the example is read row by row instead of one strided column per
+// candidate.
+type fillJob struct {
+	dst []float32 // the candidate's slot
+	u   int
+}
+
+func (s *Site) claim(set *set, c cand, u int) {
+	if slot, ok := set.claim(c); ok {
+		s.pending = append(s.pending, fillJob{dst: set.acts[int(slot)*set.t : int(slot+1)*set.t], u: u})
+	}
+}
+
+// fillPending copies the pending candidates' activations from ex [T, U].
+func (s *Site) fillPending(ex []float32) {
+	U := s.Units
+	for t := 0; t < s.P.Context; t++ {
+		row := ex[t*U : (t+1)*U]
+		for _, j := range s.pending {
+			j.dst[t] = row[j.u]
+		}
+	}
+	s.pending = s.pending[:0]
+}
+
+// compatible says whether o can merge into s.
+func (s *Site) compatible(o *Site) error {
+	if s.ID != o.ID || s.Units != o.Units || s.P != o.P || s.Pass != o.Pass {
+		return fmt.Errorf("%w: %s (%d units, pass %d) and %s (%d units, pass %d)", ErrMismatch, s.ID, s.Units, s.Pass, o.ID, o.Units, o.Pass)
+	}
+	if s.Pass == 1 && s.maxima != nil && (o.First < s.First || o.First+int64(o.Count) > s.First+int64(s.Count)) {
+		return fmt.Errorf("%w: %s: examples [%d,%d) outside [%d,%d)", ErrMismatch, s.ID, o.First, o.First+int64(o.Count), s.First, s.First+int64(s.Count))
+	}
+	return nil
+}
+
+// Merge adds o's examples to s. The result does not depend on the order
+// states are merged in.
+func (s *Site) Merge(o *Site) error {
+	if err := s.compatible(o); err != nil {
+		return err
+	}
+	if s.Pass == 2 {
+		for i := range s.buckets {
+			s.buckets[i].merge(o.buckets[i])
+		}
+		return nil
+	}
+	s.n += o.n
+	for u := 0; u < s.Units; u++ {
+		for k := range s.sums {
+			s.sums[k][u].Merge(&o.sums[k][u])
+		}
+		s.lo[u] = min(s.lo[u], o.lo[u])
+		s.hi[u] = max(s.hi[u], o.hi[u])
+		s.top[u].merge(o.top[u])
+		s.random[u].merge(o.random[u])
+		if s.maxima != nil && o.maxima != nil {
+			off := int(o.First - s.First)
+			copy(s.maxima[u*s.Count+off:u*s.Count+off+o.Count], o.maxima[u*o.Count:(u+1)*o.Count])
+		}
+	}
+	return nil
+}
