@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,5 +73,37 @@ func TestHarvestCLIErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.says) {
 			t.Errorf("%v: got %v (%s), want an error saying %q", c.args, err, out, c.says)
 		}
+	}
+}
+
+// records show --html writes a page with the record's tokens, and serve
+// --records serves the same record as records show --json.
+func TestRecordsHTMLAndServed(t *testing.T) {
+	dir := golden.RequireShared(t, "harvest")
+	exp := filepath.Join(dir, "a_mlp_post_act", "expected")
+	page := filepath.Join(t.TempDir(), "r.html")
+	if out, err := runCLI(t, "records", "show", "--records", exp, "--layer", "1", "--unit", "7", "--html", page); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	html, err := os.ReadFile(page)
+	if err != nil || !strings.Contains(string(html), " lent") || !strings.Contains(string(html), "layer 1, unit 7") {
+		t.Fatalf("page: %v\n%.300s", err, html)
+	}
+	want, err := runCLI(t, "records", "show", "--records", exp, "--layer", "1", "--unit", "7", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, _, _ := startServe(t, "--model", golden.ModelDir(), "--records", "a="+exp+"#mlp.post_act")
+	resp, err := http.Get(url + "v1/records/a/1/7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != strings.TrimSpace(want) {
+		t.Fatalf("served %d %.200s\nwant %.200s", resp.StatusCode, body, want)
+	}
+	if resp, err := http.Get(url + "v1/records/a/1/999"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("a missing unit: %v %v", resp.StatusCode, err)
 	}
 }

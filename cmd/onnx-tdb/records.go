@@ -5,10 +5,12 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/onnx-tdb/onnx-tdb/harvest"
 	"github.com/onnx-tdb/onnx-tdb/harvest/records"
+	"github.com/onnx-tdb/onnx-tdb/viz"
 	"github.com/urfave/cli/v2"
 )
 
@@ -26,6 +28,7 @@ func recordsCommand() *cli.Command {
 				&cli.IntFlag{Name: "unit", Required: true, Usage: "neuron or latent index"},
 				&cli.BoolFlag{Name: "json", Usage: "print the record as TDB's JSON"},
 				&cli.BoolFlag{Name: "random", Usage: "also print the random sample"},
+				&cli.StringFlag{Name: "html", Usage: "write a self-contained HTML page of the record here (tokens shaded by activation, as TDB's neuron viewer)"},
 			},
 			Action: runRecordsShow,
 		}},
@@ -39,6 +42,13 @@ func runRecordsShow(c *cli.Context) error {
 		return err
 	}
 	w := c.App.Writer
+	if path := c.String("html"); path != "" {
+		if err := writeRecordHTML(path, r); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "wrote %s\n", path)
+		return nil
+	}
 	if c.Bool("json") {
 		_, err := fmt.Fprintf(w, "%s\n", records.Marshal(r))
 		return err
@@ -96,4 +106,27 @@ func shade(tok string, v, scale float64, colour bool) string {
 	}
 	g := int(255 - 155*r)
 	return fmt.Sprintf("\x1b[30;48;2;%d;255;%dm%s\x1b[0m", g, g, tok)
+}
+
+// writeRecordHTML renders a record through viz into path, written under a
+// temporary name and renamed when complete.
+func writeRecordHTML(path string, r *records.NeuronRecord) error {
+	vr, err := viz.ParseRecord(records.Marshal(r))
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	title := fmt.Sprintf("layer %d, unit %d", r.ID.Layer, r.ID.Index)
+	if err := viz.WriteRecordHTML(tmp, vr, title); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
@@ -15,6 +16,9 @@ import (
 	"time"
 
 	"github.com/onnx-tdb/onnx-tdb/export"
+	"github.com/onnx-tdb/onnx-tdb/export/fetch"
+	"github.com/onnx-tdb/onnx-tdb/harvest"
+	"github.com/onnx-tdb/onnx-tdb/harvest/records"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/runtime"
 	"github.com/onnx-tdb/onnx-tdb/sae"
@@ -30,7 +34,7 @@ func serveCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "model", Aliases: []string{"m"}, Usage: "a model to serve, as --model of forward, or NAME=MODEL; repeatable (the first is the default)"},
 			&cli.StringSliceFlag{Name: "sae", Usage: "NAME=AUTOENCODER: a .pt state dict, a converted folder, an az:// or https location, or a registered family with its layer (ae-mlp-post-act-v4@5); repeatable"},
-			&cli.StringSliceFlag{Name: "records", Usage: "NAME=DIR|URL: a record set stored as <base>/<layer>/<unit>.json (TDB's collated activations); repeatable"},
+			&cli.StringSliceFlag{Name: "records", Usage: "NAME=LOCATION[#POINT]: a record set: a harvest output folder (#POINT picks the point when it holds several), a point folder holding collated-activations/, or an az:// / https:// location of one such as TDB's public datasets; repeatable"},
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:8080", Usage: "address to listen on; anything but loopback needs --token, or prints a warning"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"ONNX_TDB_TOKEN"}, Usage: "require Authorization: Bearer TOKEN on every API request"},
 			&cli.IntFlag{Name: "max-concurrent", Value: d.MaxConcurrent, Usage: "runs going at once; more wait in a queue"},
@@ -130,7 +134,7 @@ func serveOptions(c *cli.Context, st *servedThings) ([]serve.Option, error) {
 		if !ok || name == "" || ref == "" {
 			return nil, fmt.Errorf("--records %s: want NAME=DIR|URL", s)
 		}
-		opts = append(opts, serve.WithRecords(name, serve.DirRecords(ref)))
+		opts = append(opts, serve.WithRecords(name, harvestRecords(c, ref)))
 	}
 	opts = append(opts, serve.WithWorkflows(serve.AnalysisWorkflows()))
 	opts = append(opts, serve.WithToken(c.String("token")), serve.WithLimits(serve.Limits{
@@ -195,4 +199,21 @@ func runServe(c *cli.Context) error {
 		err = errors.Join(err, err2)
 	}
 	return errors.Join(err, st.close())
+}
+
+// harvestRecords serves a record set through harvest.LoadRecord: our
+// harvest output (a point folder, or an output folder POINT-qualified as
+// DIR#POINT) and TDB's public datasets, local or through the blob cache.
+func harvestRecords(c *cli.Context, ref string) serve.RecordLoader {
+	loc, point, _ := strings.Cut(ref, "#")
+	return func(ctx context.Context, layer, unit int) (json.RawMessage, error) {
+		r, err := harvest.LoadRecord(ctx, loc, layer, unit, harvest.WithPoint(point), harvest.WithFetch(fetchOptions(c)))
+		if errors.Is(err, harvest.ErrNoRecord) || errors.Is(err, os.ErrNotExist) || errors.Is(err, fetch.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %v", serve.ErrNotFound, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return records.Marshal(r), nil
+	}
 }
