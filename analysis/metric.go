@@ -77,17 +77,7 @@ func (m Metric) Of(logits []float32) float64 {
 }
 
 // softmaxAt is softmax(logits)[i], in float64.
-func softmaxAt(logits []float32, i int) float64 {
-	mx := math.Inf(-1)
-	for _, v := range logits {
-		mx = math.Max(mx, float64(v))
-	}
-	var z float64
-	for _, v := range logits {
-		z += math.Exp(float64(v) - mx)
-	}
-	return math.Exp(float64(logits[i])-mx) / z
-}
+func softmaxAt(logits []float32, i int) float64 { return topProbs(logits, []int{i})[0] }
 
 // Normalize is (patched - corrupted) / (clean - corrupted), or ErrUndefined
 // when clean equals corrupted.

@@ -208,3 +208,35 @@ func Write(ctx context.Context, src Source, out string, o WriteOptions) (*Manife
 	}
 	return man, nil
 }
+
+// AddStages writes stage graphs in order under their names (see AddStage).
+func (b *Builder) AddStages(names []string, stages []*onnxpb.ModelProto) error {
+	if len(names) != len(stages) {
+		return fmt.Errorf("export: %d stage names for %d stage graphs", len(names), len(stages))
+	}
+	for i, name := range names {
+		if err := b.AddStage(name, stages[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AddPoints records the tensor of every site (see AddPoint).
+func (b *Builder) AddPoints(points map[hooks.Site]string) {
+	for site, tensor := range points {
+		b.AddPoint(site, tensor)
+	}
+}
+
+// StandardKVCache names the KV cache of nLayers layers, each of width
+// channels, by the graphs package's names (graphs.PastK, ...): what a
+// plugin whose stage graphs use those names records in the manifest.
+func StandardKVCache(nLayers, width int) []KV {
+	kv := make([]KV, nLayers)
+	for l := range kv {
+		kv[l] = KV{Layer: l, PastK: graphs.PastK(l), PastV: graphs.PastV(l),
+			PresentK: graphs.PresentK(l), PresentV: graphs.PresentV(l), Width: width}
+	}
+	return kv
+}

@@ -70,17 +70,12 @@ func (c *Checkpoint) Build(ctx context.Context, b *export.Builder) error {
 	if err != nil {
 		return err
 	}
-	for i, name := range StageNames(cfg) {
-		if err := b.AddStage(name, stages[i]); err != nil {
-			return err
-		}
+	if err := b.AddStages(StageNames(cfg), stages); err != nil {
+		return err
 	}
-	for site, tensor := range Points(cfg) {
-		b.AddPoint(site, tensor)
-	}
+	b.AddPoints(Points(cfg))
+	man.KVCache = export.StandardKVCache(cfg.NLayers, cfg.KVWidth())
 	for l := 0; l < cfg.NLayers; l++ {
-		man.KVCache = append(man.KVCache, export.KV{Layer: l, PastK: graphs.PastK(l), PastV: graphs.PastV(l),
-			PresentK: graphs.PresentK(l), PresentV: graphs.PresentV(l), Width: cfg.KVWidth()})
 		man.OutLayers = append(man.OutLayers, export.OutLayer{Layer: l, Weight: fmt.Sprintf("model.layers.%d.mlp.down_proj.weight", l)})
 	}
 	man.Boundaries = boundaries(cfg)
