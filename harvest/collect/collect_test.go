@@ -154,6 +154,15 @@ func TestSplitAndOrderDoNotMatter(t *testing.T) {
 		}
 	}
 	checkBruteForce(t, acts, N, U, ref1, ref2)
+
+	// Units split over goroutines give the same state.
+	defer func(v int) { parallelMin = v }(parallelMin)
+	parallelMin = 1
+	s1, s2 := run(t, acts, N, U, []int{10, 27}, []int{1, 0})
+	if !bytes.Equal((&Partial{Pass: 1, Count: N, Sites: []*Site{s1}}).Encode(), want) ||
+		!bytes.Equal((&Partial{Pass: 2, Count: N, Sites: []*Site{s2}}).Encode(), want2) {
+		t.Fatal("units folded in parallel give another state")
+	}
 }
 
 func checkBruteForce(t *testing.T, acts []float32, N, U int, s1, s2 *Site) {

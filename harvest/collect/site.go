@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
+	"sync"
 )
 
 // Errors callers branch on.
@@ -56,8 +58,8 @@ type Site struct {
 	bounds  []float32 // pass 2: [unit*(Q-1) + i], ascending per unit
 	buckets []*set    // pass 2: [unit*Q + j]
 
-	seeds              []uint64  // unitSeed of each unit
-	pending            []fillJob // activations to copy from the current example
+	seeds              []uint64    // unitSeed of each unit
+	pending            [][]fillJob // per unit chunk: activations to copy from the current example
 	exMax, exMin       []float32
 	ex1, ex2, ex3, ex4 []float64
 }
@@ -106,6 +108,11 @@ func NewSite(id SiteID, units int, p Params, pass int, first int64, count int, b
 	return s, nil
 }
 
+// parallelMin is the least units × tokens of an example for which
+// AddBatch splits the units over goroutines (ONNX Runtime's threads wait
+// while an observer runs, so the cores are free).
+var parallelMin = 1 << 15
+
 // AddBatch adds b consecutive examples starting at example first; acts is
 // their activations [b, Context, Units] in C order.
 func (s *Site) AddBatch(first int64, acts []float32, b int) error {
@@ -113,30 +120,56 @@ func (s *Site) AddBatch(first int64, acts []float32, b int) error {
 	if len(acts) != b*T*U {
 		return fmt.Errorf("site %s: %d values for %d examples of %d tokens × %d units", s.ID, len(acts), b, T, U)
 	}
+	if s.Pass == 1 && s.maxima != nil && (first < s.First || first+int64(b) > s.First+int64(s.Count)) {
+		return fmt.Errorf("site %s: examples [%d,%d) outside [%d,%d)", s.ID, first, first+int64(b), s.First, s.First+int64(s.Count))
+	}
 	if s.exMax == nil {
 		s.exMax, s.exMin = make([]float32, U), make([]float32, U)
 		s.ex1, s.ex2, s.ex3, s.ex4 = make([]float64, U), make([]float64, U), make([]float64, U), make([]float64, U)
 	}
-	for bi := 0; bi < b; bi++ {
-		ex := acts[bi*T*U : (bi+1)*T*U]
-		if s.Pass == 1 {
-			s.scanMoments(ex)
-		} else {
-			s.scanMax(ex)
+	chunks := 1
+	if U*T >= parallelMin {
+		chunks = min(runtime.GOMAXPROCS(0), U, 8)
+	}
+	if len(s.pending) < chunks {
+		s.pending = make([][]fillJob, chunks)
+	}
+	// Each chunk owns a range of units: every per-unit slot it writes is its own.
+	var wg sync.WaitGroup
+	for c := 0; c < chunks; c++ {
+		lo, hi := c*U/chunks, (c+1)*U/chunks
+		run := func() {
+			for bi := 0; bi < b; bi++ {
+				ex := acts[bi*T*U : (bi+1)*T*U]
+				if s.Pass == 1 {
+					s.scanMoments(ex, lo, hi)
+				} else {
+					s.scanMax(ex, lo, hi)
+				}
+				s.finishUnits(first+int64(bi), ex, lo, hi, &s.pending[c])
+			}
 		}
-		if err := s.finishExample(first+int64(bi), ex); err != nil {
-			return err
+		if chunks == 1 {
+			run()
+			continue
 		}
+		wg.Add(1)
+		go func() { defer wg.Done(); run() }()
+	}
+	wg.Wait()
+	if s.Pass == 1 {
+		s.n += int64(b * T)
 	}
 	return nil
 }
 
-// scanMoments reads one example [T, U]: per unit its max, min and power sums.
-func (s *Site) scanMoments(ex []float32) {
+// scanMoments reads units [lo,hi) of one example [T, U]: per unit its max,
+// min and power sums.
+func (s *Site) scanMoments(ex []float32, lo, hi int) {
 	U := s.Units
-	mx, mn := s.exMax[:U], s.exMin[:U]
-	e1, e2, e3, e4 := s.ex1[:U], s.ex2[:U], s.ex3[:U], s.ex4[:U]
-	row := ex[:U]
+	mx, mn := s.exMax[lo:hi], s.exMin[lo:hi]
+	e1, e2, e3, e4 := s.ex1[lo:hi], s.ex2[lo:hi], s.ex3[lo:hi], s.ex4[lo:hi]
+	row := ex[lo:hi]
 	for u, x := range row {
 		v := float64(x)
 		v2 := v * v
@@ -144,7 +177,7 @@ func (s *Site) scanMoments(ex []float32) {
 		e1[u], e2[u], e3[u], e4[u] = v, v2, v2*v, v2*v2
 	}
 	for t := 1; t < s.P.Context; t++ {
-		row = ex[t*U : (t+1)*U]
+		row = ex[t*U+lo : t*U+hi]
 		for u, x := range row {
 			if x > mx[u] {
 				mx[u] = x
@@ -162,13 +195,13 @@ func (s *Site) scanMoments(ex []float32) {
 	}
 }
 
-// scanMax reads one example [T, U]: per unit its max.
-func (s *Site) scanMax(ex []float32) {
+// scanMax reads units [lo,hi) of one example [T, U]: per unit its max.
+func (s *Site) scanMax(ex []float32, lo, hi int) {
 	U := s.Units
-	mx := s.exMax[:U]
-	copy(mx, ex[:U])
+	mx := s.exMax[lo:hi]
+	copy(mx, ex[lo:hi])
 	for t := 1; t < s.P.Context; t++ {
-		row := ex[t*U : (t+1)*U]
+		row := ex[t*U+lo : t*U+hi]
 		for u, x := range row {
 			if x > mx[u] {
 				mx[u] = x
@@ -177,11 +210,11 @@ func (s *Site) scanMax(ex []float32) {
 	}
 }
 
-func (s *Site) finishExample(e int64, ex []float32) error {
-	U, T := s.Units, s.P.Context
+// finishUnits folds example e into units [lo,hi), after its scan.
+func (s *Site) finishUnits(e int64, ex []float32, lo, hi int, pending *[]fillJob) {
 	if s.Pass == 2 {
 		Q := s.P.Quantiles
-		for u := 0; u < U; u++ {
+		for u := lo; u < hi; u++ {
 			j := sort.Search(Q-1, func(i int) bool { return s.bounds[u*(Q-1)+i] > s.exMax[u] })
 			bs := s.buckets[u*Q+j]
 			if bs.k == 0 {
@@ -189,23 +222,19 @@ func (s *Site) finishExample(e int64, ex []float32) error {
 			}
 			c := cand{ex: e, max: s.exMax[u], key: SplitMix64(s.seeds[u] ^ uint64(e))}
 			if !bs.full() || keyBetter(&c, bs.root()) {
-				s.claim(bs, c, u)
+				claim(bs, c, u, pending)
 			}
 		}
-		s.fillPending(ex)
-		return nil
+		s.fillPending(ex, pending)
+		return
 	}
 	if s.maxima != nil {
-		i := e - s.First
-		if i < 0 || i >= int64(s.Count) {
-			return fmt.Errorf("site %s: example %d outside [%d,%d)", s.ID, e, s.First, s.First+int64(s.Count))
-		}
-		for u := 0; u < U; u++ {
-			s.maxima[u*s.Count+int(i)] = s.exMax[u]
+		i := int(e - s.First)
+		for u := lo; u < hi; u++ {
+			s.maxima[u*s.Count+i] = s.exMax[u]
 		}
 	}
-	s.n += int64(T)
-	for u := 0; u < U; u++ {
+	for u := lo; u < hi; u++ {
 		s.sums[0][u].Add(s.ex1[u])
 		s.sums[1][u].Add(s.ex2[u])
 		s.sums[2][u].Add(s.ex3[u])
@@ -218,17 +247,16 @@ func (s *Site) finishExample(e int64, ex []float32) error {
 		}
 		c := cand{ex: e, max: s.exMax[u]}
 		if ts := s.top[u]; ts.k > 0 && (!ts.full() || topBetter(&c, ts.root())) {
-			s.claim(ts, c, u)
+			claim(ts, c, u, pending)
 		}
 		if rs := s.random[u]; rs.k > 0 {
 			c.key = SplitMix64(s.seeds[u] ^ uint64(e))
 			if !rs.full() || keyBetter(&c, rs.root()) {
-				s.claim(rs, c, u)
+				claim(rs, c, u, pending)
 			}
 		}
 	}
-	s.fillPending(ex)
-	return nil
+	s.fillPending(ex, pending)
 }
 
 // fillJob is a kept candidate whose activations are copied once the
@@ -240,22 +268,22 @@ type fillJob struct {
 	u   int
 }
 
-func (s *Site) claim(set *set, c cand, u int) {
+func claim(set *set, c cand, u int, pending *[]fillJob) {
 	if slot, ok := set.claim(c); ok {
-		s.pending = append(s.pending, fillJob{dst: set.acts[int(slot)*set.t : int(slot+1)*set.t], u: u})
+		*pending = append(*pending, fillJob{dst: set.acts[int(slot)*set.t : int(slot+1)*set.t], u: u})
 	}
 }
 
 // fillPending copies the pending candidates' activations from ex [T, U].
-func (s *Site) fillPending(ex []float32) {
+func (s *Site) fillPending(ex []float32, pending *[]fillJob) {
 	U := s.Units
 	for t := 0; t < s.P.Context; t++ {
 		row := ex[t*U : (t+1)*U]
-		for _, j := range s.pending {
+		for _, j := range *pending {
 			j.dst[t] = row[j.u]
 		}
 	}
-	s.pending = s.pending[:0]
+	*pending = (*pending)[:0]
 }
 
 // compatible says whether o can merge into s.
