@@ -15,7 +15,6 @@ import (
 // Every reference case, harvested through the CLI, reproduces the
 // reference records (golden/harvest README's comparison rules).
 func TestHarvestGoldenCases(t *testing.T) {
-	t.Setenv("ONNX_TDB_SPIN", "0")
 	dir := golden.RequireShared(t, "harvest")
 	for _, c := range harvesttest.Cases(t, dir) {
 		t.Run(c.Name, func(t *testing.T) {
@@ -55,7 +54,6 @@ func TestRecordsShow(t *testing.T) {
 
 // Bad input through the CLI: one clear error naming the thing at fault.
 func TestHarvestCLIErrors(t *testing.T) {
-	t.Setenv("ONNX_TDB_SPIN", "0")
 	dir := golden.RequireShared(t, "harvest")
 	corpus := filepath.Join(dir, "corpus", "essay.txt")
 	model := filepath.Join(dir, "..", "model")
