@@ -1,8 +1,3 @@
-// Package harvesttest compares a harvest's output with the reference
-// records of ../shared/golden/harvest, by the rules of that folder's README:
-// the same examples in the same order except near ties, activations,
-// boundaries and moments within the unit's tolerance, and exactly the
-// expected files. Tests of the harvest CLI and Go API use it.
 package harvesttest
 
 import (
