@@ -35,7 +35,7 @@ func harvestCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "sampling seed"},
 			&cli.IntFlag{Name: "batch", Value: 32, Usage: "examples per forward pass"},
 			&cli.IntFlag{Name: "shard", Usage: "examples per shard, a multiple of --batch (default 16 batches)"},
-			&cli.StringFlag{Name: "out", Usage: "output folder (required)"},
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output folder (required)"},
 			&cli.StringFlag{Name: "nats", Usage: "submit to this NATS server (nats://HOST:4222, JetStream on) instead of an embedded one"},
 			&cli.IntFlag{Name: "workers", Value: -1, Usage: "in-process workers (default: 1 with the embedded server, 0 with --nats)"},
 			&cli.DurationFlag{Name: "ack-wait", Value: 30 * time.Second, Usage: "how long a shard stays with a silent worker before it is redelivered (workers send in-progress acks every quarter of it)"},
