@@ -150,10 +150,7 @@ func resolvePoint(p HookMapPoint, explicit map[string]string) (site hooks.Site, 
 		if p.Layer == nil {
 			return hooks.Site{}, false, fmt.Errorf("%s maps to %s, which needs a layer", name, BlockInput)
 		}
-		if *p.Layer == 0 {
-			return hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}, true, nil
-		}
-		return hooks.Site{Point: hooks.PostMLP, Layer: *p.Layer - 1}, true, nil
+		return hooks.ResidualInto(*p.Layer), true, nil
 	}
 	pt, err := hooks.Parse(target)
 	if err != nil {

@@ -240,3 +240,25 @@ func StandardKVCache(nLayers, width int) []KV {
 	}
 	return kv
 }
+
+// ResidualBoundaries are the sites of the residual stream between the
+// stages of a model split into an embedding, one stage per layer and a head:
+// the input of each of its nLayers layers (hooks.ResidualInto).
+func ResidualBoundaries(nLayers int) []string {
+	out := make([]string, nLayers)
+	for l := range out {
+		out[l] = hooks.ResidualInto(l).String()
+	}
+	return out
+}
+
+// Transpose2D returns the transpose of a row-major rows × cols matrix.
+func Transpose2D(v []float32, rows, cols int) []float32 {
+	out := make([]float32, len(v))
+	for r := 0; r < rows; r++ {
+		for c := 0; c < cols; c++ {
+			out[c*rows+r] = v[r*cols+c]
+		}
+	}
+	return out
+}

@@ -70,4 +70,5 @@ var (
 	TDBPoints       = vocab.TDBPoints
 	Points          = vocab.Points
 	ParseSite       = vocab.ParseSite
+	ResidualInto    = vocab.ResidualInto
 )

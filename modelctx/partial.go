@@ -76,9 +76,8 @@ func (t *Transformer) ResidualSite(l int) (hooks.Site, error) {
 func residualSites(m *export.Manifest) ([]hooks.Site, error) {
 	n := max(0, m.Config.NLayers)
 	out := make([]hooks.Site, n+1)
-	out[0] = hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}
-	for l := 1; l <= n; l++ {
-		out[l] = hooks.Site{Point: hooks.PostMLP, Layer: l - 1}
+	for l := range out {
+		out[l] = hooks.ResidualInto(l)
 	}
 	if len(m.Boundaries) == 0 {
 		return out, nil

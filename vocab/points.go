@@ -372,6 +372,17 @@ func (s Site) Order(nLayers int) int {
 	}
 }
 
+// ResidualInto is the site of the residual stream entering layer l:
+// resid.post_emb for l = 0, else resid.torso.post_mlp of layer l-1 (for
+// l = the number of layers, the final residual stream). Stage boundaries,
+// partial runs and hook maps' "block input" names all mean this site.
+func ResidualInto(l int) Site {
+	if l <= 0 {
+		return Site{Point: ResidPostEmb, Layer: -1}
+	}
+	return Site{Point: PostMLP, Layer: l - 1}
+}
+
 // ParseSite parses "POINT" or "POINT@LAYER" (the CLI form).
 func ParseSite(s string) (Site, error) {
 	path, layerStr, hasLayer := strings.Cut(s, "@")

@@ -201,7 +201,7 @@ func (h *HF) Tensor(key string) ([]float32, []int, error) {
 		if len(dims) != 2 {
 			return nil, nil, fmt.Errorf("%w: %s: %s has shape %v, want a matrix", export.ErrCheckpoint, h.Dir, name, dims)
 		}
-		v, dims = transpose2D(v, dims[0], dims[1]), []int{dims[1], dims[0]}
+		v, dims = export.Transpose2D(v, dims[0], dims[1]), []int{dims[1], dims[0]}
 	}
 	if fmt.Sprint(dims) != fmt.Sprint(want) {
 		return nil, nil, fmt.Errorf("%w: %s: %s has shape %v, config.json needs %v for %s", export.ErrCheckpoint, h.Dir, name, dims, want, key)

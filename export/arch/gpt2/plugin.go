@@ -11,7 +11,6 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2/bpe"
 	"github.com/onnx-tdb/onnx-tdb/export/fetch"
 	"github.com/onnx-tdb/onnx-tdb/graphs"
-	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
 )
 
@@ -129,7 +128,7 @@ func build(ctx context.Context, b *export.Builder, cfg Config, tensor tensorFunc
 			return fmt.Errorf("%w: %s has shape %v, the config needs %v", export.ErrCheckpoint, spec.Source, shape, want)
 		}
 		if spec.Transpose {
-			data = transpose2D(data, shape[0], shape[1])
+			data = export.Transpose2D(data, shape[0], shape[1])
 		}
 		if err := b.AddWeight(spec.Name, spec.Source, data, spec.Dims, spec.Transpose); err != nil {
 			return err
@@ -152,29 +151,9 @@ func build(ctx context.Context, b *export.Builder, cfg Config, tensor tensorFunc
 		man.OutLayers = append(man.OutLayers, export.OutLayer{Layer: l,
 			Weight: fmt.Sprintf("xf_layers.%d.mlp.out_layer.weight", l), Bias: fmt.Sprintf("xf_layers.%d.mlp.out_layer.bias", l)})
 	}
-	man.Boundaries = boundaries(cfg)
+	man.Boundaries = export.ResidualBoundaries(cfg.NLayers)
 	man.WeightLocations = weightLocations(cfg)
 	return nil
-}
-
-// boundaries are the residual stream between stages: after the embedding
-// and after every layer but the last.
-func boundaries(c Config) []string {
-	out := []string{hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}.String()}
-	for l := 0; l+1 < c.NLayers; l++ {
-		out = append(out, hooks.Site{Point: hooks.PostMLP, Layer: l}.String())
-	}
-	return out
-}
-
-func transpose2D(v []float32, rows, cols int) []float32 {
-	out := make([]float32, len(v))
-	for r := 0; r < rows; r++ {
-		for c := 0; c < cols; c++ {
-			out[c*rows+r] = v[r*cols+c]
-		}
-	}
-	return out
 }
 
 func toInt64(s []int) []int64 {

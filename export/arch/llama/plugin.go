@@ -78,7 +78,7 @@ func (c *Checkpoint) Build(ctx context.Context, b *export.Builder) error {
 	for l := 0; l < cfg.NLayers; l++ {
 		man.OutLayers = append(man.OutLayers, export.OutLayer{Layer: l, Weight: fmt.Sprintf("model.layers.%d.mlp.down_proj.weight", l)})
 	}
-	man.Boundaries = boundaries(cfg)
+	man.Boundaries = export.ResidualBoundaries(cfg.NLayers)
 	man.WeightLocations = weightLocations(cfg)
 	man.Aliases = aliases(cfg)
 	return c.addTokenizer(b)
@@ -103,7 +103,7 @@ func (c *Checkpoint) addWeights(ctx context.Context, b *export.Builder) error {
 			return fmt.Errorf("%w: %s has shape %v, the config needs %v", export.ErrCheckpoint, spec.Source, shape, want)
 		}
 		if spec.Transpose {
-			data = transpose2D(data, shape[0], shape[1])
+			data = export.Transpose2D(data, shape[0], shape[1])
 		}
 		if err := b.AddWeight(spec.Name, spec.Source, data, spec.Dims, spec.Transpose); err != nil {
 			return err
@@ -134,16 +134,6 @@ func ManifestConfig(m *export.Manifest) (Config, error) {
 	return c, c.Validate()
 }
 
-// boundaries are the residual stream between stages: after the embedding
-// and after every layer but the last.
-func boundaries(c Config) []string {
-	out := []string{hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}.String()}
-	for l := 0; l+1 < c.NLayers; l++ {
-		out = append(out, hooks.Site{Point: hooks.PostMLP, Layer: l}.String())
-	}
-	return out
-}
-
 // aliases are the common point names (resid_pre, mlp_hidden, ...) that
 // imported graphs' hook maps use, as names for this model's sites.
 func aliases(c Config) []export.Alias {
@@ -160,11 +150,7 @@ func aliases(c Config) []export.Alias {
 		}
 		if target == export.BlockInput {
 			for l := 0; l < c.NLayers; l++ {
-				site := hooks.Site{Point: hooks.ResidPostEmb, Layer: -1}
-				if l > 0 {
-					site = hooks.Site{Point: hooks.PostMLP, Layer: l - 1}
-				}
-				out = append(out, alias(name, l, site))
+				out = append(out, alias(name, l, hooks.ResidualInto(l)))
 			}
 			continue
 		}
@@ -258,14 +244,4 @@ func sameShape(got []int, want []int64) bool {
 		}
 	}
 	return true
-}
-
-func transpose2D(v []float32, rows, cols int) []float32 {
-	out := make([]float32, len(v))
-	for r := 0; r < rows; r++ {
-		for c := 0; c < cols; c++ {
-			out[c*rows+r] = v[r*cols+c]
-		}
-	}
-	return out
 }
