@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/onnx-tdb/onnx-tdb/internal/fileio"
+
 	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
@@ -173,8 +175,11 @@ type KV struct {
 
 // ReadManifest reads dir/manifest.json.
 func ReadManifest(dir string) (*Manifest, error) {
-	b, err := readLimited(filepath.Join(dir, ManifestFile), maxManifestBytes)
+	b, err := fileio.ReadLimited(filepath.Join(dir, ManifestFile), maxManifestBytes)
 	if err != nil {
+		if errors.Is(err, fileio.ErrTooLarge) {
+			return nil, fmt.Errorf("%w: %w", ErrNotExported, err)
+		}
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s has no %s", ErrNotExported, dir, ManifestFile)
 		}

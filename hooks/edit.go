@@ -3,6 +3,7 @@ package hooks
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -102,18 +103,6 @@ func (e Edit) Register(h *Hooks) func() {
 // shape.
 var ErrEditShape = errors.New("edit does not fit the point")
 
-func sameInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func (e Edit) apply(t *Tensor) error {
 	switch e.Kind {
 	case Ablate:
@@ -121,7 +110,7 @@ func (e Edit) apply(t *Tensor) error {
 	case SetTo:
 		return t.FillTrailing(e.Value, e.Index...)
 	case Add:
-		if e.VecShape != nil && (len(t.Shape) < 2 || !sameInts(e.VecShape, t.Shape[2:])) {
+		if e.VecShape != nil && (len(t.Shape) < 2 || !slices.Equal(e.VecShape, t.Shape[2:])) {
 			return fmt.Errorf("%w: vector of shape %v does not match the trailing axes of %v", ErrEditShape, e.VecShape, t.Shape)
 		}
 		return t.AddTrailing(e.Vec)

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/onnx-tdb/onnx-tdb/internal/fileio"
+
 	"github.com/onnx-tdb/onnx-tdb/internal/atomicdir"
 	"github.com/onnx-tdb/onnx-tdb/internal/weightsfile"
 	"google.golang.org/protobuf/proto"
@@ -42,7 +44,10 @@ type folderManifest struct {
 }
 
 func readManifest(dir string) (*folderManifest, error) {
-	b, err := readSmall(filepath.Join(dir, manifestName), maxManifestBytes)
+	b, err := fileio.ReadLimited(filepath.Join(dir, manifestName), maxManifestBytes)
+	if errors.Is(err, fileio.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %w", ErrNotConverted, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -2,9 +2,9 @@ package sae
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // Bounds on what a converted folder's manifest may claim. The manifest is
@@ -63,7 +63,7 @@ func (m *folderManifest) check(dir string) error {
 			}
 			return bad("no tensor %s", key)
 		}
-		if ref.DType != w.dtype || !equalDims(ref.Dims, w.dims) {
+		if ref.DType != w.dtype || !slices.Equal(ref.Dims, w.dims) {
 			return bad("tensor %s is %s %v, want %s %v", key, ref.DType, ref.Dims, w.dtype, w.dims)
 		}
 		length := int64(4) // n, N <= 2^24: the product cannot overflow
@@ -84,37 +84,4 @@ func (m *folderManifest) check(dir string) error {
 		}
 	}
 	return nil
-}
-
-func equalDims(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// readSmall reads a file of at most limit bytes.
-func readSmall(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() > limit {
-		return nil, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrNotConverted, path, st.Size(), limit)
-	}
-	b := make([]byte, st.Size())
-	if _, err := io.ReadFull(f, b); err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return b, nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/onnx-tdb/onnx-tdb/sae"
+
 	"github.com/onnx-tdb/onnx-tdb/export/npy"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
@@ -136,7 +138,7 @@ func TestSAEEndpointsMatchTheAutoencoder(t *testing.T) {
 	var enc struct{ Latents *tensorJSON }
 	postOK(t, ts.URL+"/v1/sae/encode", map[string]any{"tokens": rows, "sae": "mlp1", "at": "mlp.post_act@1"}, &enc)
 	closeTo(t, "latents", enc.Latents.Data, z.Data)
-	var top struct{ Rows [][]saeToken }
+	var top struct{ Rows [][]sae.TokenLatents }
 	postOK(t, ts.URL+"/v1/sae/top", map[string]any{"tokens": rows, "sae": "mlp1", "at": "mlp.post_act@1", "k": 3}, &top)
 	N := z.Shape[2]
 	for i, tok := range top.Rows[0] {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
-	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
+	"github.com/onnx-tdb/onnx-tdb/sae"
 )
 
 type saeRequest struct {
@@ -14,18 +14,6 @@ type saeRequest struct {
 	SAE string `json:"sae"` // a loaded autoencoder's name
 	At  string `json:"at"`  // POINT@LAYER it reads
 	K   int    `json:"k,omitempty"`
-}
-
-type saeLatent struct {
-	Latent int     `json:"latent"`
-	Value  float32 `json:"value"`
-}
-
-type saeToken struct {
-	Position int         `json:"position"`
-	ID       int         `json:"id"`
-	Token    string      `json:"token,omitempty"`
-	Latents  []saeLatent `json:"latents"`
 }
 
 // encodeLatents runs the model to the autoencoder's input point and
@@ -96,34 +84,6 @@ func (s *Server) handleSAETop(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	tok, _ := modelTokenizer(m)
-	writeJSON(w, http.StatusOK, map[string]any{"sae": req.SAE, "at": req.At, "rows": topLatents(z, batch, req.K, tok)})
+	writeJSON(w, http.StatusOK, map[string]any{"sae": req.SAE, "at": req.At, "rows": sae.TopLatents(z, batch, req.K, tok)})
 	return nil
-}
-
-// topLatents lists each real token's k strongest nonzero latents.
-func topLatents(z *hooks.Tensor, batch modelctx.Batch, k int, tok tokenizer.Tokenizer) [][]saeToken {
-	B, T, N := z.Shape[0], z.Shape[1], z.Shape[2]
-	rows := make([][]saeToken, B)
-	for b := 0; b < B; b++ {
-		rows[b] = []saeToken{}
-		for t := 0; t < T; t++ {
-			if batch.Pad[b][t] {
-				continue
-			}
-			row := z.Data[(b*T+t)*N : (b*T+t+1)*N]
-			id := batch.Tokens[b][t]
-			st := saeToken{Position: t, ID: id, Latents: []saeLatent{}}
-			if tok != nil {
-				st.Token, _ = tok.DecodeToken(id)
-			}
-			for _, i := range modelctx.TopK(row, k) {
-				if row[i] == 0 {
-					break
-				}
-				st.Latents = append(st.Latents, saeLatent{Latent: i, Value: row[i]})
-			}
-			rows[b] = append(rows[b], st)
-		}
-	}
-	return rows
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
-	"github.com/onnx-tdb/onnx-tdb/modelctx/tokenizer"
 	"github.com/onnx-tdb/onnx-tdb/sae"
 	"github.com/urfave/cli/v2"
 )
@@ -217,21 +216,9 @@ func runSAEEncode(c *cli.Context) error {
 	return nil
 }
 
-type saeLatent struct {
-	Latent int     `json:"latent"`
-	Value  float32 `json:"value"`
-}
-
-type saeToken struct {
-	Position int         `json:"position"`
-	ID       int         `json:"id"`
-	Token    string      `json:"token,omitempty"`
-	Latents  []saeLatent `json:"latents"`
-}
-
 type saeRow struct {
-	Prompt string     `json:"prompt,omitempty"`
-	Tokens []saeToken `json:"tokens"`
+	Prompt string             `json:"prompt,omitempty"`
+	Tokens []sae.TokenLatents `json:"tokens"`
 }
 
 func runSAETop(c *cli.Context) error {
@@ -246,8 +233,10 @@ func runSAETop(c *cli.Context) error {
 	}
 	tok, _ := modelTokenizer(r.m)
 	side, _ := modelctx.ParsePadSide(c.String("pad"))
-	rows := topLatents(r.z, modelctx.PadRows(r.rows, side), k, tok)
+	top := sae.TopLatents(r.z, modelctx.PadRows(r.rows, side), k, tok)
+	rows := make([]saeRow, len(top))
 	for b := range rows {
+		rows[b].Tokens = top[b]
 		if r.prompts != nil {
 			rows[b].Prompt = r.prompts[b]
 		}
@@ -260,33 +249,6 @@ func runSAETop(c *cli.Context) error {
 	fmt.Fprintf(c.App.Writer, "%s at %s: top %d latents per token\n", r.ae, r.b.In, k)
 	printSAETop(c.App.Writer, rows)
 	return nil
-}
-
-// topLatents lists each real token's k strongest nonzero latents.
-func topLatents(z *hooks.Tensor, batch modelctx.Batch, k int, tok tokenizer.Tokenizer) []saeRow {
-	B, T, N := z.Shape[0], z.Shape[1], z.Shape[2]
-	tokens := make([]saeRow, B)
-	for b := 0; b < B; b++ {
-		for t := 0; t < T; t++ {
-			if batch.Pad[b][t] {
-				continue
-			}
-			row := z.Data[(b*T+t)*N : (b*T+t+1)*N]
-			id := batch.Tokens[b][t]
-			st := saeToken{Position: t, ID: id, Latents: []saeLatent{}}
-			if tok != nil {
-				st.Token, _ = tok.DecodeToken(id)
-			}
-			for _, i := range modelctx.TopK(row, k) {
-				if row[i] == 0 {
-					break
-				}
-				st.Latents = append(st.Latents, saeLatent{Latent: i, Value: row[i]})
-			}
-			tokens[b].Tokens = append(tokens[b].Tokens, st)
-		}
-	}
-	return tokens
 }
 
 func printSAETop(w io.Writer, rows []saeRow) {
