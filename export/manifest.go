@@ -76,6 +76,28 @@ type Dims struct {
 	NCtx     int `json:"n_ctx"`
 }
 
+// Size is the model's size of a fixed dimension of the hook points
+// (d_model, heads, d_head, d_ff, vocab; one is 1), or 0 for the
+// dimensions a call decides (batch, tokens) and those the model does not
+// fix (SAE widths).
+func (d Dims) Size(dim hooks.Dim) int {
+	switch dim {
+	case hooks.Model:
+		return d.DModel
+	case hooks.Heads:
+		return d.NHeads
+	case hooks.HeadDim:
+		return d.DHead
+	case hooks.FF:
+		return d.DFF
+	case hooks.Vocab:
+		return d.NVocab
+	case hooks.One:
+		return 1
+	}
+	return 0
+}
+
 // KVHeads is the number of key/value heads.
 func (d Dims) KVHeads() int {
 	if d.NKVHeads > 0 {

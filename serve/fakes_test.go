@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
-	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/sae"
 )
 
@@ -27,39 +26,6 @@ func fakeRecords(ctx context.Context, layer, unit int) (json.RawMessage, error) 
 		},
 	}
 	return json.Marshal(rec)
-}
-
-// fakeLens stands in for the workflows package: a "lens" workflow whose
-// grid has one row per layer and the prompt's tokens in it.
-type fakeLens struct{}
-
-func (fakeLens) Names() []string { return []string{"lens"} }
-
-func (fakeLens) Run(ctx context.Context, name string, m *modelctx.Transformer, body json.RawMessage) (any, error) {
-	var req struct {
-		Prompts []string `json:"prompts"`
-		Tokens  [][]int  `json:"tokens"`
-	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
-	}
-	T := 0
-	if len(req.Tokens) > 0 {
-		T = len(req.Tokens[0])
-	} else if tok, err := modelTokenizer(m); err == nil && len(req.Prompts) > 0 {
-		T = len(tok.Encode(req.Prompts[0]))
-	}
-	type cell struct {
-		Token string  `json:"token"`
-		Prob  float64 `json:"prob"`
-	}
-	grid := make([][]cell, m.NLayers())
-	for l := range grid {
-		for i := 0; i < T; i++ {
-			grid[l] = append(grid[l], cell{Token: fmt.Sprintf("L%dP%d", l, i), Prob: float64(l+1) / float64(m.NLayers()+1)})
-		}
-	}
-	return map[string]any{"layers": []int{0, 1}, "grid": grid}, nil
 }
 
 var (

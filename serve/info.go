@@ -46,14 +46,9 @@ func describe(name string, m *modelctx.Transformer) modelInfo {
 // pointWidth is the size of a point's last axis in the model (0: unknown).
 func pointWidth(m *modelctx.Transformer, p hooks.Point) int {
 	shape := p.Shape()
-	cfg := m.Manifest().Config
-	switch shape[len(shape)-1] {
-	case hooks.FF:
-		return cfg.DFF
-	case hooks.Model:
-		return cfg.DModel
-	case hooks.HeadDim:
-		return cfg.DHead
+	switch last := shape[len(shape)-1]; last {
+	case hooks.FF, hooks.Model, hooks.HeadDim:
+		return m.Manifest().Config.Size(last)
 	}
 	return 0
 }

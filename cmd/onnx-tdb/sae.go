@@ -117,21 +117,6 @@ func openSAERef(c *cli.Context, ref string, layer int) (*sae.Autoencoder, sae.In
 	return ae, r.Input, nil
 }
 
-// pointWidth is the size of a point's last axis in the model (0: unknown).
-func pointWidth(m *modelctx.Transformer, p hooks.Point) int {
-	shape := p.Shape()
-	cfg := m.Manifest().Config
-	switch shape[len(shape)-1] {
-	case hooks.FF:
-		return cfg.DFF
-	case hooks.Model:
-		return cfg.DModel
-	case hooks.HeadDim:
-		return cfg.DHead
-	}
-	return 0
-}
-
 // saeInput runs the model over the rows and returns the activations at the
 // site, [B,T,n], padded positions included.
 func saeInput(c *cli.Context, m *modelctx.Transformer, rows [][]int, site hooks.Site) (*hooks.Tensor, *modelctx.Output, error) {

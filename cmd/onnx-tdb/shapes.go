@@ -13,22 +13,7 @@ import (
 func dimShape(p hooks.Point, cfg export.Dims) string {
 	var parts []string
 	for _, d := range p.Shape() {
-		n := 0
-		switch d {
-		case hooks.Model:
-			n = cfg.DModel
-		case hooks.Heads:
-			n = cfg.NHeads
-		case hooks.HeadDim:
-			n = cfg.DHead
-		case hooks.FF:
-			n = cfg.DFF
-		case hooks.Vocab:
-			n = cfg.NVocab
-		case hooks.One:
-			n = 1
-		}
-		if n > 0 && d != hooks.One {
+		if n := cfg.Size(d); n > 0 && d != hooks.One {
 			parts = append(parts, fmt.Sprintf("%s=%d", d, n))
 		} else {
 			parts = append(parts, string(d))

@@ -204,15 +204,6 @@ func DeflatedStorage(n int) []byte {
 		entry{name: "a/data/0", raw: raw, size: size, crc32: crc})
 }
 
-// Sizes describes the files, for the generator's log.
-func Sizes(fs []File) string {
-	var b bytes.Buffer
-	for _, f := range fs {
-		fmt.Fprintf(&b, "%-22s %8d B  %s\n", f.Name, len(f.Bytes), f.Why)
-	}
-	return b.String()
-}
-
 // MaxAlloc is the most a reader may allocate, in total, while refusing one
 // of these files.
 const MaxAlloc = 200 << 20
