@@ -94,6 +94,7 @@ type ONNXModelContext struct {
 	model  *Transformer
 	owns   bool
 	closed bool
+	tok    lazyTokenizer
 }
 
 var _ ModelContext = (*ONNXModelContext)(nil)
@@ -328,7 +329,7 @@ func describeLoc(loc WeightLocationType, layer int) string {
 
 // Encoding is the model's tokenizer, or ErrNoTokenizer.
 func (c *ONNXModelContext) Encoding() (tokenizer.Tokenizer, error) {
-	return openTokenizer(c.dir, c.man)
+	return c.tok.get(c.dir, c.man)
 }
 
 // Encode tokenizes s; the text <|endoftext|> becomes its special token.

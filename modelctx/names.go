@@ -3,6 +3,7 @@ package modelctx
 import (
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
@@ -51,7 +52,20 @@ func (t *Transformer) ParseSite(s string) (hooks.Site, error) {
 
 // Tokenizer is the model's tokenizer, from its architecture plugin, or
 // ErrNoTokenizer when the model is driven by token ids only.
-func (t *Transformer) Tokenizer() (tokenizer.Tokenizer, error) { return openTokenizer(t.dir, t.man) }
+func (t *Transformer) Tokenizer() (tokenizer.Tokenizer, error) { return t.tok.get(t.dir, t.man) }
+
+// lazyTokenizer opens a model's tokenizer on first use and keeps it (a
+// tokenizer.json is parsed once per model, not once per call).
+type lazyTokenizer struct {
+	once sync.Once
+	tok  tokenizer.Tokenizer
+	err  error
+}
+
+func (l *lazyTokenizer) get(dir string, m *export.Manifest) (tokenizer.Tokenizer, error) {
+	l.once.Do(func() { l.tok, l.err = openTokenizer(dir, m) })
+	return l.tok, l.err
+}
 
 // openTokenizer asks the model's architecture for its tokenizer.
 func openTokenizer(dir string, m *export.Manifest) (tokenizer.Tokenizer, error) {

@@ -45,6 +45,7 @@ type Transformer struct {
 	points map[hooks.Site]runtime.PointRef
 	resid  []hooks.Site // the residual stream entering each layer, and the final one
 	outs   outLayers    // the out_layer values of mlp.post_act, read on first use
+	tok    lazyTokenizer
 }
 
 // Open opens an exported model directory.
