@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onnx-tdb/onnx-tdb/internal/syncbuf"
+
 	"github.com/onnx-tdb/onnx-tdb/export/arch/gpt2"
 
 	"github.com/onnx-tdb/onnx-tdb/export"
@@ -170,7 +172,7 @@ func TestWorkerWithAnotherModel(t *testing.T) {
 	o.Workers = 0
 	urls := make(chan string, 1)
 	o.OnServer = func(u string) { urls <- u }
-	var log syncBuffer
+	var log syncbuf.Buffer
 	o.Log = &log
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -216,7 +218,7 @@ func TestWorkerDropsShardOfGoneJob(t *testing.T) {
 	if err := conn.Publish(ctx, queue.Shard{Job: strings.Repeat("ab", 32), Pass: 1, First: 0, Count: 4}, "r"); err != nil {
 		t.Fatal(err)
 	}
-	var log syncBuffer
+	var log syncbuf.Buffer
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	err = Work(wctx, WorkerOptions{NATS: srv.URL(), Open: openExported, Log: &log})

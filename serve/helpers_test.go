@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/onnx-tdb/onnx-tdb/internal/syncbuf"
+
 	"github.com/onnx-tdb/onnx-tdb/internal/goldenmodel"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 )
@@ -52,29 +54,11 @@ func goldenModel(t testing.TB) *modelctx.Transformer {
 	return testModel
 }
 
-// syncBuffer is a log sink tests read while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // start serves the golden model (as "golden") with opts on a loopback
 // test server; logs holds the access log.
-func start(t testing.TB, opts ...Option) (*Server, *httptest.Server, *syncBuffer) {
+func start(t testing.TB, opts ...Option) (*Server, *httptest.Server, *syncbuf.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	all := append([]Option{WithModel("golden", goldenModel(t)), WithLogger(log.New(logs, "", 0))}, opts...)
 	s, err := New(all...)
 	if err != nil {

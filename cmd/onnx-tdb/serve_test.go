@@ -9,37 +9,20 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/onnx-tdb/onnx-tdb/internal/syncbuf"
 
 	"github.com/onnx-tdb/onnx-tdb/internal/golden"
 )
 
-// lockedBuffer is written by the server's goroutine and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startServe runs `onnx-tdb serve` in-process on a free loopback port and
 // returns its URL; stop shuts it down (as SIGINT does) and returns its error.
-func startServe(t *testing.T, args ...string) (url string, stop func() error, logs *lockedBuffer) {
+func startServe(t *testing.T, args ...string) (url string, stop func() error, logs *syncbuf.Buffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out, logs := &lockedBuffer{}, &lockedBuffer{}
+	out, logs := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	app := newApp()
 	app.Writer, app.ErrWriter = out, logs
 	errc := make(chan error, 1)

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onnx-tdb/onnx-tdb/internal/syncbuf"
+
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
@@ -118,7 +120,7 @@ func start(t testing.TB, bin string) (*Azurite, error) {
 		return nil, err
 	}
 	dir := t.TempDir()
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd := exec.Command(bin,
 		"--blobHost", "127.0.0.1", "--blobPort", strconv.Itoa(port), "--location", dir,
 		"--silent", "--loose", "--skipApiVersionCheck", "--disableTelemetry")
@@ -269,22 +271,4 @@ func (a *Azurite) BlobURL(containerName, path string) string {
 		segs[i] = url.PathEscape(s)
 	}
 	return a.ServiceURL + "/" + containerName + "/" + strings.Join(segs, "/")
-}
-
-// syncBuffer collects Azurite's output for error messages.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
