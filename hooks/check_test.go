@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -74,6 +75,29 @@ func TestRegisterPointOrdersAfterItsAnchor(t *testing.T) {
 	} {
 		if _, err := RegisterPoint(bad); err == nil {
 			t.Errorf("registered %+v", bad)
+		}
+	}
+}
+
+func TestParseSetSpec(t *testing.T) {
+	for _, tc := range []struct {
+		in, err string
+		want    float32
+	}{
+		{"mlp.post_act@1:7=1.5", "", 1.5},
+		{"mlp.post_act@1:7", "want POINT@LAYER", 0},
+		{"mlp.post_act@1=abc", `"abc" is not a number`, 0},
+		{"mlp.postact@1=1", "unknown hook point", 0},
+	} {
+		site, idx, v, err := ParseSetSpec(tc.in, ParseSite)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: err %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || v != tc.want || site.Point != MLPPostAct || site.Layer != 1 || len(idx) != 1 || idx[0] != 7 {
+			t.Errorf("%s: %v %v %v %v", tc.in, site, idx, v, err)
 		}
 	}
 }

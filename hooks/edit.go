@@ -117,3 +117,26 @@ func (e Edit) apply(t *Tensor) error {
 	}
 	return fmt.Errorf("unknown edit kind %d", e.Kind)
 }
+
+// ParseSetSpec parses a set edit in the CLI's form, POINT@LAYER[:I...]=VALUE,
+// with the site part read by parseSite. Errors carry no prefix: callers name
+// the flag or field.
+func ParseSetSpec(s string, parseSite func(string) (Site, error)) (Site, []int, float32, error) {
+	target, val, ok := strings.Cut(s, "=")
+	if !ok {
+		return Site{}, nil, 0, errors.New("want POINT@LAYER[:I...]=VALUE")
+	}
+	site, idx, err := ParseEditTargetWith(target, parseSite)
+	if err != nil {
+		return Site{}, nil, 0, err
+	}
+	v, err := strconv.ParseFloat(val, 32)
+	if err != nil {
+		return Site{}, nil, 0, fmt.Errorf("%q is not a number", val)
+	}
+	return site, idx, float32(v), nil
+}
+
+// ErrAddIndices: an add edit names indices; its vector covers the point's
+// trailing axes.
+var ErrAddIndices = errors.New("indices are not taken; the vector covers the point's trailing axes")

@@ -3,7 +3,6 @@ package serve
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/onnx-tdb/onnx-tdb/hooks"
@@ -40,19 +39,11 @@ func parseEdits(req editRequest, m *modelctx.Transformer) ([]hooks.Edit, error) 
 		edits = append(edits, hooks.Edit{Site: site, Index: idx, Kind: hooks.Ablate})
 	}
 	for _, s := range req.Set {
-		target, val, ok := strings.Cut(s, "=")
-		if !ok {
-			return nil, fmt.Errorf("set %s: want POINT@LAYER[:I...]=VALUE", s)
-		}
-		site, idx, err := hooks.ParseEditTargetWith(target, m.ParseSite)
+		site, idx, v, err := hooks.ParseSetSpec(s, m.ParseSite)
 		if err != nil {
 			return nil, fmt.Errorf("set %s: %w", s, err)
 		}
-		v, err := strconv.ParseFloat(val, 32)
-		if err != nil {
-			return nil, fmt.Errorf("set %s: %q is not a number", s, val)
-		}
-		edits = append(edits, hooks.Edit{Site: site, Index: idx, Kind: hooks.SetTo, Value: float32(v)})
+		edits = append(edits, hooks.Edit{Site: site, Index: idx, Kind: hooks.SetTo, Value: v})
 	}
 	for _, a := range req.Add {
 		site, idx, err := hooks.ParseEditTargetWith(a.Site, m.ParseSite)
@@ -60,7 +51,7 @@ func parseEdits(req editRequest, m *modelctx.Transformer) ([]hooks.Edit, error) 
 			return nil, fmt.Errorf("add %s: %w", a.Site, err)
 		}
 		if len(idx) > 0 {
-			return nil, fmt.Errorf("add %s: indices are not taken; the vector covers the point's trailing axes", a.Site)
+			return nil, fmt.Errorf("add %s: %w", a.Site, hooks.ErrAddIndices)
 		}
 		if len(a.Vector) == 0 {
 			return nil, fmt.Errorf("add %s: empty vector", a.Site)

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 
 	"github.com/onnx-tdb/onnx-tdb/export/npy"
@@ -49,22 +48,19 @@ func parseEdits(c *cli.Context, m *modelctx.Transformer) ([]hooks.Edit, error) {
 		edits = append(edits, hooks.Edit{Site: site, Index: idx, Kind: hooks.Ablate, Coords: coords})
 	}
 	for _, s := range c.StringSlice("set") {
-		target, val, ok := strings.Cut(s, "=")
-		if !ok {
-			return nil, fmt.Errorf("--set %s: want POINT@LAYER[:I...]=VALUE", s)
-		}
-		site, idx, coords, err := parseEditSite(target, m)
+		var coords hooks.Coords
+		site, idx, v, err := hooks.ParseSetSpec(s, func(name string) (hooks.Site, error) {
+			site, c, err := m.ParseNamedSite(name)
+			coords = c
+			return site, err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("--set %s: %w", s, err)
 		}
-		v, err := strconv.ParseFloat(val, 32)
-		if err != nil {
-			return nil, fmt.Errorf("--set %s: %q is not a number", s, val)
+		if f := float64(v); (math.IsNaN(f) || math.IsInf(f, 0)) && !c.Bool("allow-nonfinite") {
+			return nil, fmt.Errorf("--set %s: %v is not finite (give --allow-nonfinite to set it anyway)", s, v)
 		}
-		if f := float32(v); (math.IsNaN(v) || math.IsInf(float64(f), 0)) && !c.Bool("allow-nonfinite") {
-			return nil, fmt.Errorf("--set %s: %v is not finite (give --allow-nonfinite to set it anyway)", s, f)
-		}
-		edits = append(edits, hooks.Edit{Site: site, Index: idx, Kind: hooks.SetTo, Value: float32(v), Coords: coords})
+		edits = append(edits, hooks.Edit{Site: site, Index: idx, Kind: hooks.SetTo, Value: v, Coords: coords})
 	}
 	for _, s := range c.StringSlice("add") {
 		target, file, ok := strings.Cut(s, "=")
@@ -76,7 +72,7 @@ func parseEdits(c *cli.Context, m *modelctx.Transformer) ([]hooks.Edit, error) {
 			return nil, fmt.Errorf("--add %s: %w", s, err)
 		}
 		if len(idx) > 0 {
-			return nil, fmt.Errorf("--add %s: indices are not taken; the vector covers the point's trailing axes", s)
+			return nil, fmt.Errorf("--add %s: %w", s, hooks.ErrAddIndices)
 		}
 		shape, vec, err := npy.Read(file)
 		if err != nil {
