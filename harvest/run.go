@@ -39,6 +39,7 @@ type Options struct {
 
 	NATS    string        // external server URL; "" starts an embedded one storing in Out/.harvest/nats
 	Workers int           // in-process workers: <0 means 1 with the embedded server and 0 with NATS
+	Threads int           // goroutines an in-process worker folds activations with (0: GOMAXPROCS)
 	AckWait time.Duration // 0: queue.DefaultAckWait
 	Open    Opener        // required
 	SAEOpts []sae.Option
@@ -353,7 +354,7 @@ func localWork(ctx context.Context, conn *queue.Conn, m *modelctx.Transformer, p
 		return err
 	}
 	w := &worker{conn: conn, opts: WorkerOptions{Open: o.Open, SAE: o.SAEOpts}, m: m, mRef: o.Model, mHash: p.job.ModelHash}
-	w.cur = &shardRunner{m: m, job: p.job, saes: p.saes, tokens: p.corp.Tokens, afterBatch: o.afterBatch}
+	w.cur = &shardRunner{m: m, job: p.job, saes: p.saes, tokens: p.corp.Tokens, afterBatch: o.afterBatch, threads: o.Threads}
 	obs, err := conn.Bucket(ctx, p.job.ID, false)
 	if err != nil {
 		return err

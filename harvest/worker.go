@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/onnx-tdb/onnx-tdb/harvest/collect"
 	"github.com/onnx-tdb/onnx-tdb/harvest/queue"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/sae"
@@ -28,9 +29,18 @@ type WorkerOptions struct {
 	SAE     []sae.Option  // options for opening the jobs' autoencoders
 	AckWait time.Duration // 0: queue.DefaultAckWait
 	Log     io.Writer     // one line per shard (nil: quiet)
+	// Threads is how many goroutines fold a shard's activations (0:
+	// GOMAXPROCS); give the model's thread count so a worker of one thread
+	// uses one core.
+	Threads int
 	// AfterBatch, when set, runs after every batch (tests use it to slow a worker down).
 	AfterBatch func()
 }
+
+// ReadyLine starts the line a worker logs once it is connected and, when
+// WorkerOptions.Model names one, has its model open: the moment it can
+// take shards at full speed.
+const ReadyLine = "harvest worker: ready"
 
 // worker computes shards for whatever job they belong to, keeping the
 // model, autoencoders, tokens and boundaries of the current job.
@@ -67,7 +77,39 @@ func Work(ctx context.Context, o WorkerOptions) error {
 	}
 	w := &worker{conn: conn, opts: o}
 	defer w.close()
+	if o.Model != "" {
+		// Open the model now: a worker that cannot fails at once, and the
+		// first shard does not wait for it.
+		if err := w.openModel(ctx, o.Model); err != nil {
+			return err
+		}
+		w.logf("%s: model %s (hash %.16s)", ReadyLine, o.Model, w.mHash)
+	} else {
+		w.logf("%s: each job's model opens with its first shard", ReadyLine)
+	}
 	return conn.Work(ctx, cons, w.handle)
+}
+
+// openModel makes ref the worker's model, closing one it opened before.
+func (w *worker) openModel(ctx context.Context, ref string) error {
+	if w.m != nil && w.mRef == ref {
+		return nil
+	}
+	if w.ownM && w.m != nil {
+		w.m.Close()
+	}
+	w.m = nil
+	m, err := w.opts.Open(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("open model %s: %w", ref, err)
+	}
+	h, err := ModelHash(m)
+	if err != nil {
+		m.Close()
+		return err
+	}
+	w.m, w.mRef, w.mHash, w.ownM = m, ref, h, true
+	return nil
 }
 
 func (w *worker) close() {
@@ -124,10 +166,30 @@ func (w *worker) handle(ctx context.Context, s queue.Shard) error {
 	if err != nil {
 		return err
 	}
-	if _, err := w.obs.PutBytes(ctx, name, p.Encode()); err != nil {
+	if err := storePartial(ctx, w.obs, name, p); err != nil {
+		return err
+	}
+	r.recycle(p)
+	w.logf("shard %s done", name)
+	return nil
+}
+
+// storePartial streams p's encoding into the object store under name (a
+// large state is never held twice in memory).
+func storePartial(ctx context.Context, obs jetstream.ObjectStore, name string, p *collect.Partial) error {
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err := p.WriteTo(pw)
+		pw.CloseWithError(err)
+	}()
+	_, err := obs.Put(ctx, jetstream.ObjectMeta{Name: name}, pr)
+	pr.CloseWithError(errors.New("store ended")) // unblocks the encoder if Put stopped reading
+	<-done
+	if err != nil {
 		return fmt.Errorf("store partial %s: %w", name, err)
 	}
-	w.logf("shard %s done", name)
 	return nil
 }
 
@@ -149,21 +211,8 @@ func (w *worker) runner(ctx context.Context, id string) (*shardRunner, error) {
 	if ref == "" {
 		ref = job.Model
 	}
-	if w.m == nil || w.mRef != ref {
-		if w.ownM && w.m != nil {
-			w.m.Close()
-		}
-		w.m = nil
-		m, err := w.opts.Open(ctx, ref)
-		if err != nil {
-			return nil, fmt.Errorf("job %.16s: open model %s: %w", id, ref, err)
-		}
-		h, err := ModelHash(m)
-		if err != nil {
-			m.Close()
-			return nil, err
-		}
-		w.m, w.mRef, w.mHash, w.ownM = m, ref, h, true
+	if err := w.openModel(ctx, ref); err != nil {
+		return nil, fmt.Errorf("job %.16s: %w", id, err)
 	}
 	if w.mHash != job.ModelHash {
 		return nil, fmt.Errorf("%w: %w: job %.16s wants model %s (hash %.16s), this worker's %s has hash %.16s",
@@ -173,7 +222,7 @@ func (w *worker) runner(ctx context.Context, id string) (*shardRunner, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.cur = &shardRunner{m: w.m, job: job, saes: saes, tokens: tokens, afterBatch: w.opts.AfterBatch}
+	w.cur = &shardRunner{m: w.m, job: job, saes: saes, tokens: tokens, afterBatch: w.opts.AfterBatch, threads: w.opts.Threads}
 	w.curSAEs, w.obs = true, obs
 	return w.cur, nil
 }

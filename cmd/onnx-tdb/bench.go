@@ -35,8 +35,9 @@ func benchCommand() *cli.Command {
 			benchServeFlag(),
 			&cli.BoolFlag{Name: patchSweepFlag, Usage: "instead, time a 16-position patching sweep of resid.torso.post_mlp over every layer against the same rows as batched 1x16 forwards and as separate forwards (--min-runs rounds)"},
 			&cli.StringFlag{Name: "sample", Value: "1,4", Usage: "batch sizes of the decoding rows (16-token prompt, 32 new tokens, KV cache); empty for none"},
+			cpuProfileFlag(),
 		},
-		Action:      runBench,
+		Action:      withCPUProfile(runBench),
 		Subcommands: []*cli.Command{benchHarvestCommand()},
 	}
 }

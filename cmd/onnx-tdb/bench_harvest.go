@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,9 +31,12 @@ func benchHarvestCommand() *cli.Command {
 			&cli.IntFlag{Name: "batches", Value: 2, Usage: "batches per timed run"},
 			&cli.IntFlag{Name: "min-runs", Value: 2, Usage: "rounds of the interleaved single-process comparison"},
 			&cli.StringFlag{Name: "workers-at", Value: "resid.torso.delta_mlp", Usage: "what the worker-process comparison harvests (few units keep its output small)"},
-			&cli.IntFlag{Name: "worker-shards", Value: 4, Usage: "shards of one batch in the worker-process comparison (0: skip it)"},
+			&cli.IntFlag{Name: "worker-shards", Value: 4, Usage: "shards in the worker-process comparison (0: skip it)"},
+			&cli.IntFlag{Name: "worker-shard-batches", Value: 4, Usage: "batches per shard in the worker-process comparison"},
+			&cli.BoolFlag{Name: "workers-only", Usage: "skip the single-process comparison"},
+			cpuProfileFlag(),
 		},
-		Action: runBenchHarvest,
+		Action: withCPUProfile(runBenchHarvest),
 	}
 }
 
@@ -51,6 +57,10 @@ func runBenchHarvest(c *cli.Context) error {
 		return err
 	}
 	T, B := c.Int("context"), c.Int("batch")
+	if c.Bool("workers-only") {
+		m.Close()
+		return benchWorkers(c, dir, T, B)
+	}
 	ex := benchExamples(B*c.Int("batches"), T, m.Manifest().Config.NVocab)
 	w := c.App.Writer
 	fmt.Fprintf(w, "model %s, %d examples of %d tokens, batch %d\n", dir, len(ex), T, B)
@@ -62,9 +72,24 @@ func runBenchHarvest(c *cli.Context) error {
 		}
 		return nil
 	}
-	size := 0
+	// The same batches through the layers only (stopped before the final
+	// norm and unembedding, as the harvest stops after its last layer):
+	// what the harvest's own work costs beside the forward it needs.
+	torso := func() error {
+		for i := 0; i < len(ex); i += B {
+			if _, err := m.Forward(c.Context, ex[i:min(i+B, len(ex))], modelctx.StopAtLayer(m.NLayers())); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	col, err := harvest.NewCollector(m, []string{"mlp.post_act"}, 20, 20, B, 0, c.Int("threads"))
+	if err != nil {
+		return err
+	}
+	var size int64
 	collect := func() error {
-		n, err := harvest.Collect(c.Context, m, []string{"mlp.post_act"}, ex, 20, 20, B, 0)
+		n, err := col.Collect(c.Context, ex)
 		size = n
 		return err
 	}
@@ -73,14 +98,17 @@ func runBenchHarvest(c *cli.Context) error {
 	if !c.IsSet("min-runs") {
 		stop.minRuns = 3
 	}
-	b, err := interleaved(stop, []func() error{forward, collect})
+	b, err := interleaved(stop, []func() error{forward, torso, collect})
 	if err != nil {
 		return err
 	}
 	tok := float64(len(ex) * T)
-	fwd, hv := tok/b.medianTime(0).Seconds(), tok/b.medianTime(1).Seconds()
+	fwd, tr, hv := tok/b.medianTime(0).Seconds(), tok/b.medianTime(1).Seconds(), tok/b.medianTime(2).Seconds()
 	fmt.Fprintf(w, "single process, mlp.post_act at all %d layers, top 20 / random 20 (medians of %d rounds):\n", m.NLayers(), len(b.times))
-	fmt.Fprintf(w, "  plain forward %8.1f tokens/s\n  harvest       %8.1f tokens/s   ratio %.3f   (partial state %.1f MiB)\n", fwd, hv, hv/fwd, float64(size)/(1<<20))
+	fmt.Fprintf(w, "  plain forward          %8.1f tokens/s\n", fwd)
+	fmt.Fprintf(w, "  forward without logits %8.1f tokens/s   ratio %.3f\n", tr, tr/fwd)
+	fmt.Fprintf(w, "  harvest                %8.1f tokens/s   ratio %.3f   (%.3f of the forward without logits; partial state %.1f MiB)\n",
+		hv, hv/fwd, hv/tr, float64(size)/(1<<20))
 	m.Close()
 	if c.Int("worker-shards") <= 0 {
 		return nil
@@ -102,7 +130,8 @@ func benchWorkers(c *cli.Context, dir string, T, B int) error {
 	}
 	nVocab := mm.Manifest().Config.NVocab
 	mm.Close()
-	n := B * c.Int("worker-shards")
+	shard := B * max(1, c.Int("worker-shard-batches"))
+	n := shard * c.Int("worker-shards")
 	ex := benchExamples(n, T, nVocab)
 	flat := make([]float32, 0, n*T)
 	for _, r := range ex {
@@ -125,17 +154,49 @@ func benchWorkers(c *cli.Context, dir string, T, B int) error {
 		var mu sync.Mutex
 		o := harvest.Options{
 			Model: dir, Corpus: []string{corpusFile}, At: []string{c.String("workers-at")},
-			Context: T, Top: 20, Random: 20, Batch: B, ShardSize: B, Seed: uint64(k),
+			Context: T, Top: 20, Random: 20, Batch: B, ShardSize: shard, Seed: uint64(k),
 			Out: filepath.Join(tmp, fmt.Sprintf("out%d", k)), Workers: 0, Timing: &tm,
 			Open: func(_ context.Context, ref string) (*modelctx.Transformer, error) { return modelctx.Open(ref) },
+			// The workers start, open the model and say they are ready
+			// before the pass's clock starts: it times shards only.
 			OnServer: func(url string) {
 				mu.Lock()
 				defer mu.Unlock()
+				ready := make(chan error, k)
 				for i := 0; i < k; i++ {
 					cmd := exec.Command(exe, "--threads", "1", "--no-spin", "harvest", "worker", "--nats", url, "--model", dir)
-					cmd.Stderr = nil
-					if err := cmd.Start(); err == nil {
-						procs = append(procs, cmd)
+					errs, err := cmd.StderrPipe()
+					if err == nil {
+						err = cmd.Start()
+					}
+					if err != nil {
+						ready <- err
+						continue
+					}
+					procs = append(procs, cmd)
+					go func() {
+						sc := bufio.NewScanner(errs)
+						said := false
+						for sc.Scan() {
+							if !said && strings.HasPrefix(sc.Text(), harvest.ReadyLine) {
+								said = true
+								ready <- nil
+							}
+						}
+						if !said {
+							ready <- errors.New("a worker process ended before it was ready")
+						}
+					}()
+				}
+				for i := 0; i < k; i++ {
+					select {
+					case err := <-ready:
+						if err != nil {
+							fmt.Fprintln(c.App.ErrWriter, "bench harvest:", err)
+						}
+					case <-time.After(5 * time.Minute):
+						fmt.Fprintln(c.App.ErrWriter, "bench harvest: a worker process is not ready after 5 minutes; timing anyway")
+						return
 					}
 				}
 			},
@@ -151,7 +212,7 @@ func benchWorkers(c *cli.Context, dir string, T, B int) error {
 			return err
 		}
 		times[k] = tm.Passes[0]
-		fmt.Fprintf(c.App.Writer, "  %d worker process(es) × 1 thread: pass %.1fs (%.1f tokens/s, model opening included), merge %.1fs, write %.1fs\n",
+		fmt.Fprintf(c.App.Writer, "  %d worker process(es) × 1 thread: pass %.1fs (%.1f tokens/s; the workers had their model open), merge %.1fs, write %.1fs\n",
 			k, tm.Passes[0].Seconds(), float64(n*T)/tm.Passes[0].Seconds(), tm.Merge.Seconds(), tm.Write.Seconds())
 	}
 	fmt.Fprintf(c.App.Writer, "  2 workers / 1 worker: %.2f×\n", times[1].Seconds()/times[2].Seconds())

@@ -106,7 +106,7 @@ func runHarvest(c *cli.Context) error {
 		Quantiles: c.Int("quantiles"), PerQuantile: c.Int("per-quantile"), Batch: c.Int("batch"),
 		Seed: c.Uint64("seed"), ShardSize: c.Int("shard"),
 		Out: c.String("out"), NATS: c.String("nats"), Workers: c.Int("workers"), AckWait: c.Duration("ack-wait"),
-		Open: modelOpener(c), SAEOpts: saeOpts,
+		Open: modelOpener(c), SAEOpts: saeOpts, Threads: c.Int("threads"),
 		Log: c.App.ErrWriter, Progress: harvest.TerminalProgress(),
 	})
 }
@@ -119,6 +119,6 @@ func runHarvestWorker(c *cli.Context) error {
 	fmt.Fprintf(c.App.ErrWriter, "harvest worker: pulling shards from %s (Ctrl-C to stop)\n", c.String("nats"))
 	return harvest.Work(c.Context, harvest.WorkerOptions{
 		NATS: c.String("nats"), Model: c.String("model"), Open: modelOpener(c), SAE: saeOpts,
-		AckWait: c.Duration("ack-wait"), Log: c.App.ErrWriter,
+		AckWait: c.Duration("ack-wait"), Log: c.App.ErrWriter, Threads: c.Int("threads"),
 	})
 }

@@ -1,6 +1,9 @@
 package collect
 
-import "sort"
+import (
+	"slices"
+	"sort"
+)
 
 // cand is one example kept for a unit: by its maximum (top) or its key
 // (samples). slot indexes the activations arena of its set.
@@ -32,9 +35,31 @@ type set struct {
 	t     int
 }
 
-func newSet(k, t int, byKey bool) *set {
-	return &set{k: k, byKey: byKey, t: t}
+// newSets makes n empty sets of k candidates of t values each. With slab,
+// their candidates and activations live in two shared arrays allocated
+// here, once (a site that folds examples); without, each set allocates
+// its own on first use (a decoded site, which may not allocate more than
+// its input justifies).
+func newSets(n, k, t int, byKey, slab bool) []set {
+	out := make([]set, n)
+	var items []cand
+	var acts []float32
+	if slab && k > 0 {
+		items = make([]cand, n*k)
+		acts = make([]float32, n*k*t)
+	}
+	for i := range out {
+		out[i] = set{k: k, byKey: byKey, t: t}
+		if items != nil {
+			out[i].items = items[i*k : i*k : (i+1)*k]
+			out[i].acts = acts[i*k*t : (i+1)*k*t : (i+1)*k*t]
+		}
+	}
+	return out
 }
+
+// reset empties the set, keeping its memory.
+func (s *set) reset() { s.items = s.items[:0] }
 
 func (s *set) better(a, b *cand) bool {
 	if s.byKey {
@@ -123,6 +148,29 @@ func (s *set) sorted() []cand {
 	out := append([]cand(nil), s.items...)
 	sort.Slice(out, func(i, j int) bool { return s.better(&out[i], &out[j]) })
 	return out
+}
+
+// worseFirst compares for a worst-first order, given whether a beats b
+// and whether b beats a.
+func worseFirst(aBetter, bBetter bool) int {
+	switch {
+	case bBetter:
+		return -1
+	case aBetter:
+		return 1
+	}
+	return 0
+}
+
+// sortWorstFirst orders the kept candidates in place, worst first: still a
+// heap (every parent is worse than its children), so the set stays usable;
+// read it backwards for best first.
+func (s *set) sortWorstFirst() {
+	if s.byKey {
+		slices.SortFunc(s.items, func(a, b cand) int { return worseFirst(keyBetter(&a, &b), keyBetter(&b, &a)) })
+	} else {
+		slices.SortFunc(s.items, func(a, b cand) int { return worseFirst(topBetter(&a, &b), topBetter(&b, &a)) })
+	}
 }
 
 // actsOf returns the activations of a kept candidate.

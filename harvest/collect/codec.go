@@ -1,9 +1,12 @@
 package collect
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math"
+	"unsafe"
 )
 
 const partialMagic = "OTDB-HARVEST-PARTIAL-1\n"
@@ -43,9 +46,9 @@ func (p *Partial) encodedSize() int {
 	n := len(partialMagic) + 32
 	for _, s := range p.Sites {
 		n += len(s.ID.Point) + 128 + 4*len(s.bounds) + 4*len(s.maxima)
-		sets := func(ss []*set) {
-			for _, x := range ss {
-				n += binary.MaxVarintLen64 + len(x.items)*(binary.MaxVarintLen64+12+4*x.t)
+		sets := func(ss []set) {
+			for i := range ss {
+				n += binary.MaxVarintLen64 + len(ss[i].items)*(binary.MaxVarintLen64+12+4*ss[i].t)
 			}
 		}
 		sets(s.top)
@@ -56,49 +59,108 @@ func (p *Partial) encodedSize() int {
 	return n
 }
 
-// Encode writes p in a compact binary form that Decode reads back.
+// Encode returns p in the compact binary form that Decode reads back (as
+// WriteTo writes it).
 func (p *Partial) Encode() []byte {
-	b := make([]byte, 0, p.encodedSize())
-	b = append(b, partialMagic...)
-	b = append(b, byte(p.Pass))
-	b = binary.AppendVarint(b, p.First)
-	b = binary.AppendUvarint(b, uint64(p.Count))
-	b = binary.AppendUvarint(b, uint64(len(p.Sites)))
-	for _, s := range p.Sites {
-		b = s.encode(b)
-	}
-	return b
+	var buf bytes.Buffer
+	buf.Grow(p.encodedSize())
+	p.WriteTo(&buf) // a bytes.Buffer takes every write
+	return buf.Bytes()
 }
 
-func (s *Site) encode(b []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s.ID.Point)))
-	b = append(b, s.ID.Point...)
-	for _, v := range []int{s.ID.Layer, s.Units, s.P.Context, s.P.Top, s.P.Random, s.P.Quantiles, s.P.PerQuantile, s.Count} {
-		b = binary.AppendUvarint(b, uint64(v))
+// WriteTo writes p's encoding to w in pieces of a few hundred KiB, so a
+// large state (GPT-2 small's every MLP neuron with top and random 20 is
+// ~380 MiB) streams to its store without a second copy in memory. It
+// orders each kept set in place (it stays a valid set).
+func (p *Partial) WriteTo(w io.Writer) (int64, error) {
+	e := &encoder{w: w, b: make([]byte, 0, encoderChunk+encoderChunk/2)}
+	e.b = append(e.b, partialMagic...)
+	e.b = append(e.b, byte(p.Pass))
+	e.b = binary.AppendVarint(e.b, p.First)
+	e.b = binary.AppendUvarint(e.b, uint64(p.Count))
+	e.b = binary.AppendUvarint(e.b, uint64(len(p.Sites)))
+	for _, s := range p.Sites {
+		s.encode(e)
 	}
-	b = binary.LittleEndian.AppendUint64(b, s.P.Seed)
-	b = binary.AppendVarint(b, s.First)
-	b = binary.AppendUvarint(b, uint64(s.n))
-	if s.Pass == 2 {
-		b = appendF32s(b, s.bounds)
-		for _, bs := range s.buckets {
-			b = bs.encode(b)
+	e.flush()
+	return e.n, e.err
+}
+
+// encoderChunk is the size at which an encoder hands its bytes to the writer.
+const encoderChunk = 256 << 10
+
+// encoder appends to b and writes b out whenever it passes encoderChunk,
+// remembering the first write error (later writes are skipped).
+type encoder struct {
+	w   io.Writer
+	b   []byte
+	n   int64
+	err error
+}
+
+func (e *encoder) flush() {
+	if e.err == nil && len(e.b) > 0 {
+		var n int
+		n, e.err = e.w.Write(e.b)
+		e.n += int64(n)
+	}
+	e.b = e.b[:0]
+}
+
+func (e *encoder) maybeFlush() {
+	if len(e.b) >= encoderChunk {
+		e.flush()
+	}
+}
+
+// littleEndian says whether this machine stores a float32 as its
+// encoding does, so f32s can copy memory as it is.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// f32s appends v (little-endian), flushing on the way for long slices.
+func (e *encoder) f32s(v []float32) {
+	for len(v) > 0 {
+		n := min(len(v), encoderChunk/4)
+		if littleEndian {
+			e.b = append(e.b, unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*n)...)
+		} else {
+			for _, x := range v[:n] {
+				e.b = binary.LittleEndian.AppendUint32(e.b, math.Float32bits(x))
+			}
 		}
-		return b
+		v = v[n:]
+		e.maybeFlush()
+	}
+}
+
+func (s *Site) encode(e *encoder) {
+	e.b = binary.AppendUvarint(e.b, uint64(len(s.ID.Point)))
+	e.b = append(e.b, s.ID.Point...)
+	for _, v := range []int{s.ID.Layer, s.Units, s.P.Context, s.P.Top, s.P.Random, s.P.Quantiles, s.P.PerQuantile, s.Count} {
+		e.b = binary.AppendUvarint(e.b, uint64(v))
+	}
+	e.b = binary.LittleEndian.AppendUint64(e.b, s.P.Seed)
+	e.b = binary.AppendVarint(e.b, s.First)
+	e.b = binary.AppendUvarint(e.b, uint64(s.n))
+	if s.Pass == 2 {
+		e.f32s(s.bounds)
+		for i := range s.buckets {
+			s.buckets[i].encode(e)
+		}
+		return
 	}
 	for u := 0; u < s.Units; u++ {
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(s.lo[u]))
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(s.hi[u]))
+		e.b = binary.LittleEndian.AppendUint32(e.b, math.Float32bits(s.lo[u]))
+		e.b = binary.LittleEndian.AppendUint32(e.b, math.Float32bits(s.hi[u]))
 		for k := range s.sums {
-			b = s.sums[k][u].encode(b)
+			e.b = s.sums[k][u].encode(e.b)
 		}
-		b = s.top[u].encode(b)
-		b = s.random[u].encode(b)
+		s.top[u].encode(e)
+		s.random[u].encode(e)
 	}
 	if s.maxima != nil {
-		b = appendF32s(b, s.maxima)
+		e.f32s(s.maxima)
 	}
-	return b
 }
 
 func (e *Exact) encode(b []byte) []byte {
@@ -124,25 +186,17 @@ func (e *Exact) encode(b []byte) []byte {
 	return b
 }
 
-func (s *set) encode(b []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s.items)))
-	for _, c := range s.sorted() {
-		b = binary.AppendVarint(b, c.ex)
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(c.max))
-		b = binary.LittleEndian.AppendUint64(b, c.key)
-		b = appendF32s(b, s.actsOf(c))
+// encode writes the kept candidates best first.
+func (s *set) encode(e *encoder) {
+	e.b = binary.AppendUvarint(e.b, uint64(len(s.items)))
+	s.sortWorstFirst()
+	for i := len(s.items) - 1; i >= 0; i-- {
+		c := &s.items[i]
+		e.b = binary.AppendVarint(e.b, c.ex)
+		e.b = binary.LittleEndian.AppendUint32(e.b, math.Float32bits(c.max))
+		e.b = binary.LittleEndian.AppendUint64(e.b, c.key)
+		e.f32s(s.actsOf(*c))
 	}
-	return b
-}
-
-func appendF32s(b []byte, v []float32) []byte {
-	n := len(b)
-	b = append(b, make([]byte, 4*len(v))...)
-	out := b[n:]
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(x))
-	}
-	return b
 }
 
 // reader decodes, remembering the first error.
@@ -291,15 +345,15 @@ func (r *reader) site(pass int) *Site {
 		bounds = make([]float32, units*(p.Quantiles-1))
 		r.f32s("bounds", bounds)
 	}
-	s, err := NewSite(SiteID{Point: point, Layer: layer}, units, p, pass, first, count, bounds)
+	s, err := newSite(SiteID{Point: point, Layer: layer}, units, p, pass, first, count, bounds, false)
 	if err != nil {
 		r.fail("%v", err)
 		return nil
 	}
 	s.n = n
 	if pass == 2 {
-		for _, bs := range s.buckets {
-			r.set(bs)
+		for i := range s.buckets {
+			r.set(&s.buckets[i])
 		}
 		return s
 	}
@@ -309,8 +363,8 @@ func (r *reader) site(pass int) *Site {
 		for k := range s.sums {
 			r.exact(&s.sums[k][u])
 		}
-		r.set(s.top[u])
-		r.set(s.random[u])
+		r.set(&s.top[u])
+		r.set(&s.random[u])
 	}
 	if s.maxima != nil {
 		r.f32s("maxima", s.maxima)

@@ -90,18 +90,28 @@ var testParams = Params{Context: 5, Top: 4, Random: 3, Quantiles: 4, PerQuantile
 
 // run harvests examples [0,N) in shards of the given sizes, merges the
 // partials in the given order through Encode/Decode, and returns pass 1
-// and pass 2 merged states.
-func run(t *testing.T, acts []float32, N, U int, shards []int, order []int) (*Site, *Site) {
+// and pass 2 merged states. With reuse, one site per pass computes every
+// shard, Reset in between, as a worker does.
+func run(t *testing.T, acts []float32, N, U int, shards []int, order []int, reuse ...bool) (*Site, *Site) {
 	t.Helper()
 	T := testParams.Context
 	id := SiteID{Point: "mlp.post_act", Layer: 1}
 	pass := func(n int, bounds []float32) *Site {
 		var parts []*Partial
+		var spare *Site
 		first := 0
 		for _, sz := range shards {
-			s, err := NewSite(id, U, testParams, n, int64(first), sz, bounds)
+			s, err := spare, error(nil)
+			if s != nil {
+				err = s.Reset(int64(first), sz)
+			} else {
+				s, err = NewSite(id, U, testParams, n, int64(first), sz, bounds)
+			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if len(reuse) > 0 && reuse[0] {
+				spare = s
 			}
 			if err := s.AddBatch(int64(first), acts[first*T*U:(first+sz)*T*U], sz); err != nil {
 				t.Fatal(err)
@@ -154,6 +164,19 @@ func TestSplitAndOrderDoNotMatter(t *testing.T) {
 		}
 	}
 	checkBruteForce(t, acts, N, U, ref1, ref2)
+
+	// One site per pass reused from shard to shard (Reset) gives the same state.
+	for _, shards := range [][]int{{10, 10, 10, 7}, {30, 7}, {7, 30}} {
+		order := make([]int, len(shards))
+		for i := range order {
+			order[i] = i
+		}
+		s1, s2 := run(t, acts, N, U, shards, order, true)
+		if !bytes.Equal((&Partial{Pass: 1, Count: N, Sites: []*Site{s1}}).Encode(), want) ||
+			!bytes.Equal((&Partial{Pass: 2, Count: N, Sites: []*Site{s2}}).Encode(), want2) {
+			t.Fatalf("shards %v on one reused site: another state", shards)
+		}
+	}
 
 	// Units split over goroutines give the same state.
 	defer func(v int) { parallelMin = v }(parallelMin)

@@ -30,11 +30,11 @@ func examples(s *set) []Example {
 
 // Top is unit u's most positive examples, by max-over-tokens descending,
 // ties to the smaller example index (pass 1).
-func (s *Site) Top(u int) []Example { return examples(s.top[u]) }
+func (s *Site) Top(u int) []Example { return examples(&s.top[u]) }
 
 // Random is unit u's random sample: the examples with the smallest keys,
 // in ascending key order (pass 1).
-func (s *Site) Random(u int) []Example { return examples(s.random[u]) }
+func (s *Site) Random(u int) []Example { return examples(&s.random[u]) }
 
 // Buckets is unit u's sample of each quantile bucket, in ascending key
 // order (pass 2).
@@ -42,7 +42,7 @@ func (s *Site) Buckets(u int) [][]Example {
 	Q := s.P.Quantiles
 	out := make([][]Example, Q)
 	for j := range out {
-		out[j] = examples(s.buckets[u*Q+j])
+		out[j] = examples(&s.buckets[u*Q+j])
 	}
 	return out
 }

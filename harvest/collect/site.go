@@ -48,18 +48,22 @@ type Site struct {
 	First int64 // first example covered by Maxima
 	Count int   // examples covered by Maxima
 
+	// Threads is how many goroutines AddBatch folds with (0: GOMAXPROCS,
+	// at most 8): a worker given one thread uses one core.
+	Threads int
+
 	n      int64      // values summed per unit (examples × context)
 	sums   [4][]Exact // Σx, Σx², Σx³, Σx⁴ per unit
 	lo, hi []float32  // smallest and largest value per unit
-	top    []*set
-	random []*set
+	top    []set
+	random []set
 	maxima []float32 // pass 1 with quantiles: [unit*Count + (example-First)]
 
 	bounds  []float32 // pass 2: [unit*(Q-1) + i], ascending per unit
-	buckets []*set    // pass 2: [unit*Q + j]
+	buckets []set     // pass 2: [unit*Q + j]
 
 	seeds              []uint64    // unitSeed of each unit
-	pending            [][]fillJob // per unit chunk: activations to copy from the current example
+	work               []chunkWork // per unit chunk: its scratch space
 	exMax, exMin       []float32
 	ex1, ex2, ex3, ex4 []float64
 }
@@ -68,6 +72,12 @@ type Site struct {
 // or pass 2 (bounds: Q-1 ascending values per unit), covering examples
 // [first, first+count) for the per-example maxima.
 func NewSite(id SiteID, units int, p Params, pass int, first int64, count int, bounds []float32) (*Site, error) {
+	return newSite(id, units, p, pass, first, count, bounds, true)
+}
+
+// newSite is NewSite; slab allocates every unit's candidate memory at once
+// (see newSets).
+func newSite(id SiteID, units int, p Params, pass int, first int64, count int, bounds []float32, slab bool) (*Site, error) {
 	if units <= 0 || p.Context <= 0 || p.Top < 0 || p.Random < 0 || p.Quantiles < 0 || p.PerQuantile < 0 || count < 0 {
 		return nil, fmt.Errorf("site %s: bad parameters %+v (units %d)", id, p, units)
 	}
@@ -85,11 +95,8 @@ func NewSite(id SiteID, units int, p Params, pass int, first int64, count int, b
 		for u := range s.lo {
 			s.lo[u], s.hi[u] = float32(math.Inf(1)), float32(math.Inf(-1))
 		}
-		s.top, s.random = make([]*set, units), make([]*set, units)
-		for u := range s.top {
-			s.top[u] = newSet(p.Top, p.Context, false)
-			s.random[u] = newSet(p.Random, p.Context, true)
-		}
+		s.top = newSets(units, p.Top, p.Context, false, slab)
+		s.random = newSets(units, p.Random, p.Context, true, slab)
 		if p.Quantiles > 0 {
 			s.maxima = make([]float32, units*count)
 		}
@@ -98,14 +105,41 @@ func NewSite(id SiteID, units int, p Params, pass int, first int64, count int, b
 			return nil, fmt.Errorf("site %s: pass 2 needs %d quantile boundaries, got %d", id, units*(p.Quantiles-1), len(bounds))
 		}
 		s.bounds = bounds
-		s.buckets = make([]*set, units*p.Quantiles)
-		for i := range s.buckets {
-			s.buckets[i] = newSet(p.PerQuantile, p.Context, true)
-		}
+		s.buckets = newSets(units*p.Quantiles, p.PerQuantile, p.Context, true, slab)
 	default:
 		return nil, fmt.Errorf("site %s: pass %d: want 1 or 2", id, pass)
 	}
 	return s, nil
+}
+
+// Reset empties s for examples [first, first+count) of the same pass,
+// parameters and (pass 2) boundaries, keeping its memory: a worker reuses
+// its sites from shard to shard instead of allocating (and the system
+// zeroing) the candidates' activations again.
+func (s *Site) Reset(first int64, count int) error {
+	if count < 0 {
+		return fmt.Errorf("site %s: reset to %d examples", s.ID, count)
+	}
+	s.First, s.Count, s.n = first, count, 0
+	for k := range s.sums {
+		clear(s.sums[k])
+	}
+	for u := range s.lo {
+		s.lo[u], s.hi[u] = float32(math.Inf(1)), float32(math.Inf(-1))
+	}
+	for _, ss := range [][]set{s.top, s.random, s.buckets} {
+		for i := range ss {
+			ss[i].reset()
+		}
+	}
+	if s.maxima != nil {
+		if len(s.maxima) == s.Units*count {
+			clear(s.maxima)
+		} else {
+			s.maxima = make([]float32, s.Units*count)
+		}
+	}
+	return nil
 }
 
 // parallelMin is the least units × tokens of an example for which
@@ -129,10 +163,14 @@ func (s *Site) AddBatch(first int64, acts []float32, b int) error {
 	}
 	chunks := 1
 	if U*T >= parallelMin {
-		chunks = min(runtime.GOMAXPROCS(0), U, 8)
+		threads := s.Threads
+		if threads <= 0 {
+			threads = runtime.GOMAXPROCS(0)
+		}
+		chunks = min(threads, U, 8)
 	}
-	if len(s.pending) < chunks {
-		s.pending = make([][]fillJob, chunks)
+	if len(s.work) < chunks {
+		s.work = make([]chunkWork, chunks)
 	}
 	// Each chunk owns a range of units: every per-unit slot it writes is its own.
 	var wg sync.WaitGroup
@@ -146,7 +184,7 @@ func (s *Site) AddBatch(first int64, acts []float32, b int) error {
 				} else {
 					s.scanMax(ex, lo, hi)
 				}
-				s.finishUnits(first+int64(bi), ex, lo, hi, &s.pending[c])
+				s.finishUnits(first+int64(bi), ex, lo, hi, &s.work[c])
 			}
 		}
 		if chunks == 1 {
@@ -163,10 +201,20 @@ func (s *Site) AddBatch(first int64, acts []float32, b int) error {
 	return nil
 }
 
+// momentBlock is how many units scanMoments sums at a time: their
+// accumulators stay in the first-level cache while it walks the tokens.
+const momentBlock = 256
+
 // scanMoments reads units [lo,hi) of one example [T, U]: per unit its max,
 // min and power sums.
 func (s *Site) scanMoments(ex []float32, lo, hi int) {
-	U := s.Units
+	for b := lo; b < hi; b += momentBlock {
+		s.scanMomentsBlock(ex, b, min(b+momentBlock, hi))
+	}
+}
+
+func (s *Site) scanMomentsBlock(ex []float32, lo, hi int) {
+	U, n := s.Units, hi-lo
 	mx, mn := s.exMax[lo:hi], s.exMin[lo:hi]
 	e1, e2, e3, e4 := s.ex1[lo:hi], s.ex2[lo:hi], s.ex3[lo:hi], s.ex4[lo:hi]
 	row := ex[lo:hi]
@@ -178,13 +226,11 @@ func (s *Site) scanMoments(ex []float32, lo, hi int) {
 	}
 	for t := 1; t < s.P.Context; t++ {
 		row = ex[t*U+lo : t*U+hi]
+		row, mx, mn = row[:n], mx[:n], mn[:n]
+		e1, e2, e3, e4 = e1[:n], e2[:n], e3[:n], e4[:n]
 		for u, x := range row {
-			if x > mx[u] {
-				mx[u] = x
-			}
-			if x < mn[u] {
-				mn[u] = x
-			}
+			mx[u] = max(mx[u], x)
+			mn[u] = min(mn[u], x)
 			v := float64(x)
 			v2 := v * v
 			e1[u] += v
@@ -211,12 +257,13 @@ func (s *Site) scanMax(ex []float32, lo, hi int) {
 }
 
 // finishUnits folds example e into units [lo,hi), after its scan.
-func (s *Site) finishUnits(e int64, ex []float32, lo, hi int, pending *[]fillJob) {
+func (s *Site) finishUnits(e int64, ex []float32, lo, hi int, w *chunkWork) {
+	pending := &w.pending
 	if s.Pass == 2 {
 		Q := s.P.Quantiles
 		for u := lo; u < hi; u++ {
 			j := sort.Search(Q-1, func(i int) bool { return s.bounds[u*(Q-1)+i] > s.exMax[u] })
-			bs := s.buckets[u*Q+j]
+			bs := &s.buckets[u*Q+j]
 			if bs.k == 0 {
 				continue
 			}
@@ -225,7 +272,7 @@ func (s *Site) finishUnits(e int64, ex []float32, lo, hi int, pending *[]fillJob
 				claim(bs, c, u, pending)
 			}
 		}
-		s.fillPending(ex, pending)
+		s.fillPending(ex, lo, hi, w)
 		return
 	}
 	if s.maxima != nil {
@@ -246,17 +293,17 @@ func (s *Site) finishUnits(e int64, ex []float32, lo, hi int, pending *[]fillJob
 			s.hi[u] = s.exMax[u]
 		}
 		c := cand{ex: e, max: s.exMax[u]}
-		if ts := s.top[u]; ts.k > 0 && (!ts.full() || topBetter(&c, ts.root())) {
+		if ts := &s.top[u]; ts.k > 0 && (!ts.full() || topBetter(&c, ts.root())) {
 			claim(ts, c, u, pending)
 		}
-		if rs := s.random[u]; rs.k > 0 {
+		if rs := &s.random[u]; rs.k > 0 {
 			c.key = SplitMix64(s.seeds[u] ^ uint64(e))
 			if !rs.full() || keyBetter(&c, rs.root()) {
 				claim(rs, c, u, pending)
 			}
 		}
 	}
-	s.fillPending(ex, pending)
+	s.fillPending(ex, lo, hi, w)
 }
 
 // fillJob is a kept candidate whose activations are copied once the
@@ -274,16 +321,56 @@ func claim(set *set, c cand, u int, pending *[]fillJob) {
 	}
 }
 
-// fillPending copies the pending candidates' activations from ex [T, U].
-func (s *Site) fillPending(ex []float32, pending *[]fillJob) {
-	U := s.Units
-	for t := 0; t < s.P.Context; t++ {
-		row := ex[t*U : (t+1)*U]
-		for _, j := range *pending {
-			j.dst[t] = row[j.u]
+// chunkWork is one unit chunk's scratch space: the candidates waiting for
+// their activations and a transposed copy of its units.
+type chunkWork struct {
+	pending []fillJob
+	tr      []float32 // [unit-lo, token]
+}
+
+// transposeTile is the side of the square tiles fillPending transposes in.
+const transposeTile = 32
+
+// fillPending copies the pending candidates' activations (units [lo,hi))
+// from ex [T, U]. Many candidates (as while the sets fill up) are copied
+// from a tiled transpose of the chunk's units, one contiguous run each;
+// few are gathered token row by token row.
+func (s *Site) fillPending(ex []float32, lo, hi int, w *chunkWork) {
+	U, T := s.Units, s.P.Context
+	pending := w.pending
+	w.pending = pending[:0]
+	if len(pending) == 0 {
+		return
+	}
+	if 4*len(pending) < hi-lo {
+		for t := 0; t < T; t++ {
+			row := ex[t*U : (t+1)*U]
+			for _, j := range pending {
+				j.dst[t] = row[j.u]
+			}
+		}
+		return
+	}
+	n := hi - lo
+	if len(w.tr) < n*T {
+		w.tr = make([]float32, n*T)
+	}
+	tr := w.tr[:n*T]
+	for t0 := 0; t0 < T; t0 += transposeTile {
+		t1 := min(t0+transposeTile, T)
+		for u0 := 0; u0 < n; u0 += transposeTile {
+			u1 := min(u0+transposeTile, n)
+			for t := t0; t < t1; t++ {
+				row := ex[t*U+lo+u0 : t*U+lo+u1]
+				for i, x := range row {
+					tr[(u0+i)*T+t] = x
+				}
+			}
 		}
 	}
-	*pending = (*pending)[:0]
+	for _, j := range pending {
+		copy(j.dst, tr[(j.u-lo)*T:(j.u-lo+1)*T])
+	}
 }
 
 // compatible says whether o can merge into s.
@@ -305,7 +392,7 @@ func (s *Site) Merge(o *Site) error {
 	}
 	if s.Pass == 2 {
 		for i := range s.buckets {
-			s.buckets[i].merge(o.buckets[i])
+			s.buckets[i].merge(&o.buckets[i])
 		}
 		return nil
 	}
@@ -316,8 +403,8 @@ func (s *Site) Merge(o *Site) error {
 		}
 		s.lo[u] = min(s.lo[u], o.lo[u])
 		s.hi[u] = max(s.hi[u], o.hi[u])
-		s.top[u].merge(o.top[u])
-		s.random[u].merge(o.random[u])
+		s.top[u].merge(&o.top[u])
+		s.random[u].merge(&o.random[u])
 		if s.maxima != nil && o.maxima != nil {
 			off := int(o.First - s.First)
 			copy(s.maxima[u*s.Count+off:u*s.Count+off+o.Count], o.maxima[u*o.Count:(u+1)*o.Count])
