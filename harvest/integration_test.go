@@ -202,3 +202,43 @@ func TestExternalServer(t *testing.T) {
 		t.Fatalf("the finished job left its claim: %v", err)
 	}
 }
+
+// Quantile boundaries from the sketch: the output is the same whatever the
+// shard size, and the manifest says how the boundaries were found; a job
+// whose sketch would not fit its budget either is refused.
+func TestQuantileSketch(t *testing.T) {
+	root := t.TempDir()
+	var trees []map[string][]byte
+	for _, shard := range []int{8, 12, 44} {
+		o := testOptions(t, filepath.Join(root, fmt.Sprint(shard)))
+		o.ShardSize, o.sketchLeaf = shard, 8
+		if err := Run(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		trees = append(trees, tree(t, o.Out))
+	}
+	sameTree(t, trees[0], trees[1], "shards of 12")
+	sameTree(t, trees[0], trees[2], "shards of 44")
+	var m Manifest
+	if err := jsonUnmarshal(trees[0][manifestFile], &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Params.SketchLeaf != 8 || !strings.HasPrefix(m.QuantileBoundaries, "sketch with leaves of 8 examples") {
+		t.Fatalf("manifest: sketch leaf %d, quantile boundaries %q", m.Params.SketchLeaf, m.QuantileBoundaries)
+	}
+
+	o := testOptions(t, filepath.Join(root, "exact"))
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	exact := tree(t, o.Out)
+	if err := jsonUnmarshal(exact[manifestFile], &m); err != nil || m.QuantileBoundaries != "exact" {
+		t.Fatalf("manifest of an exact job: %q, %v", m.QuantileBoundaries, err)
+	}
+
+	o = testOptions(t, filepath.Join(root, "small"))
+	o.QuantileBudget = 1024
+	if err := Run(context.Background(), o); !errors.Is(err, ErrTooBig) {
+		t.Fatalf("a budget of 1 KiB: %v, want ErrTooBig", err)
+	}
+}

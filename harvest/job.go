@@ -24,9 +24,11 @@ var (
 // Version is written into every harvest manifest.
 const Version = "onnx-tdb-harvest/1"
 
-// MaximaBudget bounds the exact per-example maxima kept for quantiles:
-// units × examples × 4 bytes. Above it the job is refused (no sketch yet).
-const MaximaBudget = 1 << 30
+// DefaultQuantileBudget bounds what the quantile boundaries hold: the
+// exact per-example maxima (units × examples × 4 bytes) while they fit,
+// else a sketch (collect.SketchBytes); a job needing more is refused with
+// ErrTooBig.
+const DefaultQuantileBudget = 1 << 30
 
 // SiteSpec is one harvested site of a job.
 type SiteSpec struct {

@@ -40,6 +40,22 @@ type Manifest struct {
 	Params       collect.Params `json:"params"`
 	Batch        int            `json:"batch"`
 	Points       []SiteSpec     `json:"points"`
+	// QuantileBoundaries says how the records' quantile boundaries were
+	// found: "exact", or from a sketch with its rank error ("" without
+	// quantiles).
+	QuantileBoundaries string `json:"quantile_boundaries,omitempty"`
+}
+
+// quantileMethod describes how a job's quantile boundaries are found.
+func quantileMethod(p collect.Params, examples int) string {
+	switch {
+	case p.Quantiles == 0:
+		return ""
+	case p.SketchLeaf == 0:
+		return "exact"
+	}
+	return fmt.Sprintf("sketch with leaves of %d examples: each boundary's rank within %.2f%% of the examples of its target",
+		p.SketchLeaf, 100*collect.SketchErrorBound(examples, p.SketchLeaf))
 }
 
 type claim struct {

@@ -37,12 +37,16 @@ type Options struct {
 
 	Out string // output folder
 
-	NATS    string        // external server URL; "" starts an embedded one storing in Out/.harvest/nats
-	Workers int           // in-process workers: <0 means 1 with the embedded server and 0 with NATS
-	Threads int           // goroutines an in-process worker folds activations with (0: GOMAXPROCS)
-	AckWait time.Duration // 0: queue.DefaultAckWait
-	Open    Opener        // required
-	SAEOpts []sae.Option
+	NATS    string // external server URL; "" starts an embedded one storing in Out/.harvest/nats
+	Workers int    // in-process workers: <0 means 1 with the embedded server and 0 with NATS
+	Threads int    // goroutines an in-process worker folds activations with (0: GOMAXPROCS)
+	// QuantileBudget is the memory the quantile boundaries may hold (0:
+	// DefaultQuantileBudget): every example's maximum per unit while that
+	// fits (exact), else a sketch while that fits (rank error ≤ 0.5%).
+	QuantileBudget int64
+	AckWait        time.Duration // 0: queue.DefaultAckWait
+	Open           Opener        // required
+	SAEOpts        []sae.Option
 
 	Log      io.Writer        // notes (nil: none)
 	Progress io.Writer        // progress bar, redrawn with '\r' (nil: none)
@@ -50,6 +54,7 @@ type Options struct {
 	Timing   *Timing          // when set, receives where the run spent its time
 
 	afterBatch func() // tests: runs after every batch of the in-process workers
+	sketchLeaf int    // tests: take quantile boundaries from a sketch with leaves of this size
 }
 
 // Run harvests: it plans the job, queues its shards, runs the in-process
@@ -189,15 +194,28 @@ func plan(ctx context.Context, m *modelctx.Transformer, o Options) (*planned, er
 	copy(all[len(sites)-len(p.saes):], p.saes)
 	p.saes = all
 	n := corp.N()
-	if o.Quantiles > 0 {
+	sketchLeaf := 0
+	if o.Quantiles > 0 && o.sketchLeaf > 0 {
+		sketchLeaf = o.sketchLeaf
+	} else if o.Quantiles > 0 {
 		total := 0
 		for _, s := range sites {
 			total += s.Units
 		}
-		if need := int64(total) * int64(n) * 4; need > MaximaBudget {
-			p.close()
-			return nil, fmt.Errorf("%w: exact quantile boundaries keep every example's maximum per unit: %d units × %d examples × 4 bytes = %d MiB, over the %d MiB budget (harvest fewer sites or examples)",
-				ErrTooBig, total, n, need>>20, MaximaBudget>>20)
+		budget := o.QuantileBudget
+		if budget <= 0 {
+			budget = DefaultQuantileBudget
+		}
+		if need := int64(total) * int64(n) * 4; need > budget {
+			leaf := collect.SketchLeafFor(n)
+			if sk := collect.SketchBytes(total, n, leaf); sk > budget {
+				p.close()
+				return nil, fmt.Errorf("%w: quantile boundaries of %d units over %d examples need %d MiB exact or %d MiB as a sketch, over the %d MiB budget (harvest fewer sites, or raise the budget)",
+					ErrTooBig, total, n, need>>20, sk>>20, budget>>20)
+			}
+			sketchLeaf = leaf
+			o.logf("note: every example's maximum of %d units would take %d MiB (budget %d MiB): quantile boundaries come from a sketch with leaves of %d examples (at most %d MiB; rank error at most %.2f%%)",
+				total, need>>20, budget>>20, leaf, collect.SketchBytes(total, n, leaf)>>20, 100*collect.SketchErrorBound(n, leaf))
 		}
 	}
 	shard := o.ShardSize
@@ -215,7 +233,7 @@ func plan(ctx context.Context, m *modelctx.Transformer, o Options) (*planned, er
 	}
 	job := &Job{
 		Version: Version, Model: o.Model, ModelHash: hash, Sites: sites,
-		Params: collect.Params{Context: o.Context, Top: o.Top, Random: o.Random, Quantiles: o.Quantiles, PerQuantile: pq, Seed: o.Seed},
+		Params: collect.Params{Context: o.Context, Top: o.Top, Random: o.Random, Quantiles: o.Quantiles, PerQuantile: pq, Seed: o.Seed, SketchLeaf: sketchLeaf},
 		Batch:  o.Batch, Examples: n, ShardSize: shard, TokensHash: tokensHash(corp.Tokens),
 	}
 	job.ID = job.computeID()
@@ -226,7 +244,7 @@ func plan(ctx context.Context, m *modelctx.Transformer, o Options) (*planned, er
 	p.manual = &Manifest{
 		Format: "onnx-tdb-harvest", Version: Version, Job: job.ID, Model: o.Model, ModelHash: hash,
 		Corpus: corp.Files, Context: o.Context, Examples: n, Tokens: len(corp.Tokens), StreamTokens: corp.StreamTokens,
-		Params: job.Params, Batch: o.Batch, Points: sites,
+		Params: job.Params, Batch: o.Batch, Points: sites, QuantileBoundaries: quantileMethod(job.Params, n),
 	}
 	return p, nil
 }

@@ -9,7 +9,7 @@ import (
 	"unsafe"
 )
 
-const partialMagic = "OTDB-HARVEST-PARTIAL-1\n"
+const partialMagic = "OTDB-HARVEST-PARTIAL-2\n"
 
 // limits on what a decoded partial may claim, before it is checked
 // against its own length.
@@ -55,6 +55,11 @@ func (p *Partial) encodedSize() int {
 		sets(s.random)
 		sets(s.buckets)
 		n += s.Units * (8 + 4*(3+exactLimbs*binary.MaxVarintLen64))
+		if s.sk != nil {
+			for _, b := range s.sk.blocks {
+				n += 3*binary.MaxVarintLen64 + 4*s.Units*b.stored(s.sk.leaf)
+			}
+		}
 	}
 	return n
 }
@@ -136,7 +141,7 @@ func (e *encoder) f32s(v []float32) {
 func (s *Site) encode(e *encoder) {
 	e.b = binary.AppendUvarint(e.b, uint64(len(s.ID.Point)))
 	e.b = append(e.b, s.ID.Point...)
-	for _, v := range []int{s.ID.Layer, s.Units, s.P.Context, s.P.Top, s.P.Random, s.P.Quantiles, s.P.PerQuantile, s.Count} {
+	for _, v := range []int{s.ID.Layer, s.Units, s.P.Context, s.P.Top, s.P.Random, s.P.Quantiles, s.P.PerQuantile, s.P.SketchLeaf, s.Count} {
 		e.b = binary.AppendUvarint(e.b, uint64(v))
 	}
 	e.b = binary.LittleEndian.AppendUint64(e.b, s.P.Seed)
@@ -160,6 +165,19 @@ func (s *Site) encode(e *encoder) {
 	}
 	if s.maxima != nil {
 		e.f32s(s.maxima)
+	}
+	if s.sk != nil {
+		keys := s.sk.keys()
+		e.b = binary.AppendUvarint(e.b, uint64(len(keys)))
+		for _, key := range keys {
+			b := s.sk.blocks[key]
+			e.b = binary.AppendUvarint(e.b, uint64(b.level))
+			e.b = binary.AppendVarint(e.b, b.index)
+			e.b = binary.AppendUvarint(e.b, uint64(b.count))
+			for u := 0; u < s.Units; u++ {
+				e.f32s(b.unit(u, s.sk.leaf))
+			}
+		}
 	}
 }
 
@@ -317,6 +335,7 @@ func (r *reader) site(pass int) *Site {
 	p.Random = int(r.uvarint("random", maxK))
 	p.Quantiles = int(r.uvarint("quantiles", 1<<16))
 	p.PerQuantile = int(r.uvarint("per-quantile", maxK))
+	p.SketchLeaf = int(r.uvarint("sketch leaf", maxK))
 	count := int(r.uvarint("site count", math.MaxInt32))
 	p.Seed = r.u64("seed")
 	first := r.varint("site first")
@@ -329,7 +348,7 @@ func (r *reader) site(pass int) *Site {
 	perUnit := 8
 	if pass == 2 {
 		perUnit = 4*max(p.Quantiles-1, 0) + max(p.Quantiles, 1)
-	} else if p.Quantiles > 0 {
+	} else if p.Quantiles > 0 && p.SketchLeaf == 0 {
 		perUnit += 4 * count
 	}
 	if units*perUnit > len(r.b) || units*perUnit < 0 {
@@ -369,7 +388,41 @@ func (r *reader) site(pass int) *Site {
 	if s.maxima != nil {
 		r.f32s("maxima", s.maxima)
 	}
+	if s.sk != nil {
+		r.sketch(s.sk)
+	}
 	return s
+}
+
+// sketch reads a site's sketch blocks: each a full aligned block or a
+// partial leaf, at most once.
+func (r *reader) sketch(k *sketch) {
+	n := int(r.uvarint("sketch blocks", uint64(len(r.b))))
+	for i := 0; i < n && r.err == nil; i++ {
+		level := int(r.uvarint("sketch level", 62))
+		index := r.varint("sketch block")
+		count := int(r.uvarint("sketch count", math.MaxInt32))
+		if r.err != nil {
+			return
+		}
+		full := int64(k.leaf) << level
+		if index < 0 || count <= 0 || int64(count) > full || (level > 0 && int64(count) != full) {
+			r.fail("sketch block %d of level %d: %d examples", index, level, count)
+			return
+		}
+		if _, dup := k.blocks[blockKey{level, index}]; dup {
+			r.fail("sketch block %d of level %d twice", index, level)
+			return
+		}
+		stored := min(count, k.leaf)
+		if k.units*stored > len(r.b)/4 {
+			r.fail("sketch block %d of level %d: truncated", index, level)
+			return
+		}
+		b := &block{level: level, index: index, count: count, stride: stored, vals: make([]float32, k.units*stored)}
+		r.f32s("sketch values", b.vals)
+		k.blocks[blockKey{level, index}] = b
+	}
 }
 
 func (r *reader) exact(e *Exact) {

@@ -94,7 +94,13 @@ var testParams = Params{Context: 5, Top: 4, Random: 3, Quantiles: 4, PerQuantile
 // shard, Reset in between, as a worker does.
 func run(t *testing.T, acts []float32, N, U int, shards []int, order []int, reuse ...bool) (*Site, *Site) {
 	t.Helper()
-	T := testParams.Context
+	return runWith(t, testParams, acts, N, U, shards, order, reuse...)
+}
+
+// runWith is run with other parameters.
+func runWith(t *testing.T, params Params, acts []float32, N, U int, shards []int, order []int, reuse ...bool) (*Site, *Site) {
+	t.Helper()
+	T := params.Context
 	id := SiteID{Point: "mlp.post_act", Layer: 1}
 	pass := func(n int, bounds []float32) *Site {
 		var parts []*Partial
@@ -105,7 +111,7 @@ func run(t *testing.T, acts []float32, N, U int, shards []int, order []int, reus
 			if s != nil {
 				err = s.Reset(int64(first), sz)
 			} else {
-				s, err = NewSite(id, U, testParams, n, int64(first), sz, bounds)
+				s, err = NewSite(id, U, params, n, int64(first), sz, bounds)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -124,7 +130,7 @@ func run(t *testing.T, acts []float32, N, U int, shards []int, order []int, reus
 			parts = append(parts, dec)
 			first += sz
 		}
-		all, _ := NewSite(id, U, testParams, n, 0, N, bounds)
+		all, _ := NewSite(id, U, params, n, 0, N, bounds)
 		merged := &Partial{Pass: n, Count: N, Sites: []*Site{all}}
 		for _, i := range order {
 			if err := merged.Merge(parts[i]); err != nil {
@@ -291,6 +297,14 @@ func FuzzDecode(f *testing.F) {
 	s2, _ := NewSite(SiteID{"resid.post_emb", 0}, 3, testParams, 2, 0, 6, b)
 	s2.AddBatch(0, acts, 6)
 	f.Add((&Partial{Pass: 2, Count: 6, Sites: []*Site{s2}}).Encode())
+	sp := testParams
+	sp.SketchLeaf = 2
+	s3, _ := NewSite(SiteID{"mlp.post_act", 1}, 3, sp, 1, 0, 5, nil)
+	s3.AddBatch(0, acts[:5*sp.Context*3], 5) // two full leaves compacted, one partial leaf
+	if len(s3.sk.blocks) != 2 {
+		f.Fatalf("sketch seed: %d blocks, want a compacted block and a partial leaf", len(s3.sk.blocks))
+	}
+	f.Add((&Partial{Pass: 1, Count: 5, Sites: []*Site{s3}}).Encode())
 	f.Add([]byte(partialMagic))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		p, err := Decode(in)

@@ -71,9 +71,18 @@ func (s *Site) Moments(u int) Moments {
 
 // Boundaries are the Q-1 quantile boundaries of every unit's per-example
 // maxima, [unit*(Q-1) + i]: the value at index ceil(i·N/Q)-1 of the sorted
-// maxima (nearest rank). The site must cover every example (pass 1, merged).
+// maxima (nearest rank); with a sketch (Params.SketchLeaf), a value whose
+// rank is within SketchErrorBound of it. The site must cover every example
+// (pass 1, merged).
 func (s *Site) Boundaries() ([]float32, error) {
 	Q, N := s.P.Quantiles, s.Count
+	if s.Pass == 1 && Q > 0 && s.sk != nil {
+		b, err := s.sk.boundaries(Q, N)
+		if err != nil {
+			return nil, fmt.Errorf("site %s: %w", s.ID, err)
+		}
+		return b, nil
+	}
 	if s.Pass != 1 || Q <= 0 || s.maxima == nil {
 		return nil, fmt.Errorf("site %s: no per-example maxima to take quantiles of", s.ID)
 	}

@@ -25,6 +25,10 @@ type Params struct {
 	Quantiles   int    // quantile buckets (0: none)
 	PerQuantile int    // sample size per bucket
 	Seed        uint64 // sampling seed
+	// SketchLeaf, when > 0, takes the quantile boundaries from a sketch
+	// with leaves of this many examples instead of every example's maximum
+	// (sketch.go): for jobs whose maxima would not fit in memory.
+	SketchLeaf int `json:",omitempty"`
 }
 
 // SiteID names where a site's records go: the point's dot path and the
@@ -57,7 +61,8 @@ type Site struct {
 	lo, hi []float32  // smallest and largest value per unit
 	top    []set
 	random []set
-	maxima []float32 // pass 1 with quantiles: [unit*Count + (example-First)]
+	maxima []float32 // pass 1 with exact quantiles: [unit*Count + (example-First)]
+	sk     *sketch   // pass 1 with P.SketchLeaf > 0: the maxima's sketch
 
 	bounds  []float32 // pass 2: [unit*(Q-1) + i], ascending per unit
 	buckets []set     // pass 2: [unit*Q + j]
@@ -65,6 +70,8 @@ type Site struct {
 	seeds              []uint64    // unitSeed of each unit
 	work               []chunkWork // per unit chunk: its scratch space
 	exMax, exMin       []float32
+	batchMax           []float32 // with a sketch: the batch's maxima [example-batchFirst, unit]
+	batchFirst         int64
 	ex1, ex2, ex3, ex4 []float64
 }
 
@@ -78,7 +85,8 @@ func NewSite(id SiteID, units int, p Params, pass int, first int64, count int, b
 // newSite is NewSite; slab allocates every unit's candidate memory at once
 // (see newSets).
 func newSite(id SiteID, units int, p Params, pass int, first int64, count int, bounds []float32, slab bool) (*Site, error) {
-	if units <= 0 || p.Context <= 0 || p.Top < 0 || p.Random < 0 || p.Quantiles < 0 || p.PerQuantile < 0 || count < 0 {
+	if units <= 0 || p.Context <= 0 || p.Top < 0 || p.Random < 0 || p.Quantiles < 0 || p.PerQuantile < 0 || count < 0 ||
+		p.SketchLeaf < 0 || p.SketchLeaf > maxK {
 		return nil, fmt.Errorf("site %s: bad parameters %+v (units %d)", id, p, units)
 	}
 	s := &Site{ID: id, Units: units, P: p, Pass: pass, First: first, Count: count}
@@ -97,7 +105,10 @@ func newSite(id SiteID, units int, p Params, pass int, first int64, count int, b
 		}
 		s.top = newSets(units, p.Top, p.Context, false, slab)
 		s.random = newSets(units, p.Random, p.Context, true, slab)
-		if p.Quantiles > 0 {
+		switch {
+		case p.Quantiles > 0 && p.SketchLeaf > 0:
+			s.sk = newSketch(units, p.SketchLeaf)
+		case p.Quantiles > 0:
 			s.maxima = make([]float32, units*count)
 		}
 	case 2:
@@ -131,6 +142,9 @@ func (s *Site) Reset(first int64, count int) error {
 		for i := range ss {
 			ss[i].reset()
 		}
+	}
+	if s.sk != nil {
+		s.sk.reset()
 	}
 	if s.maxima != nil {
 		if len(s.maxima) == s.Units*count {
@@ -172,6 +186,12 @@ func (s *Site) AddBatch(first int64, acts []float32, b int) error {
 	if len(s.work) < chunks {
 		s.work = make([]chunkWork, chunks)
 	}
+	if s.sk != nil && s.Pass == 1 {
+		if len(s.batchMax) < b*U {
+			s.batchMax = make([]float32, b*U)
+		}
+		s.batchFirst = first
+	}
 	// Each chunk owns a range of units: every per-unit slot it writes is its own.
 	var wg sync.WaitGroup
 	for c := 0; c < chunks; c++ {
@@ -197,6 +217,11 @@ func (s *Site) AddBatch(first int64, acts []float32, b int) error {
 	wg.Wait()
 	if s.Pass == 1 {
 		s.n += int64(b * T)
+		if s.sk != nil {
+			for bi := 0; bi < b; bi++ {
+				s.sk.add(first+int64(bi), s.batchMax[bi*U:(bi+1)*U])
+			}
+		}
 	}
 	return nil
 }
@@ -280,6 +305,9 @@ func (s *Site) finishUnits(e int64, ex []float32, lo, hi int, w *chunkWork) {
 		for u := lo; u < hi; u++ {
 			s.maxima[u*s.Count+i] = s.exMax[u]
 		}
+	}
+	if s.sk != nil {
+		copy(s.batchMax[int(e-s.batchFirst)*s.Units+lo:], s.exMax[lo:hi])
 	}
 	for u := lo; u < hi; u++ {
 		s.sums[0][u].Add(s.ex1[u])
@@ -409,6 +437,9 @@ func (s *Site) Merge(o *Site) error {
 			off := int(o.First - s.First)
 			copy(s.maxima[u*s.Count+off:u*s.Count+off+o.Count], o.maxima[u*o.Count:(u+1)*o.Count])
 		}
+	}
+	if s.sk != nil && o.sk != nil {
+		s.sk.absorb(o.sk)
 	}
 	return nil
 }
