@@ -29,7 +29,7 @@ func benchHarvestCommand() *cli.Command {
 			&cli.IntFlag{Name: "context", Value: 64, Usage: "tokens per example"},
 			&cli.IntFlag{Name: "batch", Value: 32, Usage: "examples per forward pass"},
 			&cli.IntFlag{Name: "batches", Value: 2, Usage: "batches per timed run"},
-			&cli.IntFlag{Name: "min-runs", Value: 2, Usage: "rounds of the interleaved single-process comparison"},
+			&cli.IntFlag{Name: "min-runs", Value: 6, Usage: "rounds of the interleaved single-process comparison"},
 			&cli.StringFlag{Name: "workers-at", Value: "resid.torso.delta_mlp", Usage: "what the worker-process comparison harvests (few units keep its output small)"},
 			&cli.IntFlag{Name: "worker-shards", Value: 4, Usage: "shards in the worker-process comparison (0: skip it)"},
 			&cli.IntFlag{Name: "worker-shard-batches", Value: 4, Usage: "batches per shard in the worker-process comparison"},
@@ -96,7 +96,9 @@ func runBenchHarvest(c *cli.Context) error {
 	stop := benchStopOf(c)
 	stop.minTime, stop.maxTime = 0, 0 // --min-runs rounds
 	if !c.IsSet("min-runs") {
-		stop.minRuns = 3
+		// The plain forward's 400 MiB of logits per batch take a few rounds
+		// to reach a steady state of the Go heap: fewer rounds under-rate it.
+		stop.minRuns = 6
 	}
 	b, err := interleaved(stop, []func() error{forward, torso, collect})
 	if err != nil {
