@@ -36,6 +36,14 @@ func TestSketchSplitAndOrderDoNotMatter(t *testing.T) {
 			t.Fatalf("shards %v order %v: pass 2 state differs", c.shards, c.order)
 		}
 	}
+	// Units folded in parallel feed the sketch the same values.
+	defer func(v int) { parallelMin = v }(parallelMin)
+	parallelMin = 1
+	s1, _ := runWith(t, p, acts, N, U, []int{40, 37}, []int{1, 0})
+	if got := (&Partial{Pass: 1, Count: N, Sites: []*Site{s1}}).Encode(); !bytes.Equal(got, want) {
+		t.Fatal("units folded in parallel give another sketch")
+	}
+
 	// The sketch compacted: it holds fewer values than the examples.
 	held := 0
 	for _, b := range ref1.sk.blocks {
