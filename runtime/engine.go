@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs"
@@ -56,10 +57,13 @@ type Graph struct {
 // points only read exposed as extra outputs, everything else fused, each
 // segment one ORT session. Plans are cached and their sessions reused.
 type Engine struct {
-	g  *Graph
-	o  Options
-	ws *weightStore
-	pp *prepacked
+	g *Graph
+	o Options
+	// dims are the graph's declared tensor shapes, read once (readcuts.go).
+	dims     map[string][]string
+	dimsOnce sync.Once
+	ws       *weightStore
+	pp       *prepacked
 	// Forward plans by key, backward plans by key, and the row heads of
 	// loss roots (backward_head.go): each built once, on first use.
 	plans buildCache[string, *plan]
@@ -228,16 +232,16 @@ func planKey(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.U
 	return strings.Join(parts, "|")
 }
 
-func (e *Engine) plan(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.Use, sp span) (*plan, error) {
+func (e *Engine) plan(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.Use, sp span, stride int) (*plan, error) {
 	if !e.o.placesOnDevice() {
 		keep = nil // kept or copied, outputs come out of the same plan
 	}
-	key := planKey(outputs, keep, uses) + sp.key()
-	return e.plans.get(key, func() (*plan, error) { return e.build(outputs, keep, uses, sp) })
+	key := planKey(outputs, keep, uses) + sp.key() + fmt.Sprintf("|stride:%d", stride)
+	return e.plans.get(key, func() (*plan, error) { return e.build(outputs, keep, uses, sp, stride) })
 }
 
 // build cuts the graph for one set of hooked sites and opens its sessions.
-func (e *Engine) build(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.Use, sp span) (*plan, error) {
+func (e *Engine) build(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.Use, sp span, stride int) (*plan, error) {
 	sites := hooks.SitesInOrder(uses, e.g.NLayers)
 	p := &plan{outputs: map[string]bool{}, keep: map[string]bool{}, lastSite: map[string]int{}}
 	for o := range keep {
@@ -277,7 +281,7 @@ func (e *Engine) build(outputs []string, keep map[string]bool, uses map[hooks.Si
 			cuts = append(cuts, ref.Tensor)
 		}
 	}
-	cuts = sp.trimCuts(e.withBoundaries(cuts, cutSeen, uses), cutSeen, e.g)
+	cuts = sp.trimCuts(e.withBoundaries(cuts, cutSeen, uses, stride), cutSeen, e.g)
 	for _, s := range p.sites {
 		if !s.write && !cutSeen[s.ref.Tensor] && !readSeen[s.ref.Tensor] {
 			readSeen[s.ref.Tensor] = true
@@ -384,8 +388,10 @@ func (e *Engine) buildingSessions() (done func()) {
 }
 
 // withBoundaries adds the stage boundaries to a plan's cuts when it reads
-// points of two or more layers, keeping the cuts in call order.
-func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map[hooks.Site]hooks.Use) []string {
+// points of two or more layers, keeping the cuts in call order: every
+// boundary with stride 1, else the input of every stride-th layer
+// (readcuts.go).
+func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map[hooks.Site]hooks.Use, stride int) []string {
 	layers := map[int]bool{}
 	for s, u := range uses {
 		if u == hooks.Read {
@@ -403,7 +409,10 @@ func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map
 			}
 		}
 	}
-	for _, b := range e.g.Boundaries {
+	for i, b := range e.g.Boundaries {
+		if stride > 1 && !e.o.StageCuts && (i == 0 || i%stride != 0) {
+			continue
+		}
 		ref, ok := e.g.Points[b]
 		if !ok || cutSeen[ref.Tensor] {
 			continue
@@ -489,7 +498,8 @@ func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string
 		return nil, nil, nil, err
 	}
 	sp := spanOf(req)
-	p, err := e.plan(req.Outputs, keep, sp.window(uses, e.g.NLayers), sp)
+	window := sp.window(uses, e.g.NLayers)
+	p, err := e.plan(req.Outputs, keep, window, sp, e.readStride(req, window))
 	if err != nil {
 		return nil, nil, nil, err
 	}

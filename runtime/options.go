@@ -173,6 +173,10 @@ type Options struct {
 	// DisableOptimizations runs graphs as built (for debugging); it wins
 	// over GraphOpt.
 	DisableOptimizations bool
+	// ReadMemory bounds the bytes of read tensors a plan holds at once
+	// before it is cut at a stage boundary (readcuts.go; 0:
+	// DefaultReadMemory, negative: cut at every boundary).
+	ReadMemory int64
 	// StageCuts makes every plan cut at the residual boundaries
 	// (Graph.Boundaries) even with no hook there: one session for the
 	// embedding, then one per layer. A way to find which stage a provider
