@@ -85,13 +85,20 @@ func parseShapes(s string) ([]benchShape, error) {
 }
 
 // peakRSS reads the process's peak resident set size (VmHWM) in bytes.
-func peakRSS() int64 {
+func peakRSS() int64 { return procStatus("VmHWM:") }
+
+// rss reads the process's resident set size now (VmRSS) in bytes.
+func rss() int64 { return procStatus("VmRSS:") }
+
+// procStatus reads one size field of /proc/self/status in bytes (0 where
+// there is none).
+func procStatus(field string) int64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
+		if strings.HasPrefix(line, field) {
 			f := strings.Fields(line)
 			if len(f) >= 2 {
 				kb, _ := strconv.ParseInt(f[1], 10, 64)
@@ -259,8 +266,9 @@ func runBench(c *cli.Context) error {
 				return fmt.Errorf("%s %s: %w", p, g.name, err)
 			}
 		}
-		peak := peakRSS()
-		fmt.Fprintf(w, "  up to %-12s %8.0f MB = %.2f x the weights\n", g.name, float64(peak)/1e6, float64(peak)/float64(weights))
+		peak, now := peakRSS(), rss()
+		fmt.Fprintf(w, "  up to %-12s %8.0f MB = %.2f x the weights (resident after the runs: %.0f MB = %.2f x)\n",
+			g.name, float64(peak)/1e6, float64(peak)/float64(weights), float64(now)/1e6, float64(now)/float64(weights))
 	}
 
 	// Throughput against the baseline.

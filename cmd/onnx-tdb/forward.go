@@ -101,9 +101,6 @@ func runForward(c *cli.Context) error {
 		return err
 	}
 	opts := []modelctx.ForwardOption{modelctx.WithPad(side)}
-	if filter != nil {
-		opts = append(opts, modelctx.Capture(filter))
-	}
 	ho, release, err := commandHooks(c, m)
 	if err != nil {
 		return err
@@ -115,8 +112,17 @@ func runForward(c *cli.Context) error {
 		return err
 	}
 	opts = append(opts, pics.options()...)
-	out, err := m.Forward(c.Context, rows, opts...)
-	if err != nil {
+	var out *modelctx.Output
+	if filter != nil {
+		// The points are read (and --save-activations writes them) straight
+		// from ONNX Runtime's memory, without a copy into Go.
+		v, err := m.ForwardViews(c.Context, rows, filter, opts...)
+		if err != nil {
+			return err
+		}
+		defer v.Release()
+		out = v.Output
+	} else if out, err = m.Forward(c.Context, rows, opts...); err != nil {
 		return err
 	}
 	if dir := c.String("save-activations"); dir != "" {
