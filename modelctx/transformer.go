@@ -46,6 +46,7 @@ type Transformer struct {
 	resid  []hooks.Site // the residual stream entering each layer, and the final one
 	outs   outLayers    // the out_layer values of mlp.post_act, read on first use
 	tok    lazyTokenizer
+	bufs   bufPool // captured activations given back by Output.Release
 }
 
 // Open opens an exported model directory.
@@ -253,6 +254,7 @@ type Output struct {
 	Activations map[hooks.Site]*hooks.Tensor // captured hook points, shapes as in docs/behaviour.md §3.2
 	Pad         [][]bool                     // [B][T], true at pads
 	Resid       *hooks.Tensor                // [B,T,D] after StopAtLayer (Logits is then nil)
+	pool        *bufPool                     // where Release gives the Activations' memory back
 }
 
 // Batch is token rows padded to one length.
@@ -362,6 +364,7 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 			return nil, err
 		}
 		out.Activations = map[hooks.Site]*hooks.Tensor{}
+		out.pool = &t.bufs
 		capture := hooks.New()
 		for _, s := range sites {
 			s := s
@@ -370,7 +373,7 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 				opts = append(opts, hooks.AtLayers(s.Layer))
 			}
 			capture.Observe(s.Point, func(_ *hooks.Context, x *hooks.Tensor) error {
-				out.Activations[s] = x.Clone()
+				out.Activations[s] = t.bufs.clone(x)
 				return nil
 			}, opts...)
 		}

@@ -64,7 +64,7 @@ func TestForwardViewsMatchesCapture(t *testing.T) {
 // TestWarmViewsAllocateNoCopies: once warm, a run that views every point
 // allocates in Go far less than the bytes it hands out (no per-run copies),
 // where the copying capture allocates at least that much.
-func TestWarmViewsAllocateNoCopies(t *testing.T) {
+func TestWarmViewsAndReleasedCapturesAllocateNoCopies(t *testing.T) {
 	m := openGolden(t)
 	rows := [][]int{{5, 6, 7, 8, 9, 10, 11, 12}}
 	ctx := context.Background()
@@ -106,5 +106,30 @@ func TestWarmViewsAllocateNoCopies(t *testing.T) {
 	}
 	if viewBytes > uint64(handed)/10 {
 		t.Fatalf("views allocated %d B per warm run for %d B handed out: they copy", viewBytes, handed)
+	}
+
+	// A copying capture whose Output is released copies into the memory
+	// the last one gave back: once warm it allocates no activation memory
+	// (the logits are still copied into Go).
+	var acts int
+	released := func() {
+		out, err := m.Forward(ctx, rows, Capture(AllPoints))
+		if err != nil {
+			t.Fatal(err)
+		}
+		acts = 0
+		for _, a := range out.Activations {
+			acts += 4 * len(a.Data)
+		}
+		out.Release()
+		if out.Activations != nil {
+			t.Fatal("released activations still there")
+		}
+	}
+	releasedBytes := perRun(released)
+	t.Logf("per run: a released copying capture allocates %d B for %d B of activations", releasedBytes, acts)
+	if copyBytes < releasedBytes || copyBytes-releasedBytes < uint64(acts)*9/10 {
+		t.Fatalf("a released capture allocates %d B per warm run, an unreleased one %d B, for %d B of activations: the memory is not reused",
+			releasedBytes, copyBytes, acts)
 	}
 }

@@ -27,7 +27,7 @@ func benchCommand() *cli.Command {
 			modelFlag(),
 			&cli.BoolFlag{Name: "random-gpt2-small", Usage: "benchmark a random GPT-2-small-shaped model (exported once into the cache)"},
 			&cli.StringFlag{Name: "shapes", Value: "1x16,1x128,4x128,1x1024", Usage: "batch x tokens, comma-separated"},
-			&cli.StringFlag{Name: "paths", Value: "whole,no-hooks,one-write,all-read,capture,views,per-stage,stage-read", Usage: "which paths to run: whole (the baseline), no-hooks, one-write (an in-place writing hook at mlp.post_act of the middle layer), all-read (a read-only observer at every hook point), capture (every hook point copied out, as --save-activations does), views (every hook point handed out as views of ONNX Runtime's memory, released after each run), per-stage (a writing hook at every stage boundary: one session per stage, the residual stream through Go), stage-read (a read-only observer of a small point at every layer: one session per stage, the residual stream kept where the sessions run)"},
+			&cli.StringFlag{Name: "paths", Value: "whole,no-hooks,one-write,all-read,capture,views,per-stage,stage-read", Usage: "which paths to run: whole (the baseline), no-hooks, one-write (an in-place writing hook at mlp.post_act of the middle layer), all-read (a read-only observer at every hook point), capture (every hook point copied out into Go memory, as Forward with Capture does, the Output released after each run so the next copies into the same memory), views (every hook point handed out as views of ONNX Runtime's memory, released after each run, as forward --save-activations does), per-stage (a writing hook at every stage boundary: one session per stage, the residual stream through Go), stage-read (a read-only observer of a small point at every layer: one session per stage, the residual stream kept where the sessions run)"},
 			&cli.DurationFlag{Name: "min-time", Value: 10 * time.Second, Usage: "least time spent per shape, in rounds that run every path once in turn (after a warm-up run of each)"},
 			&cli.DurationFlag{Name: "max-time", Value: 60 * time.Second, Usage: "most time spent per shape: rounds stop here even if the medians are not yet within --precision"},
 			countFlag("min-runs", nil, 7, 1, maxRuns, "least number of rounds per shape"),
@@ -229,7 +229,11 @@ func runBench(c *cli.Context) error {
 		for _, p := range append([]string{"whole"}, paths...) {
 			fo := opts[p]
 			g.paths = append(g.paths, p)
-			g.runs[p] = func(model *modelctx.Transformer) error { _, err := model.Forward(ctx, rows, fo...); return err }
+			g.runs[p] = func(model *modelctx.Transformer) error {
+				out, err := model.Forward(ctx, rows, fo...)
+				out.Release() // a capture's memory serves the next run
+				return err
+			}
 			if p == "views" {
 				g.runs[p] = benchViews(ctx, rows)
 			}

@@ -17,6 +17,7 @@ const (
 	Telemetry    = "ONNX_TDB_TELEMETRY"        // 1: Process.Telemetry
 	GraphOpt     = "ONNX_TDB_GRAPH_OPT"        // Options.GraphOpt
 	StageCuts    = "ONNX_TDB_STAGE_CUTS"       // 1: Options.StageCuts
+	ReadMemory   = "ONNX_TDB_READ_MEMORY"      // Options.ReadMemory, in MiB (negative: cut at every boundary)
 	CUDAProvider = "ONNX_TDB_CUDA_PROVIDER"    // Options.CUDAProviderLibrary
 	AllowSlice   = "ONNX_TDB_CUDA_ALLOW_SLICE" // 1: Options.AllowSlice
 	ProfileDir   = "ONNX_TDB_PROFILE_DIR"      // Options.ProfileDir: a JSON profile per session
@@ -50,6 +51,13 @@ func Options(get func(string) string) (runtime.Options, error) {
 	}
 	if o.StageCuts, err = flag(get, StageCuts, false); err != nil {
 		return o, err
+	}
+	if v := get(ReadMemory); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n > 1<<30 || n < -1<<30 {
+			return o, fmt.Errorf("%s=%q: want MiB (negative: cut at every boundary)", ReadMemory, v)
+		}
+		o.ReadMemory = n << 20
 	}
 	if o.AllowSlice, err = flag(get, AllowSlice, false); err != nil {
 		return o, err

@@ -10,6 +10,7 @@ func TestOptions(t *testing.T) {
 	env := map[string]string{
 		Threads: "3", Spin: "0", LogLevel: "Warning", Telemetry: "1", GraphOpt: "basic",
 		StageCuts: "1", CUDAProvider: "/x/libp.so", AllowSlice: "1", ProfileDir: "/p", OptimizedDir: "/o",
+		ReadMemory: "16",
 	}
 	o, err := Options(func(k string) string { return env[k] })
 	if err != nil {
@@ -20,7 +21,8 @@ func TestOptions(t *testing.T) {
 		Process: runtime.Process{Threads: 3, NoSpin: true, LogLevel: "warning", Telemetry: true},
 	}
 	if o.GraphOpt != want.GraphOpt || o.StageCuts != want.StageCuts || o.CUDAProviderLibrary != want.CUDAProviderLibrary ||
-		o.AllowSlice != want.AllowSlice || o.Process != want.Process || o.ProfileDir != "/p" || o.OptimizedDir != "/o" {
+		o.AllowSlice != want.AllowSlice || o.Process != want.Process || o.ProfileDir != "/p" || o.OptimizedDir != "/o" ||
+		o.ReadMemory != 16<<20 {
 		t.Errorf("got %+v\nwant %+v", o, want)
 	}
 	zero, err := Options(func(string) string { return "" })
@@ -34,7 +36,7 @@ func TestOptions(t *testing.T) {
 }
 
 func TestOptionsBad(t *testing.T) {
-	for name, v := range map[string]string{Threads: "many", Spin: "yes", GraphOpt: "fastest", StageCuts: "2", Telemetry: "on"} {
+	for name, v := range map[string]string{Threads: "many", Spin: "yes", GraphOpt: "fastest", StageCuts: "2", Telemetry: "on", ReadMemory: "lots"} {
 		if _, err := Options(func(k string) string { return map[string]string{name: v}[k] }); err == nil {
 			t.Errorf("%s=%s accepted", name, v)
 		}

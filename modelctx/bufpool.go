@@ -1,0 +1,72 @@
+package modelctx
+
+import (
+	"sync"
+
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+)
+
+// bufPool keeps the memory of captured activations that their Output gave
+// back (Output.Release), so the next Forward of the same shape copies into
+// it instead of allocating: a warm capture then allocates no tensor memory.
+// It holds at most maxPooled bytes; what does not fit is left to the
+// garbage collector.
+type bufPool struct {
+	mu    sync.Mutex
+	free  map[int][][]float32 // by length
+	bytes int64
+}
+
+const maxPooled = 1 << 30
+
+// clone copies x into a pooled buffer of its size, or a new one.
+func (p *bufPool) clone(x *hooks.Tensor) *hooks.Tensor {
+	n := len(x.Data)
+	var buf []float32
+	p.mu.Lock()
+	if list := p.free[n]; len(list) > 0 {
+		buf = list[len(list)-1]
+		p.free[n] = list[:len(list)-1]
+		p.bytes -= 4 * int64(n)
+	}
+	p.mu.Unlock()
+	if buf == nil {
+		buf = make([]float32, n)
+	}
+	copy(buf, x.Data)
+	return &hooks.Tensor{Shape: append([]int(nil), x.Shape...), Data: buf}
+}
+
+// put takes buffers back, as far as the pool has room.
+func (p *bufPool) put(bufs ...[]float32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.free == nil {
+		p.free = map[int][][]float32{}
+	}
+	for _, b := range bufs {
+		if len(b) == 0 || p.bytes+4*int64(len(b)) > maxPooled {
+			continue
+		}
+		p.free[len(b)] = append(p.free[len(b)], b)
+		p.bytes += 4 * int64(len(b))
+	}
+}
+
+// Release hands the memory of the Output's captured activations back to
+// its Transformer, whose next Forward with Capture copies into it instead
+// of allocating. The Activations must not be used after (they are set to
+// nil); Logits stay. Calling it is optional: without it the memory is
+// garbage collected as usual. Releasing twice is harmless.
+func (o *Output) Release() {
+	if o == nil || o.pool == nil {
+		return
+	}
+	bufs := make([][]float32, 0, len(o.Activations))
+	for _, a := range o.Activations {
+		bufs = append(bufs, a.Data)
+		a.Data = nil
+	}
+	o.pool.put(bufs...)
+	o.Activations, o.pool = nil, nil
+}
