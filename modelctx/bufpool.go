@@ -17,7 +17,7 @@ type bufPool struct {
 	bytes int64
 }
 
-const maxPooled = 1 << 30
+const maxPooled = 256 << 20
 
 // clone copies x into a pooled buffer of its size, or a new one.
 func (p *bufPool) clone(x *hooks.Tensor) *hooks.Tensor {
