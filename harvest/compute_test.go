@@ -59,3 +59,43 @@ func TestShardsStopAfterTheirLastSite(t *testing.T) {
 		}
 	}
 }
+
+// A Collector folds the same examples into the same state call after call,
+// reusing its memory, and starts afresh for examples of another length.
+func TestCollectorReuse(t *testing.T) {
+	m, err := modelctx.Open(goldenmodel.Dir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	c, err := NewCollector(m, []string{"mlp.post_act@1"}, 3, 2, 4, 5, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	examples := func(n, T int) [][]int {
+		out := make([][]int, n)
+		for i := range out {
+			out[i] = make([]int, T)
+			for j := range out[i] {
+				out[i][j] = (17 + 31*(i*T+j)) % 256
+			}
+		}
+		return out
+	}
+	ctx := context.Background()
+	first, err := c.Collect(ctx, examples(10, 6))
+	if err != nil || first <= 0 {
+		t.Fatalf("collect: %d bytes, %v", first, err)
+	}
+	again, err := c.Collect(ctx, examples(10, 6))
+	if err != nil || again != first {
+		t.Fatalf("the same examples again: %d bytes (first %d), %v", again, first, err)
+	}
+	longer, err := c.Collect(ctx, examples(10, 9))
+	if err != nil || longer <= first {
+		t.Fatalf("longer examples: %d bytes (shorter %d), %v", longer, first, err)
+	}
+	if _, err := c.Collect(ctx, nil); err == nil {
+		t.Fatal("no examples accepted")
+	}
+}
