@@ -66,6 +66,9 @@ FUZZ_TARGETS := \
 	./export:FuzzReadHookMap \
 	./export:FuzzReadManifest \
 	./graphs:FuzzReadModel \
+	./harvest/collect:FuzzDecode \
+	./harvest/queue:FuzzDecodeShard \
+	./harvest/records:FuzzUnmarshal \
 	./hooks:FuzzParseEditTarget \
 	./modelctx/tokenizer/hfbpe:FuzzDecode \
 	./modelctx/tokenizer/hfbpe:FuzzParse \
