@@ -13,8 +13,10 @@
 //     provider built into GPU cores or loaded as a plugin library.
 //   - The Engine: for each set of hooked sites a plan (the graph cut at the
 //     points hooks may write, read points exposed as outputs, each segment
-//     one session), built once and cached; forward runs that call the hooks
-//     between segments; backward plans over graphs/' autodiff.
+//     one session; reads of many layers cut only as often as
+//     Options.ReadMemory needs, readcuts.go), built once and cached; forward
+//     runs that call the hooks between segments; backward plans over
+//     graphs/' autodiff.
 //   - Weights mapped once and shared by every session (AddInitializer and one
 //     prepacked-weights container), through a small C shim (ortc.c, ortc.h)
 //     over the parts of the C API onnxruntime_go does not expose.

@@ -2,7 +2,8 @@
 // deterministic merge: for every unit of a site, the top-k examples by
 // max-over-tokens, the examples with the smallest splitmix64 keys (the
 // random sample, and per quantile bucket in a second pass), exact moment
-// sums, and (for quantiles) each example's maximum.
+// sums, and (for quantiles) each example's maximum, or, for jobs too large
+// to keep them, a mergeable sketch of the maxima (sketch.go).
 //
 // On the harvest data path it sits between the model and the records: a
 // worker feeds a shard's activations into a Partial, encodes it for the
