@@ -3,6 +3,7 @@ package graphs
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
@@ -133,8 +134,18 @@ type Segment struct {
 	Model   *onnxpb.ModelProto
 	Inputs  []string
 	Outputs []string
-	Level   int // cut index: segment Level runs after the hooks of Cuts[Level-1]
+	// Fetch are the graph's names of Outputs, in the same order: a read
+	// tensor that nodes of the segment also consume is exposed through an
+	// Identity under ReadName(tensor), so that the tensor itself is no
+	// graph output and ONNX Runtime still fuses the pattern whose last
+	// node makes it (a GELU whose output is read stays FastGelu).
+	Fetch []string
+	Level int // cut index: segment Level runs after the hooks of Cuts[Level-1]
 }
+
+// ReadName is the graph output name of a read tensor exposed through an
+// Identity (Segment.Fetch).
+func ReadName(tensor string) string { return tensor + "#read" }
 
 // nodeInputs lists the tensors a node reads, including the outer-scope names
 // its subgraphs (If/Loop/Scan bodies) refer to.
@@ -350,6 +361,12 @@ func Split(m *onnxpb.ModelProto, spec Spec) ([]*Segment, error) {
 	}
 	types := InferTypes(m)
 	shapes := shapeIndex(g)
+	readSet := map[string]bool{}
+	for _, r := range spec.Reads {
+		if _, cut := cutIdx[r]; !cut && !slices.Contains(spec.Outputs, r) {
+			readSet[r] = true
+		}
+	}
 	var segs []*Segment
 	for s := 0; s <= maxLevel; s++ {
 		seg := &onnxpb.GraphProto{Name: proto.String(fmt.Sprintf("%s.seg%d", g.GetName(), s))}
@@ -404,10 +421,25 @@ func Split(m *onnxpb.ModelProto, spec Spec) ([]*Segment, error) {
 			}
 			seg.Input = append(seg.Input, vi)
 		}
-		for _, o := range outs {
+		consumed := map[string]bool{}
+		for _, n := range seg.Node {
+			for _, in := range nodeInputs(n) {
+				consumed[in] = true
+			}
+		}
+		fetch := make([]string, len(outs))
+		for j, o := range outs {
 			vi, err := typedInfo(o, types, shapes)
 			if err != nil {
 				return nil, err
+			}
+			fetch[j] = o
+			if readSet[o] && consumed[o] {
+				fetch[j] = ReadName(o)
+				seg.Node = append(seg.Node, &onnxpb.NodeProto{OpType: proto.String("Identity"),
+					Name: proto.String(ReadName(o)), Input: []string{o}, Output: []string{fetch[j]}})
+				vi = proto.Clone(vi).(*onnxpb.ValueInfoProto)
+				vi.Name = proto.String(fetch[j])
 			}
 			seg.Output = append(seg.Output, vi)
 		}
@@ -420,6 +452,7 @@ func Split(m *onnxpb.ModelProto, spec Spec) ([]*Segment, error) {
 			},
 			Inputs:  ins,
 			Outputs: outs,
+			Fetch:   fetch,
 			Level:   s,
 		})
 	}

@@ -323,7 +323,7 @@ func (e *Engine) build(outputs []string, keep map[string]bool, uses map[hooks.Si
 	}
 	defer e.buildingSessions()()
 	for i, sg := range segs {
-		sess, err := e.segmentSession(sg.Model, sg.Inputs, sg.Outputs, fmt.Sprintf("seg%d-of-%d", i, len(segs)))
+		sess, err := e.segmentSession(sg.Model, sg.Inputs, sg.Outputs, fmt.Sprintf("seg%d-of-%d", i, len(segs)), sg.Fetch...)
 		if dm, ok := e.o.deviceMemory(); err == nil && ok {
 			err = sess.cs.keepOnDevice(dm, p.deviceOutputs(sg.Outputs, siteTensor))
 			if err != nil {
@@ -359,7 +359,10 @@ func (p *plan) deviceOutputs(outputs []string, siteTensor map[string]bool) []boo
 
 // segmentSession creates a session over one segment, forward or backward,
 // with the engine's shared weights and prepacked copies.
-func (e *Engine) segmentSession(m *onnxpb.ModelProto, inputs, outputs []string, tag string) (*session, error) {
+// segmentSession opens a session of m; fetch, when given, are the graph's
+// names of outputs (graphs.Segment.Fetch), outputs the names the run
+// stores them under.
+func (e *Engine) segmentSession(m *onnxpb.ModelProto, inputs, outputs []string, tag string, fetch ...string) (*session, error) {
 	if err := checkCUDAPluginOps(e.o, m); err != nil {
 		return nil, fmt.Errorf("plan: %s: %w", tag, err)
 	}
@@ -371,7 +374,16 @@ func (e *Engine) segmentSession(m *onnxpb.ModelProto, inputs, outputs []string, 
 	for _, t := range m.GetGraph().GetInitializer() {
 		inits = append(inits, t.GetName())
 	}
-	return newSession(b, inits, inputs, outputs, e.g.Dir, tag, e.o, e.ws, e.pp)
+	sess, err := newSession(b, inits, inputs, outputs, e.g.Dir, tag, e.o, e.ws, e.pp)
+	if err != nil || len(fetch) == 0 {
+		return sess, err
+	}
+	if len(fetch) != len(outputs) {
+		sess.close()
+		return nil, fmt.Errorf("plan: %s: %d graph outputs for %d tensors", tag, len(fetch), len(outputs))
+	}
+	sess.cs.setFetch(fetch)
+	return sess, nil
 }
 
 // buildingSessions brackets the creation of a plan's sessions. While ORT

@@ -181,6 +181,18 @@ func (cs *csession) setNames(inputs, outputs []string) {
 	}
 }
 
+// setFetch replaces the graph names the outputs are fetched by (same
+// count and order as before).
+func (cs *csession) setFetch(names []string) {
+	for _, p := range cs.outNames {
+		C.free(unsafe.Pointer(p))
+	}
+	cs.outNames = cs.outNames[:0]
+	for _, n := range names {
+		cs.outNames = append(cs.outNames, C.CString(n))
+	}
+}
+
 func (cs *csession) release() {
 	if cs == nil {
 		return
