@@ -1,8 +1,6 @@
 package runtime
 
 import (
-	"strconv"
-
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
@@ -22,11 +20,17 @@ import (
 // DefaultReadMemory is Options.ReadMemory's default.
 const DefaultReadMemory = 64 << 20
 
+// dim is one declared dimension: a size, or a symbol bound per request
+// (neither: unknown).
+type dim struct {
+	n   int64
+	sym string
+}
+
 // declaredDims maps every tensor with a declared shape (graph inputs,
-// outputs and value infos) to its dims: a number, or a symbol ("" when
-// neither).
-func declaredDims(m *onnxpb.ModelProto) map[string][]string {
-	out := map[string][]string{}
+// outputs and value infos) to its dims.
+func declaredDims(m *onnxpb.ModelProto) map[string][]dim {
+	out := map[string][]dim{}
 	g := m.GetGraph()
 	for _, list := range [][]*onnxpb.ValueInfoProto{g.GetInput(), g.GetOutput(), g.GetValueInfo()} {
 		for _, vi := range list {
@@ -34,13 +38,13 @@ func declaredDims(m *onnxpb.ModelProto) map[string][]string {
 			if shape == nil {
 				continue
 			}
-			dims := make([]string, len(shape.GetDim()))
+			dims := make([]dim, len(shape.GetDim()))
 			for i, d := range shape.GetDim() {
 				switch v := d.GetValue().(type) {
 				case *onnxpb.TensorShapeProto_Dimension_DimValue:
-					dims[i] = strconv.FormatInt(v.DimValue, 10)
+					dims[i].n = v.DimValue
 				case *onnxpb.TensorShapeProto_Dimension_DimParam:
-					dims[i] = v.DimParam
+					dims[i].sym = v.DimParam
 				}
 			}
 			out[vi.GetName()] = dims
@@ -59,6 +63,13 @@ func (e *Engine) readStride(req Request, uses map[hooks.Site]hooks.Use) int {
 	if e.o.StageCuts || budget < 0 || e.g.NLayers < 2 {
 		return 1
 	}
+	hasRead := false
+	for _, u := range uses {
+		hasRead = hasRead || u == hooks.Read
+	}
+	if !hasRead {
+		return e.g.NLayers // nothing read: no cut for reads (decode steps stop here)
+	}
 	e.dimsOnce.Do(func() { e.dims = declaredDims(e.g.Model) })
 	// Bind the inputs' symbols to the request's sizes.
 	bound := map[string]int64{}
@@ -68,8 +79,8 @@ func (e *Engine) readStride(req Request, uses map[hooks.Site]hooks.Use) int {
 			return
 		}
 		for i, d := range dims {
-			if _, err := strconv.ParseInt(d, 10, 64); err != nil && d != "" {
-				bound[d] = shape[i]
+			if d.sym != "" {
+				bound[d.sym] = shape[i]
 			}
 		}
 	}
@@ -97,12 +108,12 @@ func (e *Engine) readStride(req Request, uses map[hooks.Site]hooks.Use) int {
 		}
 		n := int64(4)
 		for _, d := range dims {
-			v, err := strconv.ParseInt(d, 10, 64)
-			if err != nil {
-				var known bool
-				if v, known = bound[d]; !known {
-					return 1
-				}
+			v := d.n
+			if d.sym != "" {
+				v = bound[d.sym]
+			}
+			if v <= 0 {
+				return 1 // unknown or unbound
 			}
 			n *= v
 		}
