@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/harvest/collect"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
@@ -151,7 +152,7 @@ func parseLayers(s string, n int) ([]int, error) {
 
 // unitsOf is the number of units of a point: its trailing axes (after
 // batch and token) flattened. Points with a key axis are refused.
-func unitsOf(p hooks.Point, dims map[hooks.Dim]int) (int, error) {
+func unitsOf(p hooks.Point, dims export.Dims) (int, error) {
 	shape := p.Shape()
 	if p.IsSAE() {
 		return 0, fmt.Errorf("%w: %s: harvest SAE latents with --sae POINT@LAYER=AE", ErrBadSite, p)
@@ -161,8 +162,8 @@ func unitsOf(p hooks.Point, dims map[hooks.Dim]int) (int, error) {
 		if d == hooks.Keys {
 			return 0, fmt.Errorf("%w: %s has a key axis (attention scores, patterns, k and v): not harvestable yet", ErrBadSite, p)
 		}
-		v, ok := dims[d]
-		if !ok || v <= 0 {
+		v := dims.Size(d)
+		if v <= 0 {
 			return 0, fmt.Errorf("%w: %s: unknown size of axis %s", ErrBadSite, p, d)
 		}
 		n *= v
@@ -171,7 +172,7 @@ func unitsOf(p hooks.Point, dims map[hooks.Dim]int) (int, error) {
 }
 
 // parseAt reads one --at value into sites.
-func parseAt(v string, nLayers int, dims map[hooks.Dim]int, has func(hooks.Site) bool) ([]SiteSpec, error) {
+func parseAt(v string, nLayers int, dims export.Dims, has func(hooks.Site) bool) ([]SiteSpec, error) {
 	path, layers, hasLayers := strings.Cut(v, "@")
 	p, err := hooks.Parse(path)
 	if err != nil {

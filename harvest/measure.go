@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/onnx-tdb/onnx-tdb/harvest/collect"
-	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/modelctx"
 	"github.com/onnx-tdb/onnx-tdb/sae"
 )
@@ -41,9 +40,7 @@ func NewCollector(m *modelctx.Transformer, at []string, top, random, batch int, 
 	if batch <= 0 {
 		return nil, fmt.Errorf("collect: batch %d", batch)
 	}
-	cfg := m.Manifest().Config
-	dims := map[hooks.Dim]int{hooks.Model: cfg.DModel, hooks.Heads: cfg.NHeads, hooks.HeadDim: cfg.DHead,
-		hooks.FF: cfg.DFF, hooks.Vocab: cfg.NVocab, hooks.One: 1}
+	dims := m.Manifest().Config
 	c := &Collector{m: m, p: collect.Params{Top: top, Random: random, Seed: seed}, batch: batch}
 	for _, a := range at {
 		ss, err := parseAt(a, m.NLayers(), dims, m.HasSite)

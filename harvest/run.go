@@ -145,9 +145,7 @@ func plan(ctx context.Context, m *modelctx.Transformer, o Options) (*planned, er
 	if err != nil {
 		return nil, err
 	}
-	cfg := m.Manifest().Config
-	dims := map[hooks.Dim]int{hooks.Model: cfg.DModel, hooks.Heads: cfg.NHeads, hooks.HeadDim: cfg.DHead,
-		hooks.FF: cfg.DFF, hooks.Vocab: cfg.NVocab, hooks.One: 1}
+	dims := m.Manifest().Config
 	p := &planned{corp: corp, vocab: vocabulary(tok), run: atomicdir.Suffix()}
 	var sites []SiteSpec
 	seen := map[collect.SiteID]bool{}

@@ -64,25 +64,21 @@ func runBenchHarvest(c *cli.Context) error {
 	ex := benchExamples(B*c.Int("batches"), T, m.Manifest().Config.NVocab)
 	w := c.App.Writer
 	fmt.Fprintf(w, "model %s, %d examples of %d tokens, batch %d\n", dir, len(ex), T, B)
-	forward := func() error {
-		for i := 0; i < len(ex); i += B {
-			if _, err := m.Forward(c.Context, ex[i:min(i+B, len(ex))]); err != nil {
-				return err
+	// The same batches as plain forwards, and through the layers only
+	// (stopped before the final norm and unembedding, as the harvest stops
+	// after its last layer): what the harvest's own work costs beside the
+	// forward it needs.
+	forwards := func(opts ...modelctx.ForwardOption) func() error {
+		return func() error {
+			for i := 0; i < len(ex); i += B {
+				if _, err := m.Forward(c.Context, ex[i:min(i+B, len(ex))], opts...); err != nil {
+					return err
+				}
 			}
+			return nil
 		}
-		return nil
 	}
-	// The same batches through the layers only (stopped before the final
-	// norm and unembedding, as the harvest stops after its last layer):
-	// what the harvest's own work costs beside the forward it needs.
-	torso := func() error {
-		for i := 0; i < len(ex); i += B {
-			if _, err := m.Forward(c.Context, ex[i:min(i+B, len(ex))], modelctx.StopAtLayer(m.NLayers())); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	forward, torso := forwards(), forwards(modelctx.StopAtLayer(m.NLayers()))
 	col, err := harvest.NewCollector(m, []string{"mlp.post_act"}, 20, 20, B, 0, c.Int("threads"))
 	if err != nil {
 		return err
