@@ -6,9 +6,10 @@ import (
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
 
-// bufPool keeps the memory of captured activations that their Output gave
-// back (Output.Release), so the next Forward of the same shape copies into
-// it instead of allocating: a warm capture then allocates no tensor memory.
+// bufPool keeps the memory of logits and captured activations that their
+// Output gave back (Output.Release), so the next Forward of the same shape
+// copies into it instead of allocating: a warm Forward then allocates no
+// tensor memory.
 // It holds at most maxPooled bytes; what does not fit is left to the
 // garbage collector.
 type bufPool struct {
@@ -21,20 +22,31 @@ const maxPooled = 256 << 20
 
 // clone copies x into a pooled buffer of its size, or a new one.
 func (p *bufPool) clone(x *hooks.Tensor) *hooks.Tensor {
-	n := len(x.Data)
-	var buf []float32
-	p.mu.Lock()
-	if list := p.free[n]; len(list) > 0 {
-		buf = list[len(list)-1]
-		p.free[n] = list[:len(list)-1]
-		p.bytes -= 4 * int64(n)
-	}
-	p.mu.Unlock()
+	buf := p.take(len(x.Data))
 	if buf == nil {
-		buf = make([]float32, n)
+		buf = make([]float32, len(x.Data))
 	}
 	copy(buf, x.Data)
 	return &hooks.Tensor{Shape: append([]int(nil), x.Shape...), Data: buf}
+}
+
+// take hands out a pooled buffer of length n, or nil where there is none.
+func (p *bufPool) take(n int) []float32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	list := p.free[n]
+	if n <= 0 || len(list) == 0 {
+		return nil
+	}
+	buf := list[len(list)-1]
+	p.free[n] = list[:len(list)-1]
+	p.bytes -= 4 * int64(n)
+	return buf
+}
+
+// sameSlice reports whether a and b are the same memory.
+func sameSlice(a, b []float32) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // put takes buffers back, as far as the pool has room.
@@ -53,19 +65,23 @@ func (p *bufPool) put(bufs ...[]float32) {
 	}
 }
 
-// Release hands the memory of the Output's captured activations back to
-// its Transformer, whose next Forward with Capture copies into it instead
-// of allocating. The Activations must not be used after (they are set to
-// nil); Logits stay. Calling it is optional: without it the memory is
+// Release hands the memory of the Output's logits and captured
+// activations back to its Transformer, whose next Forward copies into it
+// instead of allocating. Neither Logits nor Activations may be used after
+// (they are set to nil). Calling it is optional: without it the memory is
 // garbage collected as usual. Releasing twice is harmless.
 func (o *Output) Release() {
 	if o == nil || o.pool == nil {
 		return
 	}
-	bufs := make([][]float32, 0, len(o.Activations))
+	bufs := make([][]float32, 0, len(o.Activations)+1)
 	for _, a := range o.Activations {
 		bufs = append(bufs, a.Data)
 		a.Data = nil
+	}
+	if o.Logits != nil {
+		bufs = append(bufs, o.Logits.Data)
+		o.Logits = nil
 	}
 	o.pool.put(bufs...)
 	o.Activations, o.pool = nil, nil

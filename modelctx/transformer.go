@@ -99,11 +99,16 @@ func open(dir string, whole bool, opts []Option) (*Transformer, error) {
 			boundaries = append(boundaries, site)
 		}
 	}
+	var head *hooks.Site // the unembedding's input, where plans share a cut
+	if final := (hooks.Site{Point: hooks.PostLnF, Layer: -1}); points[final].Tensor != "" {
+		head = &final
+	}
 	var ro runtime.Options
 	for _, o := range opts {
 		o(&ro)
 	}
 	eng, err := runtime.NewEngine(&runtime.Graph{
+		Head:       head,
 		Model:      model,
 		Dir:        dir,
 		Points:     points,
@@ -254,7 +259,7 @@ type Output struct {
 	Activations map[hooks.Site]*hooks.Tensor // captured hook points, shapes as in docs/behaviour.md §3.2
 	Pad         [][]bool                     // [B][T], true at pads
 	Resid       *hooks.Tensor                // [B,T,D] after StopAtLayer (Logits is then nil)
-	pool        *bufPool                     // where Release gives the Activations' memory back
+	pool        *bufPool                     // where Release gives the memory back
 }
 
 // Batch is token rows padded to one length.
@@ -387,15 +392,29 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 	if err := t.applyPartial(c.partial, batch, &req); err != nil {
 		return nil, err
 	}
+	// The logits go into memory an earlier Output gave back, where there
+	// is some of their size.
+	var into []float32
+	if c.partial == nil {
+		if len(batch.Tokens) > 0 {
+			into = t.bufs.take(len(batch.Tokens) * len(batch.Tokens[0]) * t.man.Config.NVocab)
+		}
+		req.Into = map[string][]float32{t.man.Inputs.Logits: into}
+	}
 	res, err := t.eng.Run(ctx, req)
 	if err != nil {
+		t.bufs.put(into)
 		return nil, err
 	}
 	if t.partialOutput(c.partial, res, out) {
 		return out, nil
 	}
 	lg := res[t.man.Inputs.Logits]
+	if into != nil && !sameSlice(lg.F32, into) {
+		t.bufs.put(into)
+	}
 	out.Logits = &hooks.Tensor{Shape: toInts(lg.Shape), Data: lg.F32}
+	out.pool = &t.bufs
 	return out, nil
 }
 

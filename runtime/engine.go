@@ -46,6 +46,14 @@ type Graph struct {
 	// each layer's read tensors are handed to the hooks and released before
 	// the next layer runs, instead of all living at once.
 	Boundaries []hooks.Site
+	// Head, when set, is the site whose tensor is the input of the model's
+	// head (the unembedding, after the final norm). Every plan with hooks
+	// is cut there, so the head is the same segment in those plans and one
+	// session serves them all: the unembedding is a model's largest weight,
+	// and each further session over it would have ONNX Runtime pack a fresh
+	// copy just to find it already packed (sessions.go). Plans without
+	// hooks stay one session.
+	Head *hooks.Site
 }
 
 // Engine runs a Graph with hooks. For each distinct set of hooked sites it
@@ -63,9 +71,12 @@ type Engine struct {
 	// Forward plans by key, backward plans by key, and the row heads of
 	// loss roots (backward_head.go): each built once, on first use.
 	plans buildCache[string, *plan]
-	bwd   buildCache[string, *bwdPlan]
-	heads buildCache[hooks.Site, *rowHead]
-	life  lifetime
+	// Forward segments' sessions by content (sessions.go), shared by the
+	// plans that have the same segment.
+	sessions buildCache[string, *session]
+	bwd      buildCache[string, *bwdPlan]
+	heads    buildCache[hooks.Site, *rowHead]
+	life     lifetime
 }
 
 // NewEngine prepares an engine; sessions are created on first use.
@@ -111,7 +122,8 @@ func (e *Engine) Close() error {
 		return nil
 	}
 	errs := []error{
-		e.plans.close((*plan).close),
+		e.plans.close(func(*plan) error { return nil }), // sessions are the engine's
+		e.sessions.close((*session).close),
 		e.bwd.close((*bwdPlan).close),
 		e.heads.close((*rowHead).close),
 	}
@@ -154,6 +166,11 @@ type Request struct {
 	// hands back in Result.Captured as views of ONNX Runtime's memory,
 	// without copying them; see Result.
 	Capture []hooks.Site
+	// Into gives Go buffers for float32 outputs: an output copied into Go
+	// whose size matches its buffer is copied there, and its Tensor's F32
+	// is that buffer, instead of a new one (callers reuse memory across
+	// runs this way).
+	Into map[string][]float32
 }
 
 // Result is what RunKeep returns: the outputs copied into Go, the kept
@@ -224,7 +241,7 @@ func (e *Engine) RunKeep(ctx context.Context, req Request) (*Result, error) {
 			res.Kept[name] = &Value{v: v}
 			continue
 		}
-		t, err := fromValue(v)
+		t, err := fromValueInto(v, req.Into[name])
 		if err != nil {
 			res.Close()
 			return nil, fmt.Errorf("output %s: %w", name, err)

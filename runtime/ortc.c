@@ -275,3 +275,10 @@ char* tdb_describe(OrtValue* v, int64_t* dims, size_t* rank, int* elem, void** d
 	if (!e) e = tdb_err(FN(I_GetTensorMutableData, OrtStatus* (*)(OrtValue*, void**))(v, data));
 	return e;
 }
+
+void tdb_mallinfo(size_t* heap, size_t* inuse, size_t* mmapped) {
+	struct mallinfo2 mi = mallinfo2();
+	*heap = mi.arena;
+	*inuse = mi.uordblks;
+	*mmapped = mi.hblkhd;
+}

@@ -520,3 +520,11 @@ func appendEPDevice(so *ort.SessionOptions, dev *epDevice, opts map[string]strin
 	}
 	return cerr(C.tdb_append_ep_device(sessionOptionsPtr(so), theEnv, dev.d, &keys[0], &vals[0], C.size_t(n)))
 }
+
+// MallocStats is glibc's view of C memory: its heap, what is in use in it,
+// and the bytes in blocks mapped on their own (large blocks).
+func MallocStats() (heap, inUse, mapped int64) {
+	var h, u, m C.size_t
+	C.tdb_mallinfo(&h, &u, &m)
+	return int64(h), int64(u), int64(m)
+}

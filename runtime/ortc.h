@@ -89,3 +89,4 @@ char* tdb_describe(OrtValue* v, int64_t* dims, size_t* rank, int* elem, void** d
 const char* tdb_probe(const char* path, uint32_t api, int* api_ok, const char** err);
 
 #endif
+void tdb_mallinfo(size_t* heap, size_t* inuse, size_t* mmapped);

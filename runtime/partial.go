@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
@@ -101,7 +102,11 @@ func (s span) trimCuts(cuts []string, cutSeen map[string]bool, g *Graph) []strin
 		return cuts
 	}
 	drop := map[string]bool{}
-	for _, b := range g.Boundaries {
+	added := g.Boundaries
+	if g.Head != nil {
+		added = append(slices.Clip(added), *g.Head)
+	}
+	for _, b := range added {
 		if ref, ok := g.Points[b]; ok && !s.contains(b, g.NLayers) {
 			drop[ref.Tensor] = true
 		}

@@ -135,6 +135,43 @@ func TestStageCuts(t *testing.T) {
 	closeTo(t, "stage-cut plan against the fused one", staged, fused)
 }
 
+// TestPlansShareSegments checks that plans share the sessions of segments
+// they have in common: every plan with hooks ends with the same unembedding
+// segment, which is opened once (each further session over it would have
+// ONNX Runtime pack the largest weight again), and results do not change.
+func TestPlansShareSegments(t *testing.T) {
+	m := openGolden(t, runtime.CPU)
+	rows := [][]int{{5, 6, 7, 8}}
+	before := runtime.SessionsCreated()
+	plain, err := m.Forward(context.Background(), rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := runtime.SessionsCreated() - before; n != 1 {
+		t.Fatalf("a plan without hooks made %d sessions, want 1", n)
+	}
+	identity := func(_ *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) { return x, nil }
+	for layer, want := range []int64{3, 2} {
+		h := hooks.New()
+		h.Add(hooks.MLPPostAct, identity, hooks.AtLayers(layer))
+		before = runtime.SessionsCreated()
+		hooked, err := m.Forward(context.Background(), rows, modelctx.WithHooks(h))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Cut at the hook and before the unembedding: up to the hook, from
+		// it to the final norm's output, the unembedding; the second plan
+		// has the first one's unembedding.
+		if n := runtime.SessionsCreated() - before; n != want {
+			t.Fatalf("a plan with a writing hook at layer %d made %d sessions, want %d", layer, n, want)
+		}
+		closeTo(t, "an identity hook's logits against the plain plan's", hooked.Logits.Data, plain.Logits.Data)
+	}
+	if got := m.Engine().PlanCount(); got != 3 {
+		t.Fatalf("%d plans, want 3", got)
+	}
+}
+
 // sampleRun samples greedily from the golden model with the KV cache, a
 // writing hook at one layer on every step, and returns the tokens and every
 // step's logits as the logits hook saw them.

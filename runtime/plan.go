@@ -5,7 +5,6 @@ package runtime
 // cached by the Engine.
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -39,14 +38,6 @@ type plan struct {
 	lastSite map[string]int   // index of the last site that reads a tensor
 	outputs  map[string]bool  // requested outputs
 	keep     map[string]bool  // outputs handed back as values, not copied
-}
-
-func (p *plan) close() error {
-	var errs []error
-	for _, s := range p.segs {
-		errs = append(errs, s.sess.close())
-	}
-	return errors.Join(errs...)
 }
 
 func planKey(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.Use) string {
@@ -155,15 +146,8 @@ func (e *Engine) build(outputs []string, keep map[string]bool, uses map[hooks.Si
 	}
 	defer e.buildingSessions()()
 	for i, sg := range segs {
-		sess, err := e.segmentSession(sg.Model, sg.Inputs, sg.Outputs, fmt.Sprintf("seg%d-of-%d", i, len(segs)), sg.Fetch...)
-		if dm, ok := e.o.deviceMemory(); err == nil && ok {
-			err = sess.cs.keepOnDevice(dm, p.deviceOutputs(sg.Outputs, siteTensor))
-			if err != nil {
-				sess.close()
-			}
-		}
+		sess, err := e.sharedSession(sg, fmt.Sprintf("seg%d-of-%d", i, len(segs)), p.deviceOutputs(sg.Outputs, siteTensor))
 		if err != nil {
-			p.close()
 			return nil, err
 		}
 		p.segs = append(p.segs, &segRun{sess: sess, inputs: sg.Inputs, level: sg.Level})
@@ -189,9 +173,8 @@ func (p *plan) deviceOutputs(outputs []string, siteTensor map[string]bool) []boo
 	return onDev
 }
 
-// segmentSession creates a session over one segment, forward or backward,
-// with the engine's shared weights and prepacked copies.
-// segmentSession opens a session of m; fetch, when given, are the graph's
+// segmentSession opens a session of m, forward or backward, with the
+// engine's shared weights and prepacked copies; fetch, when given, are the graph's
 // names of outputs (graphs.Segment.Fetch), outputs the names the run
 // stores them under.
 func (e *Engine) segmentSession(m *onnxpb.ModelProto, inputs, outputs []string, tag string, fetch ...string) (*session, error) {
@@ -235,7 +218,8 @@ func (e *Engine) buildingSessions() (done func()) {
 // withBoundaries adds the stage boundaries to a plan's cuts when it reads
 // points of two or more layers, keeping the cuts in call order: every
 // boundary with stride 1, else the input of every stride-th layer
-// (readcuts.go).
+// (readcuts.go). It adds the head's input (Graph.Head) to every plan with
+// hooks.
 func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map[hooks.Site]hooks.Use, stride int) []string {
 	layers := map[int]bool{}
 	for s, u := range uses {
@@ -243,7 +227,21 @@ func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map
 			layers[s.Layer] = true
 		}
 	}
-	if (len(layers) < 2 && !e.o.StageCuts) || len(e.g.Boundaries) == 0 {
+	var add []hooks.Site
+	if (len(layers) >= 2 || e.o.StageCuts) && len(e.g.Boundaries) > 0 {
+		for i, b := range e.g.Boundaries {
+			if stride > 1 && !e.o.StageCuts && (i == 0 || i%stride != 0) {
+				continue
+			}
+			add = append(add, b)
+		}
+	}
+	// A plan with hooks is cut before the head; one without stays one
+	// session (one more session run cost decoding ~1-2%).
+	if e.g.Head != nil && len(uses) > 0 {
+		add = append(add, *e.g.Head)
+	}
+	if len(add) == 0 {
 		return cuts
 	}
 	order := map[string]int{}
@@ -254,10 +252,7 @@ func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map
 			}
 		}
 	}
-	for i, b := range e.g.Boundaries {
-		if stride > 1 && !e.o.StageCuts && (i == 0 || i%stride != 0) {
-			continue
-		}
+	for _, b := range add {
 		ref, ok := e.g.Points[b]
 		if !ok || cutSeen[ref.Tensor] {
 			continue

@@ -103,13 +103,22 @@ func toValue(t *Tensor) (*value, error) {
 }
 
 // fromValue copies a value into Go memory.
-func fromValue(v *value) (*Tensor, error) {
+func fromValue(v *value) (*Tensor, error) { return fromValueInto(v, nil) }
+
+// fromValueInto is fromValue that copies a float32 value into buf where
+// buf has its size.
+func fromValueInto(v *value, buf []float32) (*Tensor, error) {
 	if v.dev {
 		return nil, errOnDevice
 	}
 	t := &Tensor{Shape: append([]int64(nil), v.shape...)}
 	switch v.elem {
 	case elemFloat:
+		if len(buf) == v.n && v.n > 0 {
+			copy(buf, v.f32())
+			t.F32 = buf
+			break
+		}
 		t.F32 = append(make([]float32, 0, v.n), v.f32()...)
 	case elemInt64:
 		t.I64 = append(make([]int64, 0, v.n), v.i64()...)

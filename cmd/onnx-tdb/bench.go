@@ -35,6 +35,7 @@ func benchCommand() *cli.Command {
 			benchServeFlag(),
 			&cli.BoolFlag{Name: patchSweepFlag, Usage: "instead, time a 16-position patching sweep of resid.torso.post_mlp over every layer against the same rows as batched 1x16 forwards and as separate forwards (--min-runs rounds)"},
 			&cli.StringFlag{Name: "sample", Value: "1,4", Usage: "batch sizes of the decoding rows (16-token prompt, 32 new tokens, KV cache); empty for none"},
+			&cli.BoolFlag{Name: "memory-only", Usage: "stop after the memory pass, printing the peak and resident set after each path"},
 			cpuProfileFlag(),
 		},
 		Action:      withCPUProfile(runBench),
@@ -264,15 +265,29 @@ func runBench(c *cli.Context) error {
 	resetPeakRSS()
 	weights := m.Engine().WeightBytes()
 	fmt.Fprintf(w, "\npeak RSS of the per-block model (weights %.0f MB) after running every path, cumulative:\n", float64(weights)/1e6)
+	memOnly := c.Bool("memory-only")
 	for _, g := range groups {
 		for _, p := range g.paths[1:] {
 			if err := g.runs[p](m); err != nil {
 				return fmt.Errorf("%s %s: %w", p, g.name, err)
 			}
+			if memOnly {
+				var ms goruntime.MemStats
+				goruntime.ReadMemStats(&ms)
+				ch, cu, cm := runtime.MallocStats()
+				fmt.Fprintf(w, "    %-12s %-10s peak %.2f x, resident %.2f x (Go heap in use %.2f x, idle %.2f x; C heap %.2f x, in use %.2f x, mapped blocks %.2f x)\n", g.name, p,
+					float64(peakRSS())/float64(weights), float64(rss())/float64(weights),
+					float64(ms.HeapInuse)/float64(weights), float64(ms.HeapIdle-ms.HeapReleased)/float64(weights),
+					float64(ch)/float64(weights), float64(cu)/float64(weights), float64(cm)/float64(weights))
+			}
 		}
 		peak, now := peakRSS(), rss()
 		fmt.Fprintf(w, "  up to %-12s %8.0f MB = %.2f x the weights (resident after the runs: %.0f MB = %.2f x)\n",
 			g.name, float64(peak)/1e6, float64(peak)/float64(weights), float64(now)/1e6, float64(now)/float64(weights))
+	}
+
+	if memOnly {
+		return nil
 	}
 
 	// Throughput against the baseline.
