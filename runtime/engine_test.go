@@ -289,3 +289,40 @@ func TestEngineKeptValues(t *testing.T) {
 		t.Errorf("Run with Keep: got %v, want ErrInput", err)
 	}
 }
+
+// Request.Into: an output copied into Go lands in the caller's buffer where
+// the sizes match, and in a new one where they do not.
+func TestRunCopiesIntoGivenBuffers(t *testing.T) {
+	e, err := NewEngine(tinyGraph(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	in := map[string]*Tensor{"x": {Shape: []int64{1, 2, 2}, F32: []float32{1, 0, 0, 1}}}
+	ctx := context.Background()
+	want, err := e.Run(ctx, Request{Inputs: in, Outputs: []string{"y"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		buf  []float32
+		into bool
+	}{
+		{"same size", make([]float32, 6), true},
+		{"too small", make([]float32, 5), false},
+		{"too big", make([]float32, 7), false},
+	} {
+		out, err := e.Run(ctx, Request{Inputs: in, Outputs: []string{"y"}, Into: map[string][]float32{"y": c.buf}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := out["y"].F32
+		if !slices.Equal(got, want["y"].F32) {
+			t.Fatalf("%s: y = %v, want %v", c.name, got, want["y"].F32)
+		}
+		if (&got[0] == &c.buf[0]) != c.into {
+			t.Fatalf("%s: copied into the given buffer: %v, want %v", c.name, !c.into, c.into)
+		}
+	}
+}

@@ -83,18 +83,6 @@ func (o Options) sessionOptions(dir string, tag string) (*ort.SessionOptions, er
 			return fail(err)
 		}
 	}
-	// ORT's memory pattern plans one block for all of a session's
-	// intermediates after its first run of a shape and allocates it whole
-	// from then on. On the CPU every run of a plan after its first then took
-	// a further contiguous region from the shared arena (GPT-2 small with
-	// every point read at 1x128: +0.19x the weights, never given back);
-	// without it the arena's free chunks serve each tensor, at no measured
-	// cost in speed. CUDA keeps it.
-	if !o.Provider.IsCUDA() {
-		if err := so.SetMemPattern(false); err != nil {
-			return fail(fmt.Errorf("memory pattern: %w", err))
-		}
-	}
 	level, err := o.optLevel()
 	if err != nil {
 		return fail(err)
