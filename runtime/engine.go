@@ -47,12 +47,13 @@ type Graph struct {
 	// the next layer runs, instead of all living at once.
 	Boundaries []hooks.Site
 	// Head, when set, is the site whose tensor is the input of the model's
-	// head (the unembedding, after the final norm). Every plan with hooks
-	// is cut there, so the head is the same segment in those plans and one
-	// session serves them all: the unembedding is a model's largest weight,
-	// and each further session over it would have ONNX Runtime pack a fresh
-	// copy just to find it already packed (sessions.go). Plans without
-	// hooks stay one session.
+	// head (the unembedding, after the final norm). Every plan cut anywhere
+	// is cut there too, so the head is the same segment in those plans and
+	// one session serves them all: the unembedding is a model's largest
+	// weight, and each further session over it would have ONNX Runtime pack
+	// a fresh copy just to find it already packed (sessions.go). A plan
+	// that is otherwise one session (no hooks, or reads that fit
+	// Options.ReadMemory) stays one.
 	Head *hooks.Site
 }
 

@@ -129,7 +129,7 @@ func TestStageCuts(t *testing.T) {
 	if n1 != 1 {
 		t.Errorf("fused plan made %d sessions, want 1", n1)
 	}
-	if want := int64(1 + 2); n2 != want { // embedding, then the golden model's 2 layers (the last with the final stage)
+	if want := int64(1 + 2 + 1); n2 != want { // embedding, the golden model's 2 layers (the last with the final norm), the unembedding (Graph.Head)
 		t.Errorf("stage-cut plan made %d sessions, want %d", n2, want)
 	}
 	closeTo(t, "stage-cut plan against the fused one", staged, fused)
