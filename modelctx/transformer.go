@@ -46,7 +46,7 @@ type Transformer struct {
 	resid  []hooks.Site // the residual stream entering each layer, and the final one
 	outs   outLayers    // the out_layer values of mlp.post_act, read on first use
 	tok    lazyTokenizer
-	bufs   bufPool // captured activations given back by Output.Release
+	bufs   bufPool // logits and captured activations given back by Output.Release
 }
 
 // Open opens an exported model directory.
@@ -361,7 +361,7 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 		return nil, err
 	}
 	batch := PadRows(rows, c.pad)
-	out := &Output{Pad: batch.Pad}
+	out := &Output{Pad: batch.Pad, pool: &t.bufs}
 	hs := c.hooks
 	if c.capture != nil {
 		sites, err := c.capture.sites(t)
@@ -369,7 +369,6 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 			return nil, err
 		}
 		out.Activations = map[hooks.Site]*hooks.Tensor{}
-		out.pool = &t.bufs
 		capture := hooks.New()
 		for _, s := range sites {
 			s := s
@@ -395,11 +394,10 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 	// The logits go into memory an earlier Output gave back, where there
 	// is some of their size.
 	var into []float32
-	if c.partial == nil {
-		if len(batch.Tokens) > 0 {
-			into = t.bufs.take(len(batch.Tokens) * len(batch.Tokens[0]) * t.man.Config.NVocab)
+	if c.partial == nil && len(batch.Tokens) > 0 {
+		if into = t.bufs.take(len(batch.Tokens) * len(batch.Tokens[0]) * t.man.Config.NVocab); into != nil {
+			req.Into = map[string][]float32{t.man.Inputs.Logits: into}
 		}
-		req.Into = map[string][]float32{t.man.Inputs.Logits: into}
 	}
 	res, err := t.eng.Run(ctx, req)
 	if err != nil {
@@ -414,7 +412,6 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 		t.bufs.put(into)
 	}
 	out.Logits = &hooks.Tensor{Shape: toInts(lg.Shape), Data: lg.F32}
-	out.pool = &t.bufs
 	return out, nil
 }
 

@@ -74,10 +74,7 @@ func TestWarmViewsAndReleasedCapturesAllocateNoCopies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		handed = 4 * len(v.Logits.Data)
-		for _, a := range v.Activations {
-			handed += 4 * len(a.Data)
-		}
+		handed = handedBytes(v.Output)
 		v.Release()
 	}
 	copies := func() {
@@ -117,10 +114,7 @@ func TestWarmViewsAndReleasedCapturesAllocateNoCopies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		acts = 4 * len(out.Logits.Data)
-		for _, a := range out.Activations {
-			acts += 4 * len(a.Data)
-		}
+		acts = handedBytes(out)
 		out.Release()
 		if out.Activations != nil || out.Logits != nil {
 			t.Fatal("released logits or activations still there")
@@ -135,4 +129,13 @@ func TestWarmViewsAndReleasedCapturesAllocateNoCopies(t *testing.T) {
 	if releasedBytes > uint64(acts)/10 {
 		t.Fatalf("a released capture allocates %d B per warm run for %d B of logits and activations", releasedBytes, acts)
 	}
+}
+
+// handedBytes is the size of an Output's logits and activations.
+func handedBytes(o *Output) int {
+	n := 4 * len(o.Logits.Data)
+	for _, a := range o.Activations {
+		n += 4 * len(a.Data)
+	}
+	return n
 }

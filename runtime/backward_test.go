@@ -12,11 +12,7 @@ import (
 // On tinyGraph, y = 2 (x·W + b): d(sum(seed*y))/dh = 2 seed, and the
 // logits site sees y transposed ([B,3,T]).
 func TestBackwardOnTinyGraph(t *testing.T) {
-	e, err := NewEngine(tinyGraph(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := tinyEngine(t)
 	in := map[string]*Tensor{"x": {Shape: []int64{1, 2, 2}, F32: []float32{1, 0, 0, 1}}}
 	root := hooks.Site{Point: hooks.AttnQKLogits, Layer: 0}
 	h := hooks.Site{Point: hooks.MLPPreAct, Layer: 0}
@@ -84,11 +80,7 @@ func TestBackwardOnTinyGraph(t *testing.T) {
 }
 
 func TestBackwardErrors(t *testing.T) {
-	e, err := NewEngine(tinyGraph(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := tinyEngine(t)
 	in := map[string]*Tensor{"x": {Shape: []int64{1, 2, 2}, F32: []float32{1, 0, 0, 1}}}
 	root := hooks.Site{Point: hooks.AttnQKLogits, Layer: 0}
 	ctx := context.Background()

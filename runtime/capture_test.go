@@ -14,11 +14,7 @@ import (
 // edit), the result owns them until Close, and a site the graph lacks is
 // ErrNoPoint.
 func TestEngineCapture(t *testing.T) {
-	e, err := NewEngine(tinyGraph(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := tinyEngine(t)
 	ctx := context.Background()
 	in := map[string]*Tensor{"x": {Shape: []int64{1, 2, 2}, F32: []float32{1, 0, 0, 1}}}
 	pre := hooks.Site{Point: hooks.MLPPreAct}

@@ -14,8 +14,8 @@
 //   - The Engine: for each set of hooked sites a plan (the graph cut at the
 //     points hooks may write, read points exposed as outputs, each segment
 //     one session; reads of many layers cut only as often as
-//     Options.ReadMemory needs, readcuts.go; plans with hooks cut before
-//     the unembedding, Graph.Head), built once and cached, their sessions
+//     Options.ReadMemory needs, readcuts.go; plans that are cut also cut
+//     before the unembedding, Graph.Head), built once and cached, their sessions
 //     shared by content between plans (sessions.go); forward
 //     runs that call the hooks between segments; backward plans over
 //     graphs/' autodiff.

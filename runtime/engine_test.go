@@ -49,12 +49,19 @@ func tinyGraph(t *testing.T) *Graph {
 	}
 }
 
-func TestEngineCutsAndHooks(t *testing.T) {
+// tinyEngine is an engine over tinyGraph, closed when the test ends.
+func tinyEngine(t *testing.T) *Engine {
+	t.Helper()
 	e, err := NewEngine(tinyGraph(t), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Close()
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+func TestEngineCutsAndHooks(t *testing.T) {
+	e := tinyEngine(t)
 	in := map[string]*Tensor{"x": {Shape: []int64{1, 2, 2}, F32: []float32{1, 0, 0, 1}}}
 	ctx := context.Background()
 	out, err := e.Run(ctx, Request{Inputs: in, Outputs: []string{"y"}})
@@ -119,25 +126,17 @@ func TestEngineCutsAndHooks(t *testing.T) {
 }
 
 func TestEngineCancelled(t *testing.T) {
-	e, err := NewEngine(tinyGraph(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := tinyEngine(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = e.Run(ctx, Request{Inputs: map[string]*Tensor{"x": {Shape: []int64{1, 1, 2}, F32: []float32{1, 1}}}, Outputs: []string{"y"}})
+	_, err := e.Run(ctx, Request{Inputs: map[string]*Tensor{"x": {Shape: []int64{1, 1, 2}, F32: []float32{1, 1}}}, Outputs: []string{"y"}})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v", err)
 	}
 }
 
 func TestEngineBadInputs(t *testing.T) {
-	e, err := NewEngine(tinyGraph(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := tinyEngine(t)
 	ctx := context.Background()
 	if _, err := e.Run(ctx, Request{Inputs: map[string]*Tensor{}, Outputs: []string{"y"}}); err == nil {
 		t.Error("missing input accepted")
@@ -201,11 +200,7 @@ func plusOneGraph() *Graph {
 
 func TestEngineKeptValues(t *testing.T) {
 	ctx := context.Background()
-	e, err := NewEngine(tinyGraph(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := tinyEngine(t)
 	in := map[string]*Tensor{"x": {Shape: []int64{1, 2, 2}, F32: []float32{1, 0, 0, 1}}}
 	want := []float32{22, 44, 66, 28, 50, 72}
 
@@ -293,11 +288,7 @@ func TestEngineKeptValues(t *testing.T) {
 // Request.Into: an output copied into Go lands in the caller's buffer where
 // the sizes match, and in a new one where they do not.
 func TestRunCopiesIntoGivenBuffers(t *testing.T) {
-	e, err := NewEngine(tinyGraph(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := tinyEngine(t)
 	in := map[string]*Tensor{"x": {Shape: []int64{1, 2, 2}, F32: []float32{1, 0, 0, 1}}}
 	ctx := context.Background()
 	want, err := e.Run(ctx, Request{Inputs: in, Outputs: []string{"y"}})

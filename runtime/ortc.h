@@ -88,5 +88,8 @@ char* tdb_describe(OrtValue* v, int64_t* dims, size_t* rank, int* elem, void** d
 // on failure); *api_ok says whether it serves C API version api.
 const char* tdb_probe(const char* path, uint32_t api, int* api_ok, const char** err);
 
-#endif
+// tdb_mallinfo reports glibc's heap size, the bytes in use in it, and the
+// bytes in blocks mapped on their own.
 void tdb_mallinfo(size_t* heap, size_t* inuse, size_t* mmapped);
+
+#endif

@@ -178,12 +178,17 @@ func (p *plan) deviceOutputs(outputs []string, siteTensor map[string]bool) []boo
 // names of outputs (graphs.Segment.Fetch), outputs the names the run
 // stores them under.
 func (e *Engine) segmentSession(m *onnxpb.ModelProto, inputs, outputs []string, tag string, fetch ...string) (*session, error) {
-	if err := checkCUDAPluginOps(e.o, m); err != nil {
-		return nil, fmt.Errorf("plan: %s: %w", tag, err)
-	}
 	b, err := proto.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("plan: encode %s: %w", tag, err)
+	}
+	return e.openSegment(m, b, inputs, outputs, tag, fetch...)
+}
+
+// openSegment is segmentSession for a segment already encoded (b).
+func (e *Engine) openSegment(m *onnxpb.ModelProto, b []byte, inputs, outputs []string, tag string, fetch ...string) (*session, error) {
+	if err := checkCUDAPluginOps(e.o, m); err != nil {
+		return nil, fmt.Errorf("plan: %s: %w", tag, err)
 	}
 	var inits []string
 	for _, t := range m.GetGraph().GetInitializer() {

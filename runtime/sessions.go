@@ -10,31 +10,34 @@ import (
 )
 
 // Plans share sessions. Two plans often have segments that are the same
-// graph: every plan that runs the head (Graph.Head) has the same head
-// segment, and plans that differ only at their first cut share what
-// follows their second. Such a segment gets one session, built by the first
-// plan that has it and used by all of them (an ONNX Runtime session runs
-// concurrent calls safely). This is what keeps building a further plan from
-// costing memory: ONNX Runtime prepacks a new session's weights into fresh
-// buffers before it finds them in the shared prepacked-weights container,
-// so every session over GPT-2 small's 154 MB unembedding briefly held a
-// second copy of it (~0.24x the model's weights above its resident size).
-// The engine owns these sessions; its Close releases them.
+// graph: every plan that is cut has the same head segment (Graph.Head), and
+// plans that differ only at their first cut share what follows their
+// second. Such a segment gets one session, built by the first plan that has
+// it and used by all of them (an ONNX Runtime session runs concurrent calls
+// safely). This is what keeps building a further plan from costing memory:
+// ONNX Runtime prepacks a new session's weights into fresh buffers before
+// it finds them in the shared prepacked-weights container, so every session
+// over GPT-2 small's 154 MB unembedding briefly held a second copy of it
+// (~0.24x the model's weights above its resident size). The engine owns
+// these sessions; its Close releases them.
 
 // sharedSession returns the session of a forward segment, opening it on
 // first use. onDev says which outputs stay in device memory (see
-// plan.deviceOutputs); it is part of what makes two segments the same.
+// plan.deviceOutputs); it is part of what makes two segments the same. The
+// segment's graph loses its name (the index Split gives it), which the
+// session does not need and two plans may number differently.
 func (e *Engine) sharedSession(sg *graphs.Segment, tag string, onDev []bool) (*session, error) {
 	dm, placing := e.o.deviceMemory()
 	if !placing {
 		onDev = nil
 	}
-	key, err := segmentKey(sg, onDev)
+	sg.Model.GetGraph().Name = nil
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(sg.Model)
 	if err != nil {
-		return nil, fmt.Errorf("plan: %s: %w", tag, err)
+		return nil, fmt.Errorf("plan: encode %s: %w", tag, err)
 	}
-	return e.sessions.get(key, func() (*session, error) {
-		sess, err := e.segmentSession(sg.Model, sg.Inputs, sg.Outputs, tag, sg.Fetch...)
+	return e.sessions.get(segmentKey(b, sg, onDev), func() (*session, error) {
+		sess, err := e.openSegment(sg.Model, b, sg.Inputs, sg.Outputs, tag, sg.Fetch...)
 		if err != nil || !placing {
 			return sess, err
 		}
@@ -46,17 +49,9 @@ func (e *Engine) sharedSession(sg *graphs.Segment, tag string, onDev []bool) (*s
 	})
 }
 
-// segmentKey identifies a segment by content: its graph (whatever it is
-// named), the tensors it reads and writes and where its outputs go.
-func segmentKey(sg *graphs.Segment, onDev []bool) (string, error) {
-	g := sg.Model.GetGraph()
-	name := g.Name
-	g.Name = nil
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(sg.Model)
-	g.Name = name
-	if err != nil {
-		return "", fmt.Errorf("encode segment: %w", err)
-	}
+// segmentKey identifies a segment by content: its encoded graph (b), the
+// tensors it reads and writes and where its outputs go.
+func segmentKey(b []byte, sg *graphs.Segment, onDev []bool) string {
 	h := sha256.New()
 	h.Write(b)
 	for _, list := range [][]string{sg.Inputs, sg.Outputs, sg.Fetch} {
@@ -66,5 +61,5 @@ func segmentKey(sg *graphs.Segment, onDev []bool) (string, error) {
 		}
 	}
 	fmt.Fprintf(h, "\x00%v", onDev)
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil))
 }
