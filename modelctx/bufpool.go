@@ -2,23 +2,32 @@ package modelctx
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
 
 // bufPool keeps the memory of logits and captured activations that their
-// Output gave back (Output.Release), so the next Forward of the same shape
-// copies into it instead of allocating: a warm Forward then allocates no
-// tensor memory.
-// It holds at most maxPooled bytes; what does not fit is left to the
-// garbage collector.
+// Output gave back (Output.Release, Views.Release), so the next Forward of
+// the same shape writes into it instead of allocating: a warm Forward then
+// allocates no tensor memory.
+//
+// It holds at least minPooled bytes and at most as much as the largest
+// batch of buffers given back at once (one pass's captures: a pass that
+// captures more than minPooled is pooled whole). A batch that does not fit
+// first evicts buffers of lengths it does not have (memory of other
+// shapes); what still does not fit is left to the garbage collector.
 type bufPool struct {
 	mu    sync.Mutex
 	free  map[int][][]float32 // by length
 	bytes int64
+	limit int64
+	// copied counts the bytes clone copied (tests tell written-in-place
+	// captures from copied ones by it).
+	copied atomic.Int64
 }
 
-const maxPooled = 256 << 20
+const minPooled = 256 << 20
 
 // clone copies x into a pooled buffer of its size, or a new one.
 func (p *bufPool) clone(x *hooks.Tensor) *hooks.Tensor {
@@ -27,7 +36,17 @@ func (p *bufPool) clone(x *hooks.Tensor) *hooks.Tensor {
 		buf = make([]float32, len(x.Data))
 	}
 	copy(buf, x.Data)
+	p.copied.Add(4 * int64(len(x.Data)))
 	return &hooks.Tensor{Shape: append([]int(nil), x.Shape...), Data: buf}
+}
+
+// alloc hands out a pooled buffer of length n, or a new one (the memory a
+// run writes captured points into).
+func (p *bufPool) alloc(n int) []float32 {
+	if buf := p.take(n); buf != nil {
+		return buf
+	}
+	return make([]float32, n)
 }
 
 // take hands out a pooled buffer of length n, or nil where there is none.
@@ -49,20 +68,43 @@ func sameSlice(a, b []float32) bool {
 	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
-// put takes buffers back, as far as the pool has room.
+// put takes a batch of buffers back, as far as the pool has room.
 func (p *bufPool) put(bufs ...[]float32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.free == nil {
 		p.free = map[int][][]float32{}
 	}
+	var batch int64
+	lengths := map[int]bool{}
 	for _, b := range bufs {
-		if len(b) == 0 || p.bytes+4*int64(len(b)) > maxPooled {
+		batch += 4 * int64(len(b))
+		lengths[len(b)] = true
+	}
+	p.limit = max(p.limit, minPooled, batch)
+	for n, list := range p.free {
+		if p.bytes+batch <= p.limit {
+			break
+		}
+		if !lengths[n] {
+			p.bytes -= 4 * int64(n) * int64(len(list))
+			delete(p.free, n)
+		}
+	}
+	for _, b := range bufs {
+		if len(b) == 0 || p.bytes+4*int64(len(b)) > p.limit {
 			continue
 		}
 		p.free[len(b)] = append(p.free[len(b)], b)
 		p.bytes += 4 * int64(len(b))
 	}
+}
+
+// drop empties the pool.
+func (p *bufPool) drop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.free, p.bytes = nil, 0
 }
 
 // Release hands the memory of the Output's logits and captured

@@ -123,7 +123,16 @@ func open(dir string, whole bool, opts []Option) (*Transformer, error) {
 }
 
 // Close releases the model's ONNX Runtime sessions.
-func (t *Transformer) Close() error { return errors.Join(t.eng.Close(), t.outs.close()) }
+func (t *Transformer) Close() error {
+	t.bufs.drop()
+	return errors.Join(t.eng.Close(), t.outs.close())
+}
+
+// DropReleased lets go of the memory released Outputs and Views gave back
+// (it is kept for the next Forward of the same shape; see Output.Release):
+// after a large capture that will not be repeated, it returns that memory
+// to the garbage collector.
+func (t *Transformer) DropReleased() { t.bufs.drop() }
 
 // snapshot freezes hook sets for one run, with the model's site values.
 // A hook at a point the model lacks, or restricted to a layer it does not
@@ -363,30 +372,33 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 	batch := PadRows(rows, c.pad)
 	out := &Output{Pad: batch.Pad, pool: &t.bufs}
 	hs := c.hooks
+	var inGraph []hooks.Site
 	if c.capture != nil {
 		sites, err := c.capture.sites(t)
 		if err != nil {
 			return nil, err
 		}
 		out.Activations = map[hooks.Site]*hooks.Tensor{}
-		capture := hooks.New()
+		// The graph's points are captured by the run, written straight
+		// into pooled memory where it can (runtime.Request.Alloc); points
+		// only hooks make (a spliced autoencoder's), and every point of a
+		// partial run, are copied by an observer.
+		var copied []hooks.Site
 		for _, s := range sites {
-			s := s
-			opts := []hooks.Option{hooks.Trusted()} // it clones what it keeps
-			if s.Point.PerLayer() {
-				opts = append(opts, hooks.AtLayers(s.Layer))
+			if _, ok := t.points[s]; ok && c.partial == nil {
+				inGraph = append(inGraph, s)
+			} else {
+				copied = append(copied, s)
 			}
-			capture.Observe(s.Point, func(_ *hooks.Context, x *hooks.Tensor) error {
-				out.Activations[s] = t.bufs.clone(x)
-				return nil
-			}, opts...)
 		}
-		hs = append(append([]*hooks.Hooks{}, hs...), capture)
+		hs = t.copyingObservers(hs, copied, func(s hooks.Site, x *hooks.Tensor) { out.Activations[s] = t.bufs.clone(x) })
 	}
 	req := runtime.Request{
 		Inputs:  t.inputs(batch),
 		Outputs: []string{t.man.Inputs.Logits},
 		Hooks:   t.snapshot(hs...),
+		Capture: inGraph,
+		Alloc:   t.bufs.alloc,
 	}
 	if err := t.applyPartial(c.partial, batch, &req); err != nil {
 		return nil, err
@@ -399,20 +411,64 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 			req.Into = map[string][]float32{t.man.Inputs.Logits: into}
 		}
 	}
-	res, err := t.eng.Run(ctx, req)
+	res, err := t.eng.RunKeep(ctx, req)
 	if err != nil {
 		t.bufs.put(into)
 		return nil, err
 	}
-	if t.partialOutput(c.partial, res, out) {
+	t.takeCaptured(res, out.Activations)
+	res.Close()
+	if t.partialOutput(c.partial, res.Tensors, out) {
 		return out, nil
 	}
-	lg := res[t.man.Inputs.Logits]
+	lg := res.Tensors[t.man.Inputs.Logits]
 	if into != nil && !sameSlice(lg.F32, into) {
 		t.bufs.put(into)
 	}
 	out.Logits = &hooks.Tensor{Shape: toInts(lg.Shape), Data: lg.F32}
 	return out, nil
+}
+
+// copyingObservers adds to hs an observer of each site that hands keep
+// the site's tensor (trusted: keep copies what it keeps).
+func (t *Transformer) copyingObservers(hs []*hooks.Hooks, sites []hooks.Site, keep func(hooks.Site, *hooks.Tensor)) []*hooks.Hooks {
+	if len(sites) == 0 {
+		return hs
+	}
+	obs := hooks.New()
+	for _, s := range sites {
+		s := s
+		opts := []hooks.Option{hooks.Trusted()}
+		if s.Point.PerLayer() {
+			opts = append(opts, hooks.AtLayers(s.Layer))
+		}
+		obs.Observe(s.Point, func(_ *hooks.Context, x *hooks.Tensor) error {
+			keep(s, x)
+			return nil
+		}, opts...)
+	}
+	return append(append([]*hooks.Hooks{}, hs...), obs)
+}
+
+// takeCaptured moves a run's captured tensors into acts before the result
+// is closed: those written into pooled memory as they are, views copied
+// into pooled memory. A buffer two sites share (one tensor) is given to
+// the first; the second gets a copy, so that no two Activations alias.
+func (t *Transformer) takeCaptured(res *runtime.Result, acts map[hooks.Site]*hooks.Tensor) {
+	var given map[*float32]bool
+	for s, x := range res.Captured {
+		if res.InGo(s) && len(x.Data) > 0 {
+			if given == nil {
+				given = map[*float32]bool{}
+			}
+			if p := &x.Data[0]; !given[p] {
+				given[p] = true
+				acts[s] = x
+				continue
+			}
+		}
+		acts[s] = t.bufs.clone(x)
+	}
 }
 
 func toInts(s []int64) []int {

@@ -9,20 +9,38 @@ import (
 )
 
 // Views is what ForwardViews returns: an Output whose Activations and
-// Logits view ONNX Runtime's memory instead of being copied into Go. It owns that
-// memory until Release; after Release the Activations' Data is nil, and the
-// memory serves the next run (a warm ForwardViews of the same shape
-// allocates no tensor memory).
+// Logits are not copied: the Logits and some Activations view ONNX
+// Runtime's memory, and the Activations whose shapes the run knows before
+// computing them (all of an exported model's) are written by ONNX Runtime
+// straight into memory the Transformer pools. It owns that memory until
+// Release; after Release the Activations' Data is nil, and the memory
+// serves the next run (a warm ForwardViews of the same shape allocates no
+// tensor memory).
 type Views struct {
 	*Output
 	res *runtime.Result
+	// inGo are the buffers the run wrote activations into: pooled Go
+	// memory (the memory Forward's captures use too), which Release gives
+	// back; captured are all the activations the run captured.
+	inGo     [][]float32
+	captured []*hooks.Tensor
+	pool     *bufPool
 }
 
 // Release gives the viewed memory back. Releasing twice is harmless.
 func (v *Views) Release() {
-	if v != nil && v.res != nil {
-		v.res.Close()
-		v.res = nil
+	if v == nil || v.res == nil {
+		return
+	}
+	v.res.Close()
+	v.res = nil
+	for _, x := range v.captured {
+		x.Data = nil
+	}
+	v.pool.put(v.inGo...)
+	v.inGo, v.captured = nil, nil
+	for s := range v.Activations {
+		delete(v.Activations, s)
 	}
 }
 
@@ -44,28 +62,19 @@ func (t *Transformer) ForwardViews(ctx context.Context, rows [][]int, f *Filter,
 	if err != nil {
 		return nil, err
 	}
-	// Points of the graph are viewed; points only hooks make (those of a
-	// spliced autoencoder) are copied by an observer, as Capture does.
-	var inGraph []hooks.Site
-	copied := map[hooks.Site]*hooks.Tensor{}
-	hs := c.hooks
+	// Points of the graph are viewed (or written into pooled memory by
+	// the run); points only hooks make (those of a spliced autoencoder) are
+	// copied by an observer, as Capture does.
+	var inGraph, others []hooks.Site
 	for _, s := range sites {
 		if _, ok := t.points[s]; ok {
 			inGraph = append(inGraph, s)
-			continue
+		} else {
+			others = append(others, s)
 		}
-		s := s
-		obs := hooks.New()
-		o := []hooks.Option{hooks.Trusted()}
-		if s.Point.PerLayer() {
-			o = append(o, hooks.AtLayers(s.Layer))
-		}
-		obs.Observe(s.Point, func(_ *hooks.Context, x *hooks.Tensor) error {
-			copied[s] = x.Clone()
-			return nil
-		}, o...)
-		hs = append(append([]*hooks.Hooks{}, hs...), obs)
 	}
+	copied := map[hooks.Site]*hooks.Tensor{}
+	hs := t.copyingObservers(c.hooks, others, func(s hooks.Site, x *hooks.Tensor) { copied[s] = x.Clone() })
 	batch := PadRows(rows, c.pad)
 	res, err := t.eng.RunKeep(ctx, runtime.Request{
 		Inputs:  t.inputs(batch),
@@ -73,6 +82,7 @@ func (t *Transformer) ForwardViews(ctx context.Context, rows [][]int, f *Filter,
 		Keep:    []string{t.man.Inputs.Logits},
 		Hooks:   t.snapshot(hs...),
 		Capture: inGraph,
+		Alloc:   t.bufs.alloc,
 	})
 	if err != nil {
 		return nil, err
@@ -87,15 +97,17 @@ func (t *Transformer) ForwardViews(ctx context.Context, rows [][]int, f *Filter,
 		}
 		logits = &hooks.Tensor{Shape: toInts(lg.Shape), Data: lg.F32}
 	}
-	acts := res.Captured
-	if acts == nil {
-		acts = map[hooks.Site]*hooks.Tensor{}
+	v := &Views{Output: &Output{Logits: logits, Activations: copied, Pad: batch.Pad}, res: res, pool: &t.bufs}
+	// Sites sharing one tensor share its view, or its pooled buffer,
+	// which goes back to the pool once.
+	given := map[*float32]bool{}
+	for s, x := range res.Captured {
+		v.Activations[s] = x
+		v.captured = append(v.captured, x)
+		if res.InGo(s) && len(x.Data) > 0 && !given[&x.Data[0]] {
+			given[&x.Data[0]] = true
+			v.inGo = append(v.inGo, x.Data)
+		}
 	}
-	for s, x := range copied {
-		acts[s] = x
-	}
-	return &Views{
-		Output: &Output{Logits: logits, Activations: acts, Pad: batch.Pad},
-		res:    res,
-	}, nil
+	return v, nil
 }

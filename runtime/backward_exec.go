@@ -75,7 +75,7 @@ func (x *bwdExec) pending(name string) bool {
 func (x *bwdExec) runSegment(ctx context.Context) error {
 	i := x.next
 	sg := x.p.segs[i]
-	outs, err := runSegment(ctx, x.ro, sg.sess, sg.inputs, x.vals, x.p.cutSites, x.callOnce, fmt.Sprintf("backward segment %d of %d", i+1, len(x.p.segs)))
+	outs, err := runSegment(ctx, x.ro, sg.sess, sg.inputs, x.vals, x.p.cutSites, x.callOnce, fmt.Sprintf("backward segment %d of %d", i+1, len(x.p.segs)), nil)
 	if err != nil {
 		return err
 	}

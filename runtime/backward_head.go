@@ -237,7 +237,7 @@ func (x *bwdExec) runHead(h *rowHead, site *hooks.Tensor, rows [][]int, seed fun
 			return nil, nil, err
 		}
 		defer inV.release()
-		outs, err := h.fwd.cs.run(x.ro, []*value{inV})
+		outs, err := h.fwd.cs.run(x.ro, []*value{inV}, nil)
 		if err != nil {
 			return nil, nil, fmt.Errorf("rows of %s: %w", h.root, err)
 		}
@@ -263,7 +263,7 @@ func (x *bwdExec) runHead(h *rowHead, site *hooks.Tensor, rows [][]int, seed fun
 			}
 			ins = append(ins, inV)
 		}
-		gouts, err := h.bwd.cs.run(x.ro, ins)
+		gouts, err := h.bwd.cs.run(x.ro, ins, nil)
 		if err != nil {
 			return nil, nil, fmt.Errorf("gradient rows of %s: %w", h.tensor, err)
 		}

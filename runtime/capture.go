@@ -44,6 +44,9 @@ func (e *Engine) withCaptured(uses map[hooks.Site]hooks.Use, capture []hooks.Sit
 type captured struct {
 	tensors map[hooks.Site]*hooks.Tensor
 	held    []*value // values the views read; released by Result.Close
+	// inGo are the sites whose tensors are in memory Request.Alloc gave:
+	// the caller's, left in place by Result.Close.
+	inGo map[hooks.Site]bool
 }
 
 // captureSite records site i's value once its hooks ran: the value the
@@ -71,6 +74,9 @@ func (x *execution) captureSite(i int) error {
 		x.caught.tensors[s.site] = hookTensor(v, nil).Clone()
 	default:
 		x.caught.tensors[s.site] = hookTensor(v, nil)
+		if x.pa != nil && x.pa.from[v] {
+			x.caught.inGo[s.site] = true
+		}
 		if !x.held[v] {
 			x.held[v] = true
 			x.caught.held = append(x.caught.held, v)
@@ -100,8 +106,10 @@ func (c *captured) release() {
 	releaseAll(c.held)
 	c.held = nil
 	for s, t := range c.tensors {
-		t.Data = nil
-		delete(c.tensors, s)
+		if !c.inGo[s] {
+			t.Data = nil
+			delete(c.tensors, s)
+		}
 	}
 }
 

@@ -172,6 +172,14 @@ type Request struct {
 	// is that buffer, instead of a new one (callers reuse memory across
 	// runs this way).
 	Into map[string][]float32
+	// Alloc gives Go memory for captured sites: where the run knows a
+	// captured tensor's shape before computing it (the plan ran with these
+	// input shapes before), ONNX Runtime writes the tensor straight into
+	// Alloc(n), a slice of n float32s (any other length is not used), and
+	// its Result.Captured tensor's Data is that slice, the caller's memory,
+	// which Close leaves in place. Into's buffers are written into the
+	// same way. Both save the copy out of ONNX Runtime's memory.
+	Alloc func(n int) []float32
 }
 
 // Result is what RunKeep returns: the outputs copied into Go, the kept
@@ -182,9 +190,18 @@ type Result struct {
 	// Captured holds the values of Request.Capture's sites. Their Data
 	// views memory the Result owns (ONNX Runtime's, not Go's): valid until
 	// Close, after which it goes back to ONNX Runtime for later runs to
-	// reuse. Clone a tensor to keep it longer; do not write to it.
+	// reuse. Clone a tensor to keep it longer; do not write to it. The
+	// exception are tensors written into Request.Alloc's memory: Close
+	// leaves those, and only those, in Captured, with their Data.
 	Captured map[hooks.Site]*hooks.Tensor
 	caught   *captured
+}
+
+// InGo reports whether captured site s's tensor is in memory Request.Alloc
+// gave (the caller's, which Close leaves) rather than a view of ONNX
+// Runtime's. Ask before Close.
+func (r *Result) InGo(s hooks.Site) bool {
+	return r != nil && r.caught != nil && r.caught.inGo[s] && r.Captured[s] != nil
 }
 
 // Close closes every kept value and releases the captured views (their
@@ -211,6 +228,7 @@ func (e *Engine) Run(ctx context.Context, req Request) (map[string]*Tensor, erro
 	if err != nil {
 		return nil, err
 	}
+	res.Close() // captures, if asked for, are not returned
 	return res.Tensors, nil
 }
 
@@ -284,7 +302,10 @@ func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string
 		for _, s := range req.Capture {
 			x.capture[s] = true
 		}
-		x.caught = &captured{tensors: map[hooks.Site]*hooks.Tensor{}}
+		x.caught = &captured{tensors: map[hooks.Site]*hooks.Tensor{}, inGo: map[hooks.Site]bool{}}
+	}
+	if len(req.Into) > 0 || (req.Alloc != nil && len(req.Capture) > 0) {
+		x.pa = e.preallocation(p, req)
 	}
 	kept := false
 	defer func() {
@@ -333,6 +354,7 @@ func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	x.learned()
 	out := make(map[string]*value, len(req.Outputs))
 	keepVal := map[*value]bool{}
 	for _, name := range req.Outputs {

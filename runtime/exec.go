@@ -26,6 +26,8 @@ type execution struct {
 	capture map[hooks.Site]bool
 	held    map[*value]bool
 	caught  *captured
+	// pa is the Go memory outputs are written into (prealloc.go), or nil.
+	pa *preallocation
 }
 
 func newExec(p *plan, hs *hooks.Set) *execution {
@@ -55,7 +57,7 @@ func (x *execution) release() {
 func (x *execution) runSegment(ctx context.Context) error {
 	i := x.next
 	sg := x.p.segs[i]
-	outs, err := runSegment(ctx, x.ro, sg.sess, sg.inputs, x.vals, x.p.cutSites, x.callOnce, fmt.Sprintf("segment %d of %d", i+1, len(x.p.segs)))
+	outs, err := x.runGiven(ctx, sg, fmt.Sprintf("segment %d of %d", i+1, len(x.p.segs)))
 	if err != nil {
 		return err
 	}

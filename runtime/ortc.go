@@ -231,9 +231,12 @@ func (r *runOptions) release() {
 	}
 }
 
-// run feeds inputs (in the session's input order) and returns ORT-allocated
-// outputs (in its output order), owned by the caller.
-func (cs *csession) run(ro *runOptions, ins []*value) ([]*value, error) {
+// run feeds inputs (in the session's input order) and returns the outputs
+// (in its output order), owned by the caller. Where pre[i] is a value (on a
+// session that keeps nothing on a device), ONNX Runtime writes output i into
+// its memory and outs[i] is pre[i]; the others it allocates. pre's values stay
+// the caller's, also when the run fails.
+func (cs *csession) run(ro *runOptions, ins []*value, pre []*value) ([]*value, error) {
 	if len(ins) != len(cs.inNames) {
 		return nil, fmt.Errorf("session takes %d inputs, got %d", len(cs.inNames), len(ins))
 	}
@@ -251,8 +254,12 @@ func (cs *csession) run(ro *runOptions, ins []*value) ([]*value, error) {
 		cin[i] = v.v
 		cinNames[i] = cs.inNames[i]
 	}
+	given := func(i int) bool { return cs.dev == nil && i < len(pre) && pre[i] != nil && pre[i].v != nil }
 	for i := 0; i < nOut; i++ {
 		cout[i] = nil
+		if given(i) {
+			cout[i] = pre[i].v
+		}
 		coutNames[i] = cs.outNames[i]
 	}
 	var cro *C.OrtRunOptions
@@ -269,9 +276,10 @@ func (cs *csession) run(ro *runOptions, ins []*value) ([]*value, error) {
 		err = cerr(C.tdb_run(cs.s, cro, &cinNames[0], &cin[0], C.size_t(nIn), &coutNames[0], C.size_t(nOut), &cout[0]))
 	}
 	goruntime.KeepAlive(ins)
+	goruntime.KeepAlive(pre)
 	if err != nil {
 		for i := 0; i < nOut; i++ {
-			if cout[i] != nil {
+			if cout[i] != nil && !given(i) {
 				C.tdb_release_value(cout[i])
 			}
 		}
@@ -279,12 +287,22 @@ func (cs *csession) run(ro *runOptions, ins []*value) ([]*value, error) {
 	}
 	outs := make([]*value, nOut)
 	for i := range outs {
+		if given(i) {
+			outs[i] = pre[i]
+			continue
+		}
 		v, err := wrapValue(cout[i])
 		if err != nil {
 			for j := i; j < nOut; j++ {
-				C.tdb_release_value(cout[j])
+				if !given(j) {
+					C.tdb_release_value(cout[j])
+				}
 			}
-			releaseAll(outs[:i])
+			for j := 0; j < i; j++ {
+				if !given(j) {
+					outs[j].release()
+				}
+			}
 			return nil, err
 		}
 		v.dev = cs.dev != nil && cs.outDev[i] != 0

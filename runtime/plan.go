@@ -38,6 +38,7 @@ type plan struct {
 	lastSite map[string]int   // index of the last site that reads a tensor
 	outputs  map[string]bool  // requested outputs
 	keep     map[string]bool  // outputs handed back as values, not copied
+	shapes   shapeMemory      // output shapes seen, by input shapes (prealloc.go)
 }
 
 func planKey(outputs []string, keep map[string]bool, uses map[hooks.Site]hooks.Use) string {

@@ -70,8 +70,36 @@ func (e *Engine) readStride(req Request, uses map[hooks.Site]hooks.Use) int {
 	if !hasRead {
 		return e.g.NLayers // nothing read: no cut for reads (decode steps stop here)
 	}
+	bound := e.symbols(req)
+	perLayer := map[int]int64{}
+	seen := map[string]bool{}
+	for s, u := range uses {
+		ref, ok := e.g.Points[s]
+		if u != hooks.Read || !ok || !s.Point.PerLayer() || seen[ref.Tensor] {
+			continue
+		}
+		seen[ref.Tensor] = true
+		shape, ok := e.declaredShape(ref.Tensor, bound)
+		if !ok {
+			return 1 // undeclared, unknown or unbound
+		}
+		n := int64(4 * numel(shape))
+		perLayer[s.Layer] += n
+	}
+	var most int64
+	for _, n := range perLayer {
+		most = max(most, n)
+	}
+	if most == 0 {
+		return e.g.NLayers
+	}
+	return int(min(max(budget/most, 1), int64(e.g.NLayers)))
+}
+
+// symbols binds the graph's declared dimension symbols to a request's
+// input sizes.
+func (e *Engine) symbols(req Request) map[string]int64 {
 	e.dimsOnce.Do(func() { e.dims = declaredDims(e.g.Model) })
-	// Bind the inputs' symbols to the request's sizes.
 	bound := map[string]int64{}
 	bind := func(name string, shape []int64) {
 		dims := e.dims[name]
@@ -94,37 +122,27 @@ func (e *Engine) readStride(req Request, uses map[hooks.Site]hooks.Use) int {
 			bind(name, s)
 		}
 	}
-	perLayer := map[int]int64{}
-	seen := map[string]bool{}
-	for s, u := range uses {
-		ref, ok := e.g.Points[s]
-		if u != hooks.Read || !ok || !s.Point.PerLayer() || seen[ref.Tensor] {
-			continue
-		}
-		seen[ref.Tensor] = true
-		dims, ok := e.dims[ref.Tensor]
-		if !ok {
-			return 1
-		}
-		n := int64(4)
-		for _, d := range dims {
-			v := d.n
-			if d.sym != "" {
-				v = bound[d.sym]
-			}
-			if v <= 0 {
-				return 1 // unknown or unbound
-			}
-			n *= v
-		}
-		perLayer[s.Layer] += n
+	return bound
+}
+
+// declaredShape is tensor name's declared shape with its symbols bound
+// (symbols' result); ok is false where it is not declared or a dimension
+// is unknown or unbound.
+func (e *Engine) declaredShape(name string, bound map[string]int64) ([]int64, bool) {
+	dims, ok := e.dims[name]
+	if !ok {
+		return nil, false
 	}
-	var most int64
-	for _, n := range perLayer {
-		most = max(most, n)
+	shape := make([]int64, len(dims))
+	for i, d := range dims {
+		v := d.n
+		if d.sym != "" {
+			v = bound[d.sym]
+		}
+		if v <= 0 {
+			return nil, false
+		}
+		shape[i] = v
 	}
-	if most == 0 {
-		return e.g.NLayers
-	}
-	return int(min(max(budget/most, 1), int64(e.g.NLayers)))
+	return shape, true
 }

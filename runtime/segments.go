@@ -14,9 +14,10 @@ import (
 
 // runSegment runs session sess over the named inputs of vals, first calling
 // callCut for every site cut at one of them (cutSites: tensor -> sites).
-// what names the segment in errors ("segment 3 of 7").
+// what names the segment in errors ("segment 3 of 7"); pre gives memory for
+// outputs, as csession.run takes it.
 func runSegment(ctx context.Context, ro *runOptions, sess *session, inputs []string, vals map[string]*value,
-	cutSites map[string][]int, callCut func(site int) error, what string) ([]*value, error) {
+	cutSites map[string][]int, callCut func(site int) error, what string, pre []*value) ([]*value, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -38,7 +39,7 @@ func runSegment(ctx context.Context, ro *runOptions, sess *session, inputs []str
 		}
 		ins[j] = v
 	}
-	outs, err := sess.cs.run(ro, ins)
+	outs, err := sess.cs.run(ro, ins, pre)
 	if err != nil {
 		return nil, fmt.Errorf("run %s: %w", what, err)
 	}

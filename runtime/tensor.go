@@ -115,7 +115,9 @@ func fromValueInto(v *value, buf []float32) (*Tensor, error) {
 	switch v.elem {
 	case elemFloat:
 		if len(buf) == v.n && v.n > 0 {
-			copy(buf, v.f32())
+			if !sameBacking(buf, v.f32()) { // not already written there
+				copy(buf, v.f32())
+			}
 			t.F32 = buf
 			break
 		}

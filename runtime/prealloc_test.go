@@ -1,0 +1,171 @@
+package runtime
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"unsafe"
+
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+)
+
+// longInput is tinyGraph's input with T rows, so that its tensors pass
+// smallValue (outputs that small are never given memory).
+func longInput(T int) map[string]*Tensor {
+	x := make([]float32, 2*T)
+	for i := range x {
+		x[i] = float32(i%7) - 3
+	}
+	return map[string]*Tensor{"x": {Shape: []int64{1, int64(T), 2}, F32: x}}
+}
+
+// recorder is a Request.Alloc that remembers what it handed out.
+type recorder struct{ handed [][]float32 }
+
+func (r *recorder) alloc(n int) []float32 {
+	b := make([]float32, n)
+	r.handed = append(r.handed, b)
+	return b
+}
+
+func (r *recorder) gave(data []float32) bool {
+	for _, b := range r.handed {
+		if sameBacking(b, data) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCaptureWritesIntoGivenMemory: once a plan has run with a shape, a
+// captured tensor is written by ONNX Runtime into the memory Alloc gives
+// (nothing in the runtime copies into it, so right values there show the
+// kernel wrote them), and Close leaves it to the caller; a logits-like
+// output is written into its Into buffer the same way.
+func TestCaptureWritesIntoGivenMemory(t *testing.T) {
+	e := tinyEngine(t)
+	ctx := context.Background()
+	in := longInput(512)
+	pre := hooks.Site{Point: hooks.MLPPreAct}
+	ref, err := e.RunKeep(ctx, Request{Inputs: in, Outputs: []string{"y"}, Capture: []hooks.Site{pre}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantH, wantY := ref.Captured[pre].Clone(), ref.Tensors["y"].F32
+	ref.Close()
+
+	var r recorder
+	run := func() *Result {
+		t.Helper()
+		res, err := e.RunKeep(ctx, Request{Inputs: in, Outputs: []string{"y"}, Capture: []hooks.Site{pre},
+			Alloc: r.alloc, Into: map[string][]float32{"y": make([]float32, len(wantY))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(res.Captured[pre].Data, wantH.Data) || !slices.Equal(res.Tensors["y"].F32, wantY) {
+			t.Fatal("a run writing into given memory computed other values")
+		}
+		return res
+	}
+	// Every run, the first too (by the declared shape), writes h into
+	// Alloc's memory.
+	res := run()
+	got := res.Captured[pre]
+	if len(r.handed) != 1 || !r.gave(got.Data) {
+		t.Fatalf("cold run: Alloc handed %d buffers, captured data in one of them: %v", len(r.handed), r.gave(got.Data))
+	}
+	res.Close()
+	if res.Captured[pre] != got || !slices.Equal(got.Data, wantH.Data) {
+		t.Fatal("Close took back a tensor in the caller's memory")
+	}
+	res = run()
+	got = res.Captured[pre]
+	if len(r.handed) != 2 || !r.gave(got.Data) {
+		t.Fatalf("warm run: Alloc handed %d buffers, captured data in one of them: %v", len(r.handed), r.gave(got.Data))
+	}
+	res.Close()
+	if res.Captured[pre] != got || !slices.Equal(got.Data, wantH.Data) {
+		t.Fatal("Close took back a tensor in the caller's memory")
+	}
+}
+
+// TestIntoIsWrittenInPlace: a run's output value is the Into buffer itself
+// (ONNX Runtime wrote it there), not a copy of the arena's: from the first
+// run where the graph declares the output's shape, from the second (the
+// shape learned) where it does not.
+func TestIntoIsWrittenInPlace(t *testing.T) {
+	t.Run("declared", func(t *testing.T) { testIntoInPlace(t, tinyGraph(t), 0) })
+	t.Run("learned", func(t *testing.T) {
+		g := tinyGraph(t)
+		g.Model.GetGraph().Output[0].Type = nil // y's shape undeclared
+		testIntoInPlace(t, g, 1)
+	})
+}
+
+func testIntoInPlace(t *testing.T, g *Graph, from int) {
+	e, err := NewEngine(g, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	in := longInput(512)
+	buf := make([]float32, 512*3)
+	req := Request{Inputs: in, Outputs: []string{"y"}, Into: map[string][]float32{"y": buf}}
+	for i := 0; i < 2; i++ {
+		vals, _, release, err := e.forwardValues(ctx, req, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inPlace := vals["y"].data == unsafe.Pointer(&buf[0])
+		release()
+		if inPlace != (i >= from) {
+			t.Fatalf("run %d: output written into the Into buffer: %v", i+1, inPlace)
+		}
+	}
+}
+
+// TestWrongRememberedShapeFallsBack: a remembered shape that no longer
+// holds makes ONNX Runtime refuse the given memory; the segment runs again
+// with ONNX Runtime allocating, and the plan stops giving memory for that
+// input signature.
+func TestWrongRememberedShapeFallsBack(t *testing.T) {
+	e := tinyEngine(t)
+	ctx := context.Background()
+	in := longInput(512)
+	pre := hooks.Site{Point: hooks.MLPPreAct}
+	var r recorder
+	req := Request{Inputs: in, Outputs: []string{"y"}, Capture: []hooks.Site{pre}, Alloc: r.alloc}
+	res, err := e.RunKeep(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := res.Captured[pre].Clone()
+	res.Close()
+	var p *plan
+	for _, slot := range e.plans.slots {
+		p = slot.v
+	}
+	sig := signature(req)
+	wrong := map[string][]int64{}
+	for name, s := range p.shapes.lookup(sig) {
+		wrong[name] = []int64{1, s[1] + 1, s[2]}
+	}
+	p.shapes.learn(sig, wrong)
+	for i := 0; i < 2; i++ {
+		res, err := e.RunKeep(ctx, req)
+		if err != nil {
+			t.Fatalf("run %d with a wrong remembered shape: %v", i+1, err)
+		}
+		if !slices.Equal(res.Captured[pre].Data, want.Data) {
+			t.Fatalf("run %d computed other values", i+1)
+		}
+		res.Close()
+	}
+	if len(r.handed) != 2 {
+		t.Fatalf("Alloc asked %d times, want twice (the first run, by the declared shape, and the refused one)", len(r.handed))
+	}
+	if got := p.shapes.lookup(sig); got == nil || len(got) != 0 {
+		t.Fatalf("signature after a refused run: %v, want known with nothing to give", got)
+	}
+}
