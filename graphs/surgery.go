@@ -428,6 +428,7 @@ func Split(m *onnxpb.ModelProto, spec Spec) ([]*Segment, error) {
 			}
 		}
 		fetch := make([]string, len(outs))
+		var reads []*onnxpb.NodeProto
 		for j, o := range outs {
 			vi, err := typedInfo(o, types, shapes)
 			if err != nil {
@@ -436,13 +437,26 @@ func Split(m *onnxpb.ModelProto, spec Spec) ([]*Segment, error) {
 			fetch[j] = o
 			if readSet[o] && consumed[o] {
 				fetch[j] = ReadName(o)
-				seg.Node = append(seg.Node, &onnxpb.NodeProto{OpType: proto.String("Identity"),
+				reads = append(reads, &onnxpb.NodeProto{OpType: proto.String("Identity"),
 					Name: proto.String(ReadName(o)), Input: []string{o}, Output: []string{fetch[j]}})
 				vi = proto.Clone(vi).(*onnxpb.ValueInfoProto)
 				vi.Name = proto.String(fetch[j])
 			}
 			seg.Output = append(seg.Output, vi)
 		}
+		// The Identity nodes go last, the latest read first. ONNX Runtime
+		// orders nodes by a depth-first walk back from the graph's leaves,
+		// starting at the leaf added last; the Identities are leaves, so
+		// the earliest read's is reached first and runs as soon as its
+		// tensor is made, then the next one's, and so on (leaves ONNX
+		// Runtime adds itself, such as rewritten Transposes, still come
+		// first). In the order they were made in, every one of them ran
+		// after the segment's last layer: each read tensor was alive to the
+		// end of the segment, and the memory pattern ONNX Runtime keeps for
+		// the shape held all of them at once (GPT-2 small, every point read
+		// at 1x128: 113 MB, 55 MB in this order).
+		slices.Reverse(reads)
+		seg.Node = append(seg.Node, reads...)
 		segs = append(segs, &Segment{
 			Model: &onnxpb.ModelProto{
 				IrVersion:    proto.Int64(m.GetIrVersion()),

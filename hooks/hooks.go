@@ -250,11 +250,35 @@ const (
 // run: what the planner reads and what the executor calls.
 type Set struct {
 	entries []*entry
-	scratch []float32   // reused for observers' protective copies
+	scratch []float32 // reused for observers' protective copies
+	take    func(n int) []float32
+	give    func(...[]float32)
 	stash   map[any]any // values hooks keep for the rest of the run
 	// siteVals are the model's values at its sites (see WithSiteValues).
 	siteVals SiteValues
 	err      error // from Check
+}
+
+// WithScratch makes the set take the buffer for observers' protective
+// copies from take (n float32s; a slice of another length is not used) and
+// hand it to give when its run ends (DoneWithScratch), so that runs reuse
+// it. It returns s.
+func (s *Set) WithScratch(take func(n int) []float32, give func(...[]float32)) *Set {
+	s.take, s.give = take, give
+	return s
+}
+
+// DoneWithScratch gives the set's buffer for observers' protective copies
+// to WithScratch's give (or drops it); the runtime calls it when a run
+// ends. The set stays usable: a later copy takes a buffer again.
+func (s *Set) DoneWithScratch() {
+	if s == nil || len(s.scratch) == 0 {
+		return
+	}
+	if s.give != nil {
+		s.give(s.scratch)
+	}
+	s.scratch = nil
 }
 
 // Stash keeps v under key for the rest of the run the set serves: a hook
@@ -444,10 +468,20 @@ func checkShape(t *Tensor, want []int) error {
 
 // protect copies t into the set's scratch buffer for an observer: the copy
 // lives only for the call, as every tensor handed to a hook does, so one
-// buffer serves every observer of a run without allocating.
+// buffer serves every observer of a run without allocating. With
+// WithScratch the buffer comes from, and goes back to, the caller's memory:
+// a Set is taken per run, and the largest protected tensor (the logits of a
+// batch, ~100 MB at 4x128 for GPT-2) would otherwise be fresh memory every
+// run.
 func (s *Set) protect(t *Tensor) *Tensor {
 	if cap(s.scratch) < len(t.Data) {
-		s.scratch = make([]float32, len(t.Data))
+		s.DoneWithScratch()
+		if s.take != nil {
+			s.scratch = s.take(len(t.Data))
+		}
+		if len(s.scratch) != len(t.Data) {
+			s.scratch = make([]float32, len(t.Data))
+		}
 	}
 	buf := s.scratch[:len(t.Data)]
 	copy(buf, t.Data)

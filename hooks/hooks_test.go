@@ -184,6 +184,47 @@ func TestObserverCannotModifySharedTensor(t *testing.T) {
 	}
 }
 
+// TestProtectiveCopiesReuseGivenScratch: with WithScratch, the observers'
+// protective copy is made in memory from take, handed back by
+// DoneWithScratch, and the next run's set copies into that same memory.
+func TestProtectiveCopiesReuseGivenScratch(t *testing.T) {
+	var free [][]float32
+	var fresh int
+	take := func(n int) []float32 {
+		for i, b := range free {
+			if len(b) == n {
+				free = append(free[:i], free[i+1:]...)
+				return b
+			}
+		}
+		fresh++
+		return make([]float32, n)
+	}
+	give := func(bs ...[]float32) { free = append(free, bs...) }
+	var seen []*float32
+	h := New()
+	h.Observe(AttnQ, func(_ *Context, x *Tensor) error {
+		seen = append(seen, &x.Data[0])
+		x.Data[0] = 7 // the copy's, not the pass's
+		return nil
+	})
+	for run := 0; run < 3; run++ {
+		set := Snapshot(h).WithScratch(take, give)
+		x := Zeros(1, 2, 1, 4)
+		if _, err := set.Call(Site{Point: AttnQ, Layer: 0}, x, true); err != nil {
+			t.Fatal(err)
+		}
+		if x.Data[0] != 0 {
+			t.Fatal("observer changed a shared tensor")
+		}
+		set.DoneWithScratch()
+		set.DoneWithScratch() // twice: harmless
+	}
+	if fresh != 1 || len(free) != 1 || seen[0] != seen[1] || seen[1] != seen[2] {
+		t.Fatalf("%d buffers taken fresh, %d given back; copies in one buffer: %v", fresh, len(free), seen[0] == seen[2])
+	}
+}
+
 func TestHookFailuresNameTheSite(t *testing.T) {
 	site := Site{Point: MLPPostAct, Layer: 1}
 	for _, tc := range []struct {

@@ -108,8 +108,8 @@ func (p *bufPool) drop() {
 }
 
 // Release hands the memory of the Output's logits and captured
-// activations back to its Transformer, whose next Forward copies into it
-// instead of allocating. Neither Logits nor Activations may be used after
+// activations back to its Transformer, whose next Forward (or ForwardViews)
+// writes into it instead of allocating. Neither Logits nor Activations may be used after
 // (they are set to nil). Calling it is optional: without it the memory is
 // garbage collected as usual. Releasing twice is harmless.
 func (o *Output) Release() {

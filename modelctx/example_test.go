@@ -55,7 +55,7 @@ func ExampleTransformer_Forward() {
 	fmt.Println("logits", out.Logits.Shape)
 	fmt.Println("mlp.post_act@1", post.Shape, "neuron 7 at token 0:", post.At(0, 0, 7))
 	fmt.Println("attn.qk_probs@1", probs.Shape)
-	out.Release() // the next Forward copies its logits and captures into this memory
+	out.Release() // the next Forward writes its logits and captures into this memory
 	// Output:
 	// logits [1 4 50257]
 	// mlp.post_act@1 [1 4 256] neuron 7 at token 0: 0

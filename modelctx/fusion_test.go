@@ -2,7 +2,11 @@ package modelctx
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs"
@@ -89,5 +93,74 @@ func TestFusionsFireOnStageGraphs(t *testing.T) {
 	ops = optimizedOps(t, h)
 	if ops["FastGelu"] != 2 || ops["LayerNormalization"] != 5 || ops["Tanh"] != 0 {
 		t.Errorf("with mlp.post_act read at every layer: FastGelu %d (want 2), LayerNormalization %d (want 5); all: %v", ops["FastGelu"], ops["LayerNormalization"], ops)
+	}
+}
+
+// TestReadCopiesRunEarly checks, in ONNX Runtime's profile, that the
+// Identities exposing read tensors their segment also consumes run spread
+// among the segment's nodes, not all together: made in reading order, they
+// all ran after the segment's last layer, so every read tensor stayed alive
+// to the end of the segment, and the memory pattern ONNX Runtime keeps per
+// shape held all of them at once. (Nodes ONNX Runtime makes itself are
+// ordered first, so the first layer's copies still run together.)
+func TestReadCopiesRunEarly(t *testing.T) {
+	dir := t.TempDir()
+	m, err := Open(goldenModel(t), WithRuntime(runtime.Options{ProfileDir: dir}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hooks.New()
+	seen := map[hooks.Point]bool{}
+	for _, s := range m.Sites() {
+		if !seen[s.Point] {
+			seen[s.Point] = true
+			h.Observe(s.Point, func(*hooks.Context, *hooks.Tensor) error { return nil })
+		}
+	}
+	if _, err := m.Forward(context.Background(), [][]int{{464, 2068, 7586}}, WithHooks(h)); err != nil {
+		t.Fatal(err)
+	}
+	m.Close() // writes the profiles
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	checked := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var events []struct {
+			Cat  string `json:"cat"`
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(b, &events); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		// Node names in the order the first run ran them.
+		var order []string
+		for _, e := range events {
+			if name, ok := strings.CutSuffix(e.Name, "_kernel_time"); ok && e.Cat == "Node" && !slices.Contains(order, name) {
+				order = append(order, name)
+			}
+		}
+		reads, run, longest := 0, 0, 0
+		for _, name := range order {
+			if strings.HasSuffix(name, "#read") {
+				reads++
+				run++
+				longest = max(longest, run)
+			} else {
+				run = 0
+			}
+		}
+		if reads < 8 {
+			continue // the head, or a segment with little read
+		}
+		checked++
+		if longest > 2*reads/3 {
+			t.Errorf("%s: %d of its %d read copies run one after another (order: %s)", filepath.Base(f), longest, reads, strings.Join(order, " "))
+		}
+	}
+	if checked == 0 {
+		t.Fatalf("no profile with read copies among %d files", len(files))
 	}
 }

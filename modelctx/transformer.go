@@ -138,7 +138,7 @@ func (t *Transformer) DropReleased() { t.bufs.drop() }
 // A hook at a point the model lacks, or restricted to a layer it does not
 // have, makes the set's runs fail with that error (hooks.Set.Check).
 func (t *Transformer) snapshot(hs ...*hooks.Hooks) *hooks.Set {
-	set := hooks.Snapshot(hs...).WithSiteValues(t.siteValue)
+	set := hooks.Snapshot(hs...).WithSiteValues(t.siteValue).WithScratch(t.bufs.alloc, t.bufs.put)
 	if err := set.Check(t.NLayers(), t.HasSite); errors.Is(err, hooks.ErrAbsentSite) {
 		set.Fail(fmt.Errorf("%w (model %s): %w", ErrNoPoint, t.man.Name, err))
 	}
@@ -259,7 +259,10 @@ func WithPad(s PadSide) ForwardOption { return func(c *forwardConfig) { c.pad = 
 
 // Capture returns the values of the selected hook points in
 // Output.Activations. Points only read cost no cut: they become extra
-// outputs of the graphs.
+// outputs of the graphs, which ONNX Runtime writes straight into Go memory
+// (memory an earlier Output.Release gave back, or new) where the run knows
+// their shapes beforehand; the others (under 4 KiB, transposed, or made by
+// hooks) are copied.
 func Capture(f *Filter) ForwardOption { return func(c *forwardConfig) { c.capture = f } }
 
 // Output is the result of a forward pass.

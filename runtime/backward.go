@@ -66,6 +66,7 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 	if hs == nil {
 		hs = hooks.Snapshot()
 	}
+	defer hs.DoneWithScratch() // observers' copies serve later runs
 	if (req.RootRows == nil && req.Seed == nil) || (req.RootRows != nil && req.SeedRows == nil) {
 		return nil, fmt.Errorf("%w: no loss", ErrSeed)
 	}

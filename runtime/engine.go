@@ -280,6 +280,7 @@ func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string
 	if hs == nil {
 		hs = hooks.Snapshot()
 	}
+	defer hs.DoneWithScratch() // observers' copies serve later runs
 	uses, err := hs.Uses(e.g.NLayers)
 	if err != nil {
 		return nil, nil, nil, err

@@ -82,8 +82,8 @@ type preallocation struct {
 	// this run learns the real ones into seen.
 	declared bool
 	seen     map[string][]int64
-	into  map[string][]float32
-	alloc func(n int) []float32
+	into     map[string][]float32
+	alloc    func(n int) []float32
 	// wanted are the tensors alloc gives memory for (captured sites read
 	// as they are); from are the values over that memory.
 	wanted map[string]bool
