@@ -9,13 +9,13 @@ import (
 )
 
 // Views is what ForwardViews returns: an Output whose Activations and
-// Logits are not copied: the Logits and some Activations view ONNX
-// Runtime's memory, and the Activations whose shapes the run knows before
-// computing them (all of an exported model's) are written by ONNX Runtime
-// straight into memory the Transformer pools. It owns that memory until
-// Release; after Release the Activations' Data is nil, and the memory
-// serves the next run (a warm ForwardViews of the same shape allocates no
-// tensor memory).
+// Logits are not copied: the Logits, and the Activations whose shapes the
+// run knows before computing them (all of an exported model's), are written
+// by ONNX Runtime straight into memory the Transformer pools; the other
+// Activations view ONNX Runtime's memory. It owns that memory until
+// Release; after Release the Logits are nil and the Activations' Data is
+// nil, and the memory serves the next run (a warm ForwardViews of the same
+// shape allocates no tensor memory).
 type Views struct {
 	*Output
 	res *runtime.Result
@@ -37,6 +37,7 @@ func (v *Views) Release() {
 	for _, x := range v.captured {
 		x.Data = nil
 	}
+	v.Logits = nil
 	v.pool.put(v.inGo...)
 	v.inGo, v.captured = nil, nil
 	for s := range v.Activations {
@@ -76,28 +77,29 @@ func (t *Transformer) ForwardViews(ctx context.Context, rows [][]int, f *Filter,
 	copied := map[hooks.Site]*hooks.Tensor{}
 	hs := t.copyingObservers(c.hooks, others, func(s hooks.Site, x *hooks.Tensor) { copied[s] = x.Clone() })
 	batch := PadRows(rows, c.pad)
+	// The logits are written into pooled memory too (runtime.Request.Into:
+	// in place where the run knows their shape, copied otherwise).
+	into := t.bufs.alloc(len(batch.Tokens) * len(batch.Tokens[0]) * t.man.Config.NVocab)
 	res, err := t.eng.RunKeep(ctx, runtime.Request{
 		Inputs:  t.inputs(batch),
 		Outputs: []string{t.man.Inputs.Logits},
-		Keep:    []string{t.man.Inputs.Logits},
+		Into:    map[string][]float32{t.man.Inputs.Logits: into},
 		Hooks:   t.snapshot(hs...),
 		Capture: inGraph,
 		Alloc:   t.bufs.alloc,
 	})
 	if err != nil {
+		t.bufs.put(into)
 		return nil, err
 	}
-	// The logits are viewed too where they are in host memory.
-	logits, err := res.Kept[t.man.Inputs.Logits].View()
-	if err != nil {
-		lg, terr := res.Kept[t.man.Inputs.Logits].Tensor()
-		if terr != nil {
-			res.Close()
-			return nil, fmt.Errorf("logits: %w", terr)
-		}
-		logits = &hooks.Tensor{Shape: toInts(lg.Shape), Data: lg.F32}
-	}
+	lg := res.Tensors[t.man.Inputs.Logits]
+	logits := &hooks.Tensor{Shape: toInts(lg.Shape), Data: lg.F32}
 	v := &Views{Output: &Output{Logits: logits, Activations: copied, Pad: batch.Pad}, res: res, pool: &t.bufs}
+	if sameSlice(lg.F32, into) {
+		v.inGo = append(v.inGo, into)
+	} else {
+		t.bufs.put(into)
+	}
 	// Sites sharing one tensor share its view, or its pooled buffer,
 	// which goes back to the pool once.
 	given := map[*float32]bool{}
