@@ -74,6 +74,45 @@ func ExampleRequest_capture() {
 	// mlp.pre_act@0 [2 3] y [4 6]
 }
 
+// With Alloc, ONNX Runtime writes a captured tensor whose shape the run
+// knows beforehand (declared here, with T bound by the input) straight into
+// the caller's Go memory, which stays the caller's after Close.
+func ExampleRequest_alloc() {
+	b := graphs.NewBuilder("affine")
+	x := b.Input("x", graphs.Float, "B", "T", "2")
+	h := b.Type(b.Op("Add", "h", []string{x, b.ConstF32("one", nil, 1)}), graphs.Float, "B", "T", "2")
+	y := b.Op("Mul", "y", []string{h, b.ConstF32("two", nil, 2)})
+	b.Output(y, graphs.Float, "B", "T", "2")
+	site := hooks.Site{Point: hooks.MLPPreAct, Layer: 0}
+	g := &runtime.Graph{Model: b.Model(), Points: map[hooks.Site]runtime.PointRef{site: {Tensor: h}}, NLayers: 1}
+	e, err := runtime.NewEngine(g, runtime.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer e.Close()
+	const T = 1024 // outputs under 4 KiB are not given Go memory
+	in := make([]float32, 2*T)
+	var mine []float32
+	res, err := e.RunKeep(context.Background(), runtime.Request{
+		Inputs:  map[string]*runtime.Tensor{"x": {Shape: []int64{1, T, 2}, F32: in}},
+		Outputs: []string{"y"},
+		Capture: []hooks.Site{site},
+		Alloc: func(n int) []float32 {
+			mine = make([]float32, n) // or memory kept from an earlier run
+			return mine
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	written := res.InGo(site)
+	res.Close()
+	got := res.Captured[site] // still there: the memory is the caller's
+	fmt.Println("in Go:", written, "same memory:", &got.Data[0] == &mine[0], "values:", got.Data[:2])
+	// Output:
+	// in Go: true same memory: true values: [1 1]
+}
+
 // An execution provider is data: a name and its options.
 func ExampleProvider() {
 	for _, s := range []string{"cpu", "cuda:1"} {
