@@ -202,6 +202,10 @@ type Options struct {
 	// Process holds the settings of ONNX Runtime's process-wide environment;
 	// see Process for when they take effect.
 	Process Process
+
+	// noMemPattern opens a session without ONNX Runtime's memory pattern
+	// (set per segment: sessions.go's handsOutReads).
+	noMemPattern bool
 }
 
 // Process is the configuration of ONNX Runtime's one environment per

@@ -183,11 +183,12 @@ func (e *Engine) segmentSession(m *onnxpb.ModelProto, inputs, outputs []string, 
 	if err != nil {
 		return nil, fmt.Errorf("plan: encode %s: %w", tag, err)
 	}
-	return e.openSegment(m, b, inputs, outputs, tag, fetch...)
+	return e.openSegment(m, b, inputs, outputs, tag, e.o, fetch...)
 }
 
-// openSegment is segmentSession for a segment already encoded (b).
-func (e *Engine) openSegment(m *onnxpb.ModelProto, b []byte, inputs, outputs []string, tag string, fetch ...string) (*session, error) {
+// openSegment is segmentSession for a segment already encoded (b), with
+// options o.
+func (e *Engine) openSegment(m *onnxpb.ModelProto, b []byte, inputs, outputs []string, tag string, o Options, fetch ...string) (*session, error) {
 	if err := checkCUDAPluginOps(e.o, m); err != nil {
 		return nil, fmt.Errorf("plan: %s: %w", tag, err)
 	}
@@ -195,7 +196,7 @@ func (e *Engine) openSegment(m *onnxpb.ModelProto, b []byte, inputs, outputs []s
 	for _, t := range m.GetGraph().GetInitializer() {
 		inits = append(inits, t.GetName())
 	}
-	sess, err := newSession(b, inits, inputs, outputs, e.g.Dir, tag, e.o, e.ws, e.pp)
+	sess, err := newSession(b, inits, inputs, outputs, e.g.Dir, tag, o, e.ws, e.pp)
 	if err != nil || len(fetch) == 0 {
 		return sess, err
 	}

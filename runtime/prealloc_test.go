@@ -6,6 +6,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
 
@@ -167,5 +168,29 @@ func TestWrongRememberedShapeFallsBack(t *testing.T) {
 	}
 	if got := p.shapes.lookup(sig); got == nil || len(got) != 0 {
 		t.Fatalf("signature after a refused run: %v, want known with nothing to give", got)
+	}
+}
+
+// TestSegmentsHandingOutReadsRunWithoutMemoryPattern: a segment that
+// exposes a read tensor it also consumes (through an Identity) is the one
+// kind opened without ONNX Runtime's memory pattern on the CPU.
+func TestSegmentsHandingOutReadsRunWithoutMemoryPattern(t *testing.T) {
+	g := tinyGraph(t)
+	for _, c := range []struct {
+		name  string
+		reads []string
+		want  bool
+	}{
+		{"no reads", nil, false},
+		{"a read the segment consumes", []string{"h"}, true},
+		{"a read of the output", []string{"y"}, false},
+	} {
+		segs, err := graphs.Split(g.Model, graphs.Spec{Outputs: []string{"y"}, Reads: c.reads})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(segs) != 1 || handsOutReads(segs[0]) != c.want {
+			t.Errorf("%s: %d segments, hands out reads: %v, want %v", c.name, len(segs), handsOutReads(segs[0]), c.want)
+		}
 	}
 }

@@ -83,6 +83,11 @@ func (o Options) sessionOptions(dir string, tag string) (*ort.SessionOptions, er
 			return fail(err)
 		}
 	}
+	if o.noMemPattern {
+		if err := so.SetMemPattern(false); err != nil {
+			return fail(fmt.Errorf("memory pattern: %w", err))
+		}
+	}
 	level, err := o.optLevel()
 	if err != nil {
 		return fail(err)

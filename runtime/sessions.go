@@ -36,8 +36,10 @@ func (e *Engine) sharedSession(sg *graphs.Segment, tag string, onDev []bool) (*s
 	if err != nil {
 		return nil, fmt.Errorf("plan: encode %s: %w", tag, err)
 	}
+	o := e.o
+	o.noMemPattern = !o.Provider.IsCUDA() && handsOutReads(sg)
 	return e.sessions.get(segmentKey(b, sg, onDev), func() (*session, error) {
-		sess, err := e.openSegment(sg.Model, b, sg.Inputs, sg.Outputs, tag, sg.Fetch...)
+		sess, err := e.openSegment(sg.Model, b, sg.Inputs, sg.Outputs, tag, o, sg.Fetch...)
 		if err != nil || !placing {
 			return sess, err
 		}
@@ -62,4 +64,20 @@ func segmentKey(b []byte, sg *graphs.Segment, onDev []bool) string {
 	}
 	fmt.Fprintf(h, "\x00%v", onDev)
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// handsOutReads reports whether a segment exposes read tensors it also
+// consumes (through Identities: graphs.ReadName). Such segments run on the
+// CPU without ONNX Runtime's memory pattern: the pattern, one block per
+// session and input shape planned from the first run, held every read
+// tensor's source alive at once (55 MB for GPT-2 small's every point read
+// at 1x128, ~0.08x its weights, on top of the arena's own blocks), and a
+// forward without it ran as fast in one-process comparisons.
+func handsOutReads(sg *graphs.Segment) bool {
+	for i, f := range sg.Fetch {
+		if i < len(sg.Outputs) && f != sg.Outputs[i] {
+			return true
+		}
+	}
+	return false
 }
