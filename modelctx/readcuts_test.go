@@ -10,10 +10,9 @@ import (
 )
 
 // A plan that reads every point is cut at the stage boundaries only as
-// often as Options.ReadMemory needs: in one session (and the head's) when
-// the pass's read tensors fit, at every boundary when not (or when told
-// to); a plan with hooks has one more session, the unembedding
-// (runtime.Graph.Head).
+// often as Options.ReadMemory needs: in one session when the pass's read
+// tensors fit, at every boundary when not (or when told to); a plan that is
+// cut has one more session, the unembedding (runtime.Graph.Head).
 func TestReadsCutOnlyForMemory(t *testing.T) {
 	allRead := hooks.New()
 	m0, err := Open(goldenModel(t))
@@ -34,7 +33,7 @@ func TestReadsCutOnlyForMemory(t *testing.T) {
 		budget   int64
 		sessions int
 	}{
-		{"default budget", 0, 1 + 1},
+		{"default budget", 0, 1},
 		{"every boundary", -1, layers + 1 + 1},
 		{"a budget below one layer's reads", 1, layers + 1 + 1},
 	} {

@@ -243,12 +243,10 @@ func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map
 			add = append(add, b)
 		}
 	}
-	// A plan with hooks is cut before the head too, so that all of them
-	// share the head's session (sessions.go) and building one does not
-	// pack the unembedding again (~0.23x of GPT-2 small's weights for a
-	// moment). A plan without hooks (and the decoding steps) stays one
-	// session: one more session run cost decoding ~2%.
-	if e.g.Head != nil && (len(cuts)+len(add) > 0 || len(uses) > 0) {
+	// A plan cut anywhere is cut before the head too. One that is not stays
+	// one session: one more session run cost decoding ~2% and reading every
+	// point at 1x16 ~3%.
+	if e.g.Head != nil && len(cuts)+len(add) > 0 {
 		add = append(add, *e.g.Head)
 	}
 	if len(add) == 0 {
