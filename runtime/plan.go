@@ -244,8 +244,10 @@ func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map
 		}
 	}
 	// A plan cut anywhere is cut before the head too. One that is not stays
-	// one session: one more session run cost decoding ~2% and reading every
-	// point at 1x16 ~3%.
+	// one session: one more session run cost decoding ~2%, and reading or
+	// capturing every point 3-5% at 1x16 and 1x128 (same-process A/B, this
+	// round's last session), though building such a plan packs its own
+	// unembedding (~0.23x of GPT-2 small's weights, for a moment).
 	if e.g.Head != nil && len(cuts)+len(add) > 0 {
 		add = append(add, *e.g.Head)
 	}
