@@ -71,8 +71,8 @@ func segmentKey(b []byte, sg *graphs.Segment, onDev []bool) string {
 // CPU without ONNX Runtime's memory pattern: the pattern, one block per
 // session and input shape planned from the first run, held every read
 // tensor's source alive at once (55 MB for GPT-2 small's every point read
-// at 1x128, ~0.08x its weights, on top of the arena's own blocks), and a
-// forward without it ran as fast in one-process comparisons.
+// at 1x128, ~0.08x its weights, on top of the arena's own blocks), and
+// forwards without it ran within 2% of those with it (same-process A/B).
 func handsOutReads(sg *graphs.Segment) bool {
 	for i, f := range sg.Fetch {
 		if i < len(sg.Outputs) && f != sg.Outputs[i] {
