@@ -48,17 +48,7 @@ func ExampleEngine_RunKeep() {
 // Captured sites come back as views of ONNX Runtime's memory, owned by the
 // Result until Close; nothing is copied into Go.
 func ExampleRequest_capture() {
-	b := graphs.NewBuilder("affine")
-	x := b.Input("x", graphs.Float, "B", "T", "2")
-	h := b.Type(b.Op("Add", "h", []string{x, b.ConstF32("one", nil, 1)}), graphs.Float, "B", "T", "2")
-	y := b.Op("Mul", "y", []string{h, b.ConstF32("two", nil, 2)})
-	b.Output(y, graphs.Float, "B", "T", "2")
-	site := hooks.Site{Point: hooks.MLPPreAct, Layer: 0}
-	g := &runtime.Graph{Model: b.Model(), Points: map[hooks.Site]runtime.PointRef{site: {Tensor: h}}, NLayers: 1}
-	e, err := runtime.NewEngine(g, runtime.Options{})
-	if err != nil {
-		log.Fatal(err)
-	}
+	e, site := affineEngine() // y = 2(x+1), with h = x+1 the site mlp.pre_act@0
 	defer e.Close()
 	res, err := e.RunKeep(context.Background(), runtime.Request{
 		Inputs:  map[string]*runtime.Tensor{"x": {Shape: []int64{1, 1, 2}, F32: []float32{1, 2}}},
@@ -78,17 +68,7 @@ func ExampleRequest_capture() {
 // knows beforehand (declared here, with T bound by the input) straight into
 // the caller's Go memory, which stays the caller's after Close.
 func ExampleRequest_alloc() {
-	b := graphs.NewBuilder("affine")
-	x := b.Input("x", graphs.Float, "B", "T", "2")
-	h := b.Type(b.Op("Add", "h", []string{x, b.ConstF32("one", nil, 1)}), graphs.Float, "B", "T", "2")
-	y := b.Op("Mul", "y", []string{h, b.ConstF32("two", nil, 2)})
-	b.Output(y, graphs.Float, "B", "T", "2")
-	site := hooks.Site{Point: hooks.MLPPreAct, Layer: 0}
-	g := &runtime.Graph{Model: b.Model(), Points: map[hooks.Site]runtime.PointRef{site: {Tensor: h}}, NLayers: 1}
-	e, err := runtime.NewEngine(g, runtime.Options{})
-	if err != nil {
-		log.Fatal(err)
-	}
+	e, site := affineEngine() // y = 2(x+1), with h = x+1 the site mlp.pre_act@0
 	defer e.Close()
 	const T = 1024 // outputs under 4 KiB are not given Go memory
 	in := make([]float32, 2*T)
@@ -111,6 +91,23 @@ func ExampleRequest_alloc() {
 	fmt.Println("in Go:", written, "same memory:", &got.Data[0] == &mine[0], "values:", got.Data[:2])
 	// Output:
 	// in Go: true same memory: true values: [1 1]
+}
+
+// affineEngine is an engine over y = 2(x+1) for x of shape [B,T,2], whose
+// h = x+1 (declared [B,T,2]) is the hook site it returns.
+func affineEngine() (*runtime.Engine, hooks.Site) {
+	b := graphs.NewBuilder("affine")
+	x := b.Input("x", graphs.Float, "B", "T", "2")
+	h := b.Type(b.Op("Add", "h", []string{x, b.ConstF32("one", nil, 1)}), graphs.Float, "B", "T", "2")
+	y := b.Op("Mul", "y", []string{h, b.ConstF32("two", nil, 2)})
+	b.Output(y, graphs.Float, "B", "T", "2")
+	site := hooks.Site{Point: hooks.MLPPreAct, Layer: 0}
+	g := &runtime.Graph{Model: b.Model(), Points: map[hooks.Site]runtime.PointRef{site: {Tensor: h}}, NLayers: 1}
+	e, err := runtime.NewEngine(g, runtime.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return e, site
 }
 
 // An execution provider is data: a name and its options.
