@@ -109,15 +109,7 @@ func TestReadCopiesRunEarly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := hooks.New()
-	seen := map[hooks.Point]bool{}
-	for _, s := range m.Sites() {
-		if !seen[s.Point] {
-			seen[s.Point] = true
-			h.Observe(s.Point, func(*hooks.Context, *hooks.Tensor) error { return nil })
-		}
-	}
-	if _, err := m.Forward(context.Background(), [][]int{{464, 2068, 7586}}, WithHooks(h)); err != nil {
+	if _, err := m.Forward(context.Background(), [][]int{{464, 2068, 7586}}, WithHooks(observeEveryPoint(m))); err != nil {
 		t.Fatal(err)
 	}
 	m.Close() // writes the profiles

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/onnx-tdb/onnx-tdb/hooks"
 	"github.com/onnx-tdb/onnx-tdb/runtime"
 )
 
@@ -14,18 +13,11 @@ import (
 // tensors fit, at every boundary when not (or when told to); a plan that is
 // cut has one more session, the unembedding (runtime.Graph.Head).
 func TestReadsCutOnlyForMemory(t *testing.T) {
-	allRead := hooks.New()
 	m0, err := Open(goldenModel(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[hooks.Point]bool{}
-	for _, s := range m0.Sites() {
-		if !seen[s.Point] {
-			seen[s.Point] = true
-			allRead.Observe(s.Point, func(*hooks.Context, *hooks.Tensor) error { return nil })
-		}
-	}
+	allRead := observeEveryPoint(m0)
 	layers := m0.NLayers()
 	m0.Close()
 	for _, c := range []struct {

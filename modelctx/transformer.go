@@ -409,8 +409,8 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 	// The logits go into memory an earlier Output gave back, where there
 	// is some of their size.
 	var into []float32
-	if c.partial == nil && len(batch.Tokens) > 0 {
-		if into = t.bufs.take(len(batch.Tokens) * len(batch.Tokens[0]) * t.man.Config.NVocab); into != nil {
+	if c.partial == nil {
+		if into = t.bufs.take(t.logitsLen(batch)); into != nil {
 			req.Into = map[string][]float32{t.man.Inputs.Logits: into}
 		}
 	}
@@ -454,24 +454,41 @@ func (t *Transformer) copyingObservers(hs []*hooks.Hooks, sites []hooks.Site, ke
 }
 
 // takeCaptured moves a run's captured tensors into acts before the result
-// is closed: those written into pooled memory as they are, views copied
-// into pooled memory. A buffer two sites share (one tensor) is given to
-// the first; the second gets a copy, so that no two Activations alias.
+// is closed: those written into pooled memory as they are (ownBuffers),
+// the others copied into pooled memory.
 func (t *Transformer) takeCaptured(res *runtime.Result, acts map[hooks.Site]*hooks.Tensor) {
-	var given map[*float32]bool
+	owns := ownBuffers(res)
 	for s, x := range res.Captured {
-		if res.InGo(s) && len(x.Data) > 0 {
-			if given == nil {
-				given = map[*float32]bool{}
-			}
-			if p := &x.Data[0]; !given[p] {
-				given[p] = true
-				acts[s] = x
-				continue
-			}
+		if owns[s] {
+			acts[s] = x
+		} else {
+			acts[s] = t.bufs.clone(x)
 		}
-		acts[s] = t.bufs.clone(x)
 	}
+}
+
+// ownBuffers names the captured sites whose tensors own pooled Go memory
+// (runtime.Result.InGo): of sites sharing one tensor, and so one buffer,
+// only the first, so that a buffer goes back to the pool once and no two
+// copied Activations alias.
+func ownBuffers(res *runtime.Result) map[hooks.Site]bool {
+	owns := map[hooks.Site]bool{}
+	given := map[*float32]bool{}
+	for s, x := range res.Captured {
+		if res.InGo(s) && len(x.Data) > 0 && !given[&x.Data[0]] {
+			given[&x.Data[0]] = true
+			owns[s] = true
+		}
+	}
+	return owns
+}
+
+// logitsLen is the number of logits of a batch.
+func (t *Transformer) logitsLen(b Batch) int {
+	if len(b.Tokens) == 0 {
+		return 0
+	}
+	return len(b.Tokens) * len(b.Tokens[0]) * t.man.Config.NVocab
 }
 
 func toInts(s []int64) []int {

@@ -1,6 +1,10 @@
 package modelctx
 
-import "os"
+import (
+	"os"
+
+	"github.com/onnx-tdb/onnx-tdb/hooks"
+)
 
 // tempDirs are the folders made for once-per-binary fixtures; TestMain
 // removes them.
@@ -18,4 +22,18 @@ func removeTempDirs() {
 	for _, d := range tempDirs {
 		os.RemoveAll(d)
 	}
+}
+
+// observeEveryPoint is a read-only observer, doing nothing, at every point
+// m has.
+func observeEveryPoint(m *Transformer) *hooks.Hooks {
+	h := hooks.New()
+	seen := map[hooks.Point]bool{}
+	for _, s := range m.Sites() {
+		if !seen[s.Point] {
+			seen[s.Point] = true
+			h.Observe(s.Point, func(*hooks.Context, *hooks.Tensor) error { return nil })
+		}
+	}
+	return h
 }

@@ -79,7 +79,7 @@ func (t *Transformer) ForwardViews(ctx context.Context, rows [][]int, f *Filter,
 	batch := PadRows(rows, c.pad)
 	// The logits are written into pooled memory too (runtime.Request.Into:
 	// in place where the run knows their shape, copied otherwise).
-	into := t.bufs.alloc(len(batch.Tokens) * len(batch.Tokens[0]) * t.man.Config.NVocab)
+	into := t.bufs.alloc(t.logitsLen(batch))
 	res, err := t.eng.RunKeep(ctx, runtime.Request{
 		Inputs:  t.inputs(batch),
 		Outputs: []string{t.man.Inputs.Logits},
@@ -102,12 +102,11 @@ func (t *Transformer) ForwardViews(ctx context.Context, rows [][]int, f *Filter,
 	}
 	// Sites sharing one tensor share its view, or its pooled buffer,
 	// which goes back to the pool once.
-	given := map[*float32]bool{}
+	owns := ownBuffers(res)
 	for s, x := range res.Captured {
 		v.Activations[s] = x
 		v.captured = append(v.captured, x)
-		if res.InGo(s) && len(x.Data) > 0 && !given[&x.Data[0]] {
-			given[&x.Data[0]] = true
+		if owns[s] {
 			v.inGo = append(v.inGo, x.Data)
 		}
 	}

@@ -13,7 +13,7 @@ import (
 // logits site sees y transposed ([B,3,T]).
 func TestBackwardOnTinyGraph(t *testing.T) {
 	e := tinyEngine(t)
-	in := map[string]*Tensor{"x": {Shape: []int64{1, 2, 2}, F32: []float32{1, 0, 0, 1}}}
+	in := tinyInput()
 	root := hooks.Site{Point: hooks.AttnQKLogits, Layer: 0}
 	h := hooks.Site{Point: hooks.MLPPreAct, Layer: 0}
 	var rootShape []int
@@ -81,7 +81,7 @@ func TestBackwardOnTinyGraph(t *testing.T) {
 
 func TestBackwardErrors(t *testing.T) {
 	e := tinyEngine(t)
-	in := map[string]*Tensor{"x": {Shape: []int64{1, 2, 2}, F32: []float32{1, 0, 0, 1}}}
+	in := tinyInput()
 	root := hooks.Site{Point: hooks.AttnQKLogits, Layer: 0}
 	ctx := context.Background()
 	if _, err := e.Backward(ctx, BackwardRequest{Inputs: in, Root: root}); !errors.Is(err, ErrSeed) {

@@ -16,7 +16,7 @@ import (
 func TestEngineCapture(t *testing.T) {
 	e := tinyEngine(t)
 	ctx := context.Background()
-	in := map[string]*Tensor{"x": {Shape: []int64{1, 2, 2}, F32: []float32{1, 0, 0, 1}}}
+	in := tinyInput()
 	pre := hooks.Site{Point: hooks.MLPPreAct}
 	qk := hooks.Site{Point: hooks.AttnQKLogits}
 	h := hooks.New()

@@ -49,6 +49,11 @@ func tinyGraph(t *testing.T) *Graph {
 	}
 }
 
+// tinyInput is an input of tinyGraph: rows (1,0) and (0,1).
+func tinyInput() map[string]*Tensor {
+	return map[string]*Tensor{"x": {Shape: []int64{1, 2, 2}, F32: []float32{1, 0, 0, 1}}}
+}
+
 // tinyEngine is an engine over tinyGraph, closed when the test ends.
 func tinyEngine(t *testing.T) *Engine {
 	t.Helper()
@@ -62,7 +67,7 @@ func tinyEngine(t *testing.T) *Engine {
 
 func TestEngineCutsAndHooks(t *testing.T) {
 	e := tinyEngine(t)
-	in := map[string]*Tensor{"x": {Shape: []int64{1, 2, 2}, F32: []float32{1, 0, 0, 1}}}
+	in := tinyInput()
 	ctx := context.Background()
 	out, err := e.Run(ctx, Request{Inputs: in, Outputs: []string{"y"}})
 	if err != nil {
@@ -201,7 +206,7 @@ func plusOneGraph() *Graph {
 func TestEngineKeptValues(t *testing.T) {
 	ctx := context.Background()
 	e := tinyEngine(t)
-	in := map[string]*Tensor{"x": {Shape: []int64{1, 2, 2}, F32: []float32{1, 0, 0, 1}}}
+	in := tinyInput()
 	want := []float32{22, 44, 66, 28, 50, 72}
 
 	// A kept output is the same tensor Run would copy out.
@@ -289,7 +294,7 @@ func TestEngineKeptValues(t *testing.T) {
 // the sizes match, and in a new one where they do not.
 func TestRunCopiesIntoGivenBuffers(t *testing.T) {
 	e := tinyEngine(t)
-	in := map[string]*Tensor{"x": {Shape: []int64{1, 2, 2}, F32: []float32{1, 0, 0, 1}}}
+	in := tinyInput()
 	ctx := context.Background()
 	want, err := e.Run(ctx, Request{Inputs: in, Outputs: []string{"y"}})
 	if err != nil {

@@ -78,12 +78,11 @@ func signature(req Request) string {
 type preallocation struct {
 	sig   string
 	known map[string][]int64 // the shapes outputs are given memory by
-	// declared marks known as the graph's declared shapes, not learned:
-	// this run learns the real ones into seen.
-	declared bool
-	seen     map[string][]int64
-	into     map[string][]float32
-	alloc    func(n int) []float32
+	// seen collects the shapes this run learns, where known holds the
+	// graph's declared shapes (nil where known was learned).
+	seen  map[string][]int64
+	into  map[string][]float32
+	alloc func(n int) []float32
 	// wanted are the tensors alloc gives memory for (captured sites read
 	// as they are); from are the values over that memory.
 	wanted map[string]bool
@@ -104,7 +103,6 @@ func (e *Engine) preallocation(p *plan, req Request) *preallocation {
 		return pa
 	}
 	pa.seen = map[string][]int64{}
-	pa.declared = true
 	pa.known = map[string][]int64{}
 	bound := e.symbols(req)
 	for name := range pa.wanted {
@@ -174,27 +172,24 @@ func (x *execution) runGiven(ctx context.Context, sg *segRun, what string) ([]*v
 		return nil, err
 	}
 	outs, err := runSegment(ctx, x.ro, sg.sess, sg.inputs, x.vals, x.p.cutSites, x.callOnce, what, pre)
-	if err != nil && pre != nil && ctx.Err() == nil {
+	if err != nil {
+		releaseAll(pre) // nil entries are no-ops
 		for _, v := range pre {
-			if v != nil {
-				delete(x.pa.from, v)
-				v.release()
-			}
+			delete(x.pa.from, v)
 		}
-		if !x.pa.declared {
-			// Known, with nothing to give: later runs of the signature
+		if pre == nil || ctx.Err() != nil {
+			return nil, err
+		}
+		if x.pa.seen == nil {
+			// A learned shape was refused: later runs of the signature
 			// let ONNX Runtime allocate and learn nothing.
 			x.p.shapes.learn(x.pa.sig, map[string][]int64{})
 		}
 		// A declared shape was wrong: this run still learns the real ones.
 		x.pa.known = nil
-		outs, err = runSegment(ctx, x.ro, sg.sess, sg.inputs, x.vals, x.p.cutSites, x.callOnce, what, nil)
-	}
-	if err != nil {
-		for _, v := range pre {
-			v.release()
+		if outs, err = runSegment(ctx, x.ro, sg.sess, sg.inputs, x.vals, x.p.cutSites, x.callOnce, what, nil); err != nil {
+			return nil, err
 		}
-		return nil, err
 	}
 	if pa := x.pa; pa != nil && pa.seen != nil {
 		for j, name := range sg.sess.outputs {
