@@ -8,7 +8,8 @@ import (
 )
 
 // bufPool keeps the memory of logits and captured activations that their
-// Output gave back (Output.Release, Views.Release), so the next Forward of
+// Output gave back (Output.Release, Views.Release), and the memory a run
+// lent itself for read points and observers' copies, so the next Forward of
 // the same shape writes into it instead of allocating: a warm Forward then
 // allocates no tensor memory.
 //
@@ -16,18 +17,32 @@ import (
 // batch of buffers given back at once (one pass's captures: a pass that
 // captures more than minPooled is pooled whole). A batch that does not fit
 // first evicts buffers of lengths it does not have (memory of other
-// shapes); what still does not fit is left to the garbage collector.
+// shapes); what still does not fit is left to the garbage collector. A
+// buffer that no run took while staleAfter batches came back is let go
+// too: memory of a shape no longer run, or a spare that only another kind
+// of run used, does not stay for good.
 type bufPool struct {
 	mu    sync.Mutex
-	free  map[int][][]float32 // by length
+	free  map[int][]pooled // by length
 	bytes int64
 	limit int64
+	clock uint64 // batches given back so far
 	// copied counts the bytes clone copied (tests tell written-in-place
-	// captures from copied ones by it).
-	copied atomic.Int64
+	// captures from copied ones by it); made the bytes alloc could not
+	// find pooled.
+	copied, made atomic.Int64
 }
 
-const minPooled = 256 << 20
+// pooled is a free buffer and the clock when it came back.
+type pooled struct {
+	buf []float32
+	at  uint64
+}
+
+const (
+	minPooled  = 256 << 20
+	staleAfter = 4
+)
 
 // clone copies x into a pooled buffer of its size, or a new one.
 func (p *bufPool) clone(x *hooks.Tensor) *hooks.Tensor {
@@ -46,6 +61,7 @@ func (p *bufPool) alloc(n int) []float32 {
 	if buf := p.take(n); buf != nil {
 		return buf
 	}
+	p.made.Add(4 * int64(n))
 	return make([]float32, n)
 }
 
@@ -57,7 +73,7 @@ func (p *bufPool) take(n int) []float32 {
 	if n <= 0 || len(list) == 0 {
 		return nil
 	}
-	buf := list[len(list)-1]
+	buf := list[len(list)-1].buf
 	p.free[n] = list[:len(list)-1]
 	p.bytes -= 4 * int64(n)
 	return buf
@@ -68,22 +84,34 @@ func sameSlice(a, b []float32) bool {
 	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
-// put takes a batch of buffers back, as far as the pool has room.
-func (p *bufPool) put(bufs ...[]float32) {
+// put takes a batch of buffers back (what one Output held), as far as the
+// pool has room; it advances the clock that ages unused buffers.
+func (p *bufPool) put(bufs ...[]float32) { p.giveBack(true, bufs) }
+
+// give takes back buffers a run lent itself (Request.Free, the hooks'
+// scratch): they do not size the pool nor advance its clock.
+func (p *bufPool) give(bufs ...[]float32) { p.giveBack(false, bufs) }
+
+func (p *bufPool) giveBack(batch bool, bufs [][]float32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.free == nil {
-		p.free = map[int][][]float32{}
+		p.free = map[int][]pooled{}
 	}
-	var batch int64
+	var size int64
 	lengths := map[int]bool{}
 	for _, b := range bufs {
-		batch += 4 * int64(len(b))
+		size += 4 * int64(len(b))
 		lengths[len(b)] = true
 	}
-	p.limit = max(p.limit, minPooled, batch)
+	p.limit = max(p.limit, minPooled)
+	if batch {
+		p.clock++
+		p.limit = max(p.limit, size)
+		p.evictStale()
+	}
 	for n, list := range p.free {
-		if p.bytes+batch <= p.limit {
+		if p.bytes+size <= p.limit {
 			break
 		}
 		if !lengths[n] {
@@ -95,8 +123,30 @@ func (p *bufPool) put(bufs ...[]float32) {
 		if len(b) == 0 || p.bytes+4*int64(len(b)) > p.limit {
 			continue
 		}
-		p.free[len(b)] = append(p.free[len(b)], b)
+		p.free[len(b)] = append(p.free[len(b)], pooled{b, p.clock})
 		p.bytes += 4 * int64(len(b))
+	}
+}
+
+// evictStale lets go of the buffers no run took for staleAfter batches.
+// A length's list is in the order its buffers came back (take pops the
+// latest), so the stale ones are at its start.
+func (p *bufPool) evictStale() {
+	for n, list := range p.free {
+		k := 0
+		for k < len(list) && list[k].at+staleAfter < p.clock {
+			k++
+		}
+		if k == 0 {
+			continue
+		}
+		p.bytes -= 4 * int64(n) * int64(k)
+		if k == len(list) {
+			delete(p.free, n)
+			continue
+		}
+		clear(list[:k])
+		p.free[n] = list[k:]
 	}
 }
 

@@ -138,7 +138,7 @@ func (t *Transformer) DropReleased() { t.bufs.drop() }
 // A hook at a point the model lacks, or restricted to a layer it does not
 // have, makes the set's runs fail with that error (hooks.Set.Check).
 func (t *Transformer) snapshot(hs ...*hooks.Hooks) *hooks.Set {
-	set := hooks.Snapshot(hs...).WithSiteValues(t.siteValue).WithScratch(t.bufs.alloc, t.bufs.put)
+	set := hooks.Snapshot(hs...).WithSiteValues(t.siteValue).WithScratch(t.bufs.alloc, t.bufs.give)
 	if err := set.Check(t.NLayers(), t.HasSite); errors.Is(err, hooks.ErrAbsentSite) {
 		set.Fail(fmt.Errorf("%w (model %s): %w", ErrNoPoint, t.man.Name, err))
 	}
@@ -402,6 +402,7 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 		Hooks:   t.snapshot(hs...),
 		Capture: inGraph,
 		Alloc:   t.bufs.alloc,
+		Free:    t.bufs.give,
 	}
 	if err := t.applyPartial(c.partial, batch, &req); err != nil {
 		return nil, err
@@ -416,7 +417,7 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 	}
 	res, err := t.eng.RunKeep(ctx, req)
 	if err != nil {
-		t.bufs.put(into)
+		t.bufs.give(into)
 		return nil, err
 	}
 	t.takeCaptured(res, out.Activations)
@@ -426,7 +427,7 @@ func (t *Transformer) Forward(ctx context.Context, rows [][]int, opts ...Forward
 	}
 	lg := res.Tensors[t.man.Inputs.Logits]
 	if into != nil && !sameSlice(lg.F32, into) {
-		t.bufs.put(into)
+		t.bufs.give(into)
 	}
 	out.Logits = &hooks.Tensor{Shape: toInts(lg.Shape), Data: lg.F32}
 	return out, nil

@@ -87,9 +87,10 @@ func (t *Transformer) ForwardViews(ctx context.Context, rows [][]int, f *Filter,
 		Hooks:   t.snapshot(hs...),
 		Capture: inGraph,
 		Alloc:   t.bufs.alloc,
+		Free:    t.bufs.give,
 	})
 	if err != nil {
-		t.bufs.put(into)
+		t.bufs.give(into)
 		return nil, err
 	}
 	lg := res.Tensors[t.man.Inputs.Logits]
@@ -98,7 +99,7 @@ func (t *Transformer) ForwardViews(ctx context.Context, rows [][]int, f *Filter,
 	if sameSlice(lg.F32, into) {
 		v.inGo = append(v.inGo, into)
 	} else {
-		t.bufs.put(into)
+		t.bufs.give(into)
 	}
 	// Sites sharing one tensor share its view, or its pooled buffer,
 	// which goes back to the pool once.

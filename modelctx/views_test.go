@@ -201,3 +201,47 @@ func TestWarmCaptureIsWrittenInPlace(t *testing.T) {
 		}
 	}
 }
+
+// TestReadPointsBorrowPooledMemory: a Forward whose observers read every
+// point writes the points ONNX Runtime would keep in its arena into the
+// Transformer's pool instead (runtime.Request.Free) and gives them back as
+// its run goes: once warm it allocates nothing, and a capture after it
+// takes that memory rather than allocating its own.
+func TestReadPointsBorrowPooledMemory(t *testing.T) {
+	m := openGolden(t)
+	rows := [][]int{{5, 6, 7, 8, 9, 10, 11, 12}}
+	ctx := context.Background()
+	h := observeEveryPoint(m)
+	for range 2 {
+		out, err := m.Forward(ctx, rows, WithHooks(h))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Release()
+	}
+	m.bufs.mu.Lock()
+	pooled := m.bufs.bytes
+	m.bufs.mu.Unlock()
+	logits := int64(4 * m.logitsLen(PadRows(rows, 0)))
+	if pooled <= 2*logits {
+		t.Fatalf("pool holds %d bytes after reading every point, no more than the logits and their observers' copy (%d each)", pooled, logits)
+	}
+	before := m.bufs.made.Load()
+	out, err := m.Forward(ctx, rows, WithHooks(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Release()
+	if got := m.bufs.made.Load() - before; got != 0 {
+		t.Errorf("a warm run reading every point allocated %d bytes", got)
+	}
+	before = m.bufs.made.Load()
+	out, err = m.Forward(ctx, rows, Capture(AllPoints))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Release()
+	if got := m.bufs.made.Load() - before; got != 0 {
+		t.Errorf("a capture after reads allocated %d bytes: it did not take the %d bytes the reads left pooled", got, pooled-2*logits)
+	}
+}

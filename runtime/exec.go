@@ -49,6 +49,9 @@ func (x *execution) detach(v *value) {
 
 func (x *execution) release() {
 	releaseAll(x.owned)
+	for _, v := range x.owned {
+		x.giveBack(v)
+	}
 	x.owned = nil
 	x.vals = nil
 }
@@ -84,6 +87,7 @@ func (x *execution) maybeRelease(name string) {
 		return
 	}
 	v.release()
+	x.giveBack(v)
 	delete(x.vals, name)
 }
 

@@ -87,6 +87,13 @@ type preallocation struct {
 	// as they are); from are the values over that memory.
 	wanted map[string]bool
 	from   map[*value]bool
+	// reads are the tensors of hooked sites that the run hands to nothing
+	// but hooks: with Request.Free they are written into alloc's memory
+	// too, and scratch maps each value over such memory to it, until free
+	// takes it back when the run is done with the value.
+	reads   map[string]bool
+	free    func(...[]float32)
+	scratch map[*value][]float32
 }
 
 // preallocation prepares a run's writing into Go memory: the shapes are
@@ -94,9 +101,21 @@ type preallocation struct {
 // with it, the graph's declared shapes with the request's sizes bound.
 func (e *Engine) preallocation(p *plan, req Request) *preallocation {
 	pa := &preallocation{sig: signature(req), into: req.Into, alloc: req.Alloc, wanted: map[string]bool{}, from: map[*value]bool{}}
+	captured := map[string]bool{}
 	for _, s := range req.Capture {
-		if ref, ok := e.g.Points[s]; ok && isIdentity(ref.Perm) {
-			pa.wanted[ref.Tensor] = true
+		if ref, ok := e.g.Points[s]; ok {
+			captured[ref.Tensor] = true
+			if isIdentity(ref.Perm) {
+				pa.wanted[ref.Tensor] = true
+			}
+		}
+	}
+	if req.Alloc != nil && req.Free != nil {
+		pa.free, pa.reads, pa.scratch = req.Free, map[string]bool{}, map[*value][]float32{}
+		for _, s := range p.sites {
+			if t := s.ref.Tensor; !captured[t] && !p.outputs[t] {
+				pa.reads[t] = true
+			}
 		}
 	}
 	if pa.known = p.shapes.lookup(pa.sig); pa.known != nil {
@@ -105,9 +124,11 @@ func (e *Engine) preallocation(p *plan, req Request) *preallocation {
 	pa.seen = map[string][]int64{}
 	pa.known = map[string][]int64{}
 	bound := e.symbols(req)
-	for name := range pa.wanted {
-		if shape, ok := e.declaredShape(name, bound); ok {
-			pa.known[name] = shape
+	for _, names := range []map[string]bool{pa.wanted, pa.reads} {
+		for name := range names {
+			if shape, ok := e.declaredShape(name, bound); ok {
+				pa.known[name] = shape
+			}
 		}
 	}
 	for name := range req.Into {
@@ -116,6 +137,17 @@ func (e *Engine) preallocation(p *plan, req Request) *preallocation {
 		}
 	}
 	return pa
+}
+
+// giveBack hands the memory of a released value, where it came from
+// Request.Alloc for the run's own use, to Request.Free.
+func (x *execution) giveBack(v *value) {
+	if pa := x.pa; pa != nil {
+		if buf, ok := pa.scratch[v]; ok {
+			delete(pa.scratch, v)
+			pa.free(buf)
+		}
+	}
 }
 
 // outputsFor builds the memory given to segment sg's outputs: nil where the
@@ -139,7 +171,7 @@ func (x *execution) outputsFor(sg *segRun) ([]*value, error) {
 		switch {
 		case x.p.outputs[name] && !x.p.keep[name] && len(pa.into[name]) == n:
 			buf = pa.into[name]
-		case pa.wanted[name] && pa.alloc != nil:
+		case (pa.wanted[name] || pa.reads[name]) && pa.alloc != nil:
 			if buf = pa.alloc(n); len(buf) != n {
 				buf = nil
 			}
@@ -158,6 +190,8 @@ func (x *execution) outputsFor(sg *segRun) ([]*value, error) {
 		pre[j] = v
 		if pa.wanted[name] {
 			pa.from[v] = true
+		} else if pa.reads[name] {
+			pa.scratch[v] = buf
 		}
 	}
 	return pre, nil
@@ -176,6 +210,7 @@ func (x *execution) runGiven(ctx context.Context, sg *segRun, what string) ([]*v
 		releaseAll(pre) // nil entries are no-ops
 		for _, v := range pre {
 			delete(x.pa.from, v)
+			x.giveBack(v)
 		}
 		if pre == nil || ctx.Err() != nil {
 			return nil, err

@@ -194,3 +194,59 @@ func TestSegmentsHandingOutReadsRunWithoutMemoryPattern(t *testing.T) {
 		}
 	}
 }
+
+// TestFreeTakesBackReadMemory: with Request.Free, a hooked site's tensor
+// that only hooks see is written into Alloc's memory (the observer sees it
+// there, cold and warm) and every such buffer goes back through Free by the
+// time the run returns; a captured site's and an output's memory do not.
+func TestFreeTakesBackReadMemory(t *testing.T) {
+	e := tinyEngine(t)
+	ctx := context.Background()
+	in := longInput(512)
+	pre := hooks.Site{Point: hooks.MLPPreAct}
+	ref, err := e.Run(ctx, Request{Inputs: in, Outputs: []string{"y"}, Capture: []hooks.Site{pre}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantY := ref["y"].F32
+
+	for _, capture := range []bool{false, true} {
+		var r recorder
+		var freed [][]float32
+		var seen []float32
+		h := hooks.New()
+		h.Observe(hooks.MLPPreAct, func(_ *hooks.Context, x *hooks.Tensor) error {
+			seen = x.Data
+			return nil
+		})
+		req := Request{Inputs: in, Outputs: []string{"y"}, Hooks: hooks.Snapshot(h), Alloc: r.alloc,
+			Free: func(b ...[]float32) { freed = append(freed, b...) }}
+		if capture {
+			req.Capture = []hooks.Site{pre}
+		}
+		for run := range 2 {
+			r.handed, freed = nil, nil
+			res, err := e.RunKeep(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(res.Tensors["y"].F32, wantY) {
+				t.Fatal("a run writing reads into given memory computed other values")
+			}
+			if r.gave(res.Tensors["y"].F32) {
+				t.Error("an output was written into memory the run lent itself")
+			}
+			if len(r.handed) != 1 || !r.gave(seen) {
+				t.Fatalf("capture %v, run %d: Alloc handed %d buffers, the observer's tensor in one of them: %v", capture, run, len(r.handed), r.gave(seen))
+			}
+			if capture {
+				if len(freed) != 0 || !r.gave(res.Captured[pre].Data) {
+					t.Errorf("run %d: a captured tensor's memory went back through Free (%d buffers)", run, len(freed))
+				}
+			} else if len(freed) != 1 || !sameBacking(freed[0], r.handed[0]) {
+				t.Errorf("run %d: %d buffers went back through Free, want the one handed out", run, len(freed))
+			}
+			res.Close()
+		}
+	}
+}
