@@ -180,6 +180,14 @@ type Request struct {
 	// which Close leaves in place. Into's buffers are written into the
 	// same way. Both save the copy out of ONNX Runtime's memory.
 	Alloc func(n int) []float32
+	// Free, given with Alloc, lets the run use Alloc's memory for itself:
+	// the tensor of a hooked site that the run hands to hooks only (not
+	// captured, not an output) is written into Alloc(n) too, where the run
+	// knows its shape, and goes back through Free as soon as the run is
+	// done with it (after its hooks, or once no later segment reads it),
+	// so ONNX Runtime's arena holds none of a run's read points and the
+	// caller's memory serves them, run after run.
+	Free func(bufs ...[]float32)
 }
 
 // Result is what RunKeep returns: the outputs copied into Go, the kept
@@ -247,6 +255,7 @@ func (e *Engine) RunKeep(ctx context.Context, req Request) (*Result, error) {
 		keep[name] = true
 	}
 	vals, caught, release, err := e.forwardValues(ctx, req, keep)
+	e.ws.dropTables()
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +314,7 @@ func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string
 		}
 		x.caught = &captured{tensors: map[hooks.Site]*hooks.Tensor{}, inGo: map[hooks.Site]bool{}}
 	}
-	if len(req.Into) > 0 || (req.Alloc != nil && len(req.Capture) > 0) {
+	if len(req.Into) > 0 || (req.Alloc != nil && (len(req.Capture) > 0 || req.Free != nil)) {
 		x.pa = e.preallocation(p, req)
 	}
 	kept := false
@@ -373,6 +382,7 @@ func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string
 	for _, v := range x.vals {
 		if !keepVal[v] && !x.borrowed[v] && !x.held[v] {
 			v.release()
+			x.giveBack(v)
 		}
 	}
 	for name := range keep {

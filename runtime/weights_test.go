@@ -1,0 +1,108 @@
+package runtime
+
+import (
+	"context"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+	"unsafe"
+
+	"github.com/onnx-tdb/onnx-tdb/graphs"
+)
+
+func TestGatherTables(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		build func(b *graphs.Builder)
+		want  bool
+	}{
+		{"gathered only", func(b *graphs.Builder) {
+			b.Output(b.Op("Gather", "y", []string{"E", "ids"}), graphs.Float, "T", "4")
+		}, true},
+		{"gathered and multiplied", func(b *graphs.Builder) {
+			g := b.Op("Gather", "g", []string{"E", "ids"})
+			b.Output(b.Op("MatMul", "y", []string{g, "E"}), graphs.Float, "T", "4")
+		}, false},
+		{"the indices of a Gather", func(b *graphs.Builder) {
+			b.Output(b.Op("Gather", "y", []string{"ids2", "E"}), graphs.Float, "T", "4")
+		}, false},
+		{"a graph output", func(b *graphs.Builder) {
+			b.Op("Gather", "y", []string{"E", "ids"})
+			b.Output("E", graphs.Float, "8", "4")
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := graphs.NewBuilder("g")
+			b.Input("ids", graphs.Int64, "T")
+			b.External("E", []int64{8, 4}, "e.bin", 0, 128)
+			tc.build(b)
+			if got := gatherTables(b.Model().GetGraph())["E"]; got != tc.want {
+				t.Errorf("E is a table: %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+var sink byte
+
+// residentPages counts the pages of b mapped into this process now.
+func residentPages(t *testing.T, b []byte) int {
+	t.Helper()
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		t.Skip("no pagemap:", err)
+	}
+	defer f.Close()
+	page := uintptr(os.Getpagesize())
+	n := 0
+	for p := uintptr(unsafe.Pointer(&b[0])); p < uintptr(unsafe.Pointer(&b[0]))+uintptr(len(b)); p += page {
+		var e [8]byte
+		if _, err := f.ReadAt(e[:], int64(p/page*8)); err != nil {
+			t.Skip("pagemap unreadable:", err)
+		}
+		if binary.LittleEndian.Uint64(e[:])>>63 == 1 {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRunsDropEmbeddingPages: the pages of a table only Gather reads leave
+// the resident set once a run is done (they would otherwise pile up, row by
+// row, over a corpus).
+func TestRunsDropEmbeddingPages(t *testing.T) {
+	dir := t.TempDir()
+	const V, D = 1024, 64
+	if err := os.WriteFile(filepath.Join(dir, "e.bin"), make([]byte, 4*V*D), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := graphs.NewBuilder("embed")
+	ids := b.Input("ids", graphs.Int64, "T")
+	E := b.External("E", []int64{V, D}, "e.bin", 0, 4*V*D)
+	b.Output(b.Op("Gather", "y", []string{E, ids}), graphs.Float, "T", "64")
+	e, err := NewEngine(&Graph{Model: b.Model(), Dir: dir}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if len(e.ws.tables) != 1 {
+		t.Fatalf("%d tables found, want 1", len(e.ws.tables))
+	}
+	table := e.ws.tables[0]
+	var sum byte
+	for i := 0; i < len(table); i += 4096 {
+		sum += table[i] // every page resident
+	}
+	sink = sum
+	if n := residentPages(t, table); n == 0 {
+		t.Skip("reading the mapping made no page resident")
+	}
+	in := map[string]*Tensor{"ids": {Shape: []int64{3}, I64: []int64{1, 500, 1000}}}
+	if _, err := e.Run(context.Background(), Request{Inputs: in, Outputs: []string{"y"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := residentPages(t, table); n != 0 {
+		t.Errorf("%d pages of the table resident after a run", n)
+	}
+}
