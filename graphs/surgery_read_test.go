@@ -53,3 +53,26 @@ func TestSplitExposesConsumedReadsThroughIdentity(t *testing.T) {
 		t.Errorf("%d identities, want 1", identities)
 	}
 }
+
+// A consumed read tensor made by an op that ends no fusion (a Reshape, a
+// Transpose) goes out as it is, without an Identity's copy.
+func TestSplitExposesOtherReadsDirectly(t *testing.T) {
+	b := NewBuilder("reads")
+	x := b.Input("x", Float, "B", "T")
+	y := b.Op("Transpose", "y", []string{x}) // read, consumed by z
+	z := b.Op("Add", "z", []string{y, y})    // read, consumed by w
+	w := b.Op("Neg", "w", []string{z})
+	b.Output(w, Float, "T", "B")
+	b.Type(y, Float, "T", "B")
+	b.Type(z, Float, "T", "B")
+	segs, err := Split(b.Model(), Spec{Outputs: []string{w}, Reads: []string{y, z}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{y: y, z: ReadName(z), w: w}
+	for i, o := range segs[0].Outputs {
+		if segs[0].Fetch[i] != want[o] {
+			t.Errorf("output %s fetched as %s, want %s", o, segs[0].Fetch[i], want[o])
+		}
+	}
+}
