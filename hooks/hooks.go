@@ -95,7 +95,9 @@ type Func func(ctx *Context, t *Tensor) (*Tensor, error)
 
 // Observer is a read-only hook. The run guarantees it cannot change the
 // forward pass: where the tensor it sees is also what the pass continues
-// from, the observer gets a copy.
+// from, the observer gets a copy. A tensor the run only hands to the caller
+// (the logits) it sees as it is: an observer that wrote to it would change
+// what the run returns, nothing else.
 type Observer func(ctx *Context, t *Tensor) error
 
 // Option configures one registration.

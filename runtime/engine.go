@@ -307,6 +307,7 @@ func (e *Engine) forwardValues(ctx context.Context, req Request, keep map[string
 		return nil, nil, nil, err
 	}
 	x := newExec(p, hs)
+	x.keep = keep
 	if len(req.Capture) > 0 {
 		x.capture = map[hooks.Site]bool{}
 		for _, s := range req.Capture {

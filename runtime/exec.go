@@ -28,6 +28,8 @@ type execution struct {
 	caught  *captured
 	// pa is the Go memory outputs are written into (prealloc.go), or nil.
 	pa *preallocation
+	// keep are the outputs the run hands back as values (Request.Keep).
+	keep map[string]bool
 }
 
 func newExec(p *plan, hs *hooks.Set) *execution {
@@ -152,9 +154,12 @@ func (x *execution) callSite(s siteRef) error {
 		perm = nil
 	}
 	ht := hookTensor(v, perm)
-	// A read-only site whose value later segments also read: observers get
-	// a copy, so they cannot change the pass.
-	shared := !s.write && perm == nil && (x.p.lastUse[s.ref.Tensor] >= x.next || x.p.outputs[s.ref.Tensor] || x.borrowed[v])
+	// A read-only site whose value later segments also read, the run hands
+	// back as a value (a KV cache the next run continues from), or the
+	// caller gave: observers get a copy, so they cannot change the pass. An
+	// output copied out to the caller (the logits) is seen as it is: nothing
+	// computes from it, and copying it cost a second logits-sized buffer.
+	shared := !s.write && perm == nil && (x.p.lastUse[s.ref.Tensor] >= x.next || x.keep[s.ref.Tensor] || x.borrowed[v])
 	out, err := x.hs.Call(s.site, ht, shared)
 	if err != nil {
 		return err

@@ -169,7 +169,7 @@ func (x *execution) outputsFor(sg *segRun) ([]*value, error) {
 		}
 		var buf []float32
 		switch {
-		case x.p.outputs[name] && !x.p.keep[name] && len(pa.into[name]) == n:
+		case x.p.outputs[name] && !x.keep[name] && len(pa.into[name]) == n:
 			buf = pa.into[name]
 		case (pa.wanted[name] || pa.reads[name]) && pa.alloc != nil:
 			if buf = pa.alloc(n); len(buf) != n {

@@ -250,3 +250,48 @@ func TestFreeTakesBackReadMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestObserversSeeOutputsInPlace: an observer of a tensor the run only
+// copies out to the caller sees the caller's memory itself (no protective
+// copy of a logits-sized tensor); one of a tensor the run keeps as a value
+// for later runs gets a copy.
+func TestObserversSeeOutputsInPlace(t *testing.T) {
+	g := tinyGraph(t)
+	g.Points[hooks.Site{Point: hooks.LogitsPoint, Layer: -1}] = PointRef{Tensor: "y"}
+	e, err := NewEngine(g, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	in := longInput(512)
+	var seen []float32
+	h := hooks.New()
+	h.Observe(hooks.LogitsPoint, func(_ *hooks.Context, x *hooks.Tensor) error {
+		seen = x.Data
+		return nil
+	})
+	into := make([]float32, 512*3)
+	for range 2 { // the second run writes y into its Into buffer
+		res, err := e.RunKeep(context.Background(), Request{Inputs: in, Outputs: []string{"y"}, Hooks: hooks.Snapshot(h),
+			Into: map[string][]float32{"y": into}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Close()
+	}
+	if !sameBacking(seen, into) {
+		t.Error("the observer of an output copied out got a copy")
+	}
+	res, err := e.RunKeep(context.Background(), Request{Inputs: in, Outputs: []string{"y"}, Keep: []string{"y"}, Hooks: hooks.Snapshot(h)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	kept, err := res.Kept["y"].View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(kept.Data, seen) || sameBacking(kept.Data, seen) {
+		t.Errorf("the observer of a kept output saw the value itself (%v) or other values", sameBacking(kept.Data, seen))
+	}
+}
