@@ -3,6 +3,7 @@ package modelctx
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/onnx-tdb/onnx-tdb/hooks"
 )
@@ -18,30 +19,34 @@ import (
 // captures more than minPooled is pooled whole). A batch that does not fit
 // first evicts buffers of lengths it does not have (memory of other
 // shapes); what still does not fit is left to the garbage collector. A
-// buffer that no run took while staleAfter batches came back is let go
-// too: memory of a shape no longer run, or a spare that only another kind
-// of run used, does not stay for good.
+// buffer that no run took while staleAfter batches came back and for
+// staleTime is let go too: memory of a shape no longer run, or a spare only
+// another kind of run used, does not stay for good, while runs of several
+// kinds taking turns (a server's, a benchmark's rounds) keep theirs.
 type bufPool struct {
 	mu    sync.Mutex
 	free  map[int][]pooled // by length
 	bytes int64
 	limit int64
 	clock uint64 // batches given back so far
+	now   func() time.Time
 	// copied counts the bytes clone copied (tests tell written-in-place
 	// captures from copied ones by it); made the bytes alloc could not
 	// find pooled.
 	copied, made atomic.Int64
 }
 
-// pooled is a free buffer and the clock when it came back.
+// pooled is a free buffer, the clock when it came back and the time.
 type pooled struct {
-	buf []float32
-	at  uint64
+	buf  []float32
+	at   uint64
+	when time.Time
 }
 
 const (
 	minPooled  = 256 << 20
 	staleAfter = 4
+	staleTime  = 10 * time.Second
 )
 
 // clone copies x into a pooled buffer of its size, or a new one.
@@ -105,10 +110,14 @@ func (p *bufPool) giveBack(batch bool, bufs [][]float32) {
 		lengths[len(b)] = true
 	}
 	p.limit = max(p.limit, minPooled)
+	if p.now == nil {
+		p.now = time.Now
+	}
+	now := p.now()
 	if batch {
 		p.clock++
 		p.limit = max(p.limit, size)
-		p.evictStale()
+		p.evictStale(now)
 	}
 	for n, list := range p.free {
 		if p.bytes+size <= p.limit {
@@ -123,18 +132,18 @@ func (p *bufPool) giveBack(batch bool, bufs [][]float32) {
 		if len(b) == 0 || p.bytes+4*int64(len(b)) > p.limit {
 			continue
 		}
-		p.free[len(b)] = append(p.free[len(b)], pooled{b, p.clock})
+		p.free[len(b)] = append(p.free[len(b)], pooled{b, p.clock, now})
 		p.bytes += 4 * int64(len(b))
 	}
 }
 
-// evictStale lets go of the buffers no run took for staleAfter batches.
-// A length's list is in the order its buffers came back (take pops the
-// latest), so the stale ones are at its start.
-func (p *bufPool) evictStale() {
+// evictStale lets go of the buffers no run took for staleAfter batches and
+// staleTime. A length's list is in the order its buffers came back (take
+// pops the latest), so the stale ones are at its start.
+func (p *bufPool) evictStale(now time.Time) {
 	for n, list := range p.free {
 		k := 0
-		for k < len(list) && list[k].at+staleAfter < p.clock {
+		for k < len(list) && list[k].at+staleAfter < p.clock && now.Sub(list[k].when) >= staleTime {
 			k++
 		}
 		if k == 0 {

@@ -1,9 +1,18 @@
 package modelctx
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
+
+// fakeClock is a bufPool's clock that a test moves.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
 
 func TestBufPoolAgesOutUnusedBuffers(t *testing.T) {
-	var p bufPool
+	clock := &fakeClock{t: time.Unix(1e9, 0)}
+	p := bufPool{now: clock.now}
 	big := make([]float32, 1000)
 	p.put(big)
 	run := func() { // a run of another shape: takes its buffer, gives it back
@@ -24,14 +33,23 @@ func TestBufPoolAgesOutUnusedBuffers(t *testing.T) {
 	for range staleAfter + 1 {
 		run()
 	}
+	if b := p.take(1000); !sameSlice(b, big) {
+		t.Fatalf("a buffer unused for %d batches but less than %v was let go", staleAfter+1, staleTime)
+	}
+	p.put(big)
+	clock.t = clock.t.Add(staleTime)
+	for range staleAfter + 1 {
+		run()
+	}
 	if p.take(1000) != nil {
-		t.Fatalf("a buffer unused for %d batches is still pooled", staleAfter+1)
+		t.Fatalf("a buffer unused for %d batches and %v is still pooled", staleAfter+1, staleTime)
 	}
 	// A spare of a length runs take one of at a time goes too.
 	spare, used := make([]float32, 10), make([]float32, 10)
 	p.drop()
 	p.give(spare)
 	p.put(used)
+	clock.t = clock.t.Add(staleTime)
 	for range staleAfter + 1 {
 		run()
 	}
