@@ -93,6 +93,49 @@ func ExampleRequest_alloc() {
 	// in Go: true same memory: true values: [1 1]
 }
 
+// With Free as well, a run writes the points only its hooks read into the
+// caller's memory and gives each back once its hooks are done: a pool of
+// buffers then serves every run's reads, and ONNX Runtime's arena holds none.
+func ExampleRequest_free() {
+	e, site := affineEngine()
+	defer e.Close()
+	const T = 1024
+	in := make([]float32, 2*T)
+	var pool [][]float32 // a one-size pool, enough here
+	made := 0
+	h := hooks.New()
+	h.Observe(site.Point, func(_ *hooks.Context, t *hooks.Tensor) error {
+		fmt.Println("observed", t.Shape, t.Data[:2])
+		return nil
+	})
+	for range 3 {
+		_, err := e.Run(context.Background(), runtime.Request{
+			Inputs:  map[string]*runtime.Tensor{"x": {Shape: []int64{1, T, 2}, F32: in}},
+			Outputs: []string{"y"},
+			Hooks:   hooks.Snapshot(h),
+			Alloc: func(n int) []float32 {
+				if len(pool) > 0 {
+					b := pool[len(pool)-1]
+					pool = pool[:len(pool)-1]
+					return b
+				}
+				made++
+				return make([]float32, n)
+			},
+			Free: func(bufs ...[]float32) { pool = append(pool, bufs...) },
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+	}
+	fmt.Println("buffers made:", made, "pooled after the runs:", len(pool))
+	// Output:
+	// observed [1 1024 2] [1 1]
+	// observed [1 1024 2] [1 1]
+	// observed [1 1024 2] [1 1]
+	// buffers made: 1 pooled after the runs: 1
+}
+
 // affineEngine is an engine over y = 2(x+1) for x of shape [B,T,2], whose
 // h = x+1 (declared [B,T,2]) is the hook site it returns.
 func affineEngine() (*runtime.Engine, hooks.Site) {
