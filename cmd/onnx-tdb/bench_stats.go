@@ -106,7 +106,11 @@ func (s benchStop) done(b benchRounds, elapsed time.Duration) bool {
 // interleaved times several workloads in rounds, each round running every
 // workload once in turn, so that drifts in machine speed hit all of them
 // alike; ratios between them, per round, are what the benchmark reports.
-// Each workload runs once first as a warm-up (which also builds its plan).
+// Each round starts one workload later than the one before (round r runs
+// workload r mod n first), so that none always runs first or always after
+// the same other one: a workload that follows another model's pays for
+// its caches and pages being cold. Each workload runs once first as a
+// warm-up (which also builds its plan).
 func interleaved(stop benchStop, fns []func() error) (benchRounds, error) {
 	for _, fn := range fns {
 		if err := fn(); err != nil {
@@ -117,9 +121,10 @@ func interleaved(stop benchStop, fns []func() error) (benchRounds, error) {
 	start := time.Now()
 	for !stop.done(b, time.Since(start)) {
 		round := make([]time.Duration, len(fns))
-		for i, fn := range fns {
+		for k := range fns {
+			i := (k + len(b.times)) % len(fns)
 			t0 := time.Now()
-			if err := fn(); err != nil {
+			if err := fns[i](); err != nil {
 				return benchRounds{}, err
 			}
 			round[i] = time.Since(t0)

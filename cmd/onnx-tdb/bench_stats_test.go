@@ -75,3 +75,25 @@ func TestPrintRounds(t *testing.T) {
 		}
 	}
 }
+
+// TestInterleavedRotates: each round starts one workload later, so that no
+// workload always runs first or after the same one.
+func TestInterleavedRotates(t *testing.T) {
+	var order []int
+	fns := make([]func() error, 3)
+	for i := range fns {
+		fns[i] = func() error { order = append(order, i); return nil }
+	}
+	b, err := interleaved(benchStop{minRuns: 3, maxTime: time.Hour, target: 1}, fns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.times) < 3 || len(order) != 3+3*len(b.times) {
+		t.Fatalf("%d rounds, %d calls", len(b.times), len(order))
+	}
+	for c, got := range order[3:] { // after the warm-up, in order
+		if r, k := c/3, c%3; got != (k+r)%3 {
+			t.Fatalf("order %v: round %d ran workload %d in place %d", order, r, got, k)
+		}
+	}
+}
