@@ -472,9 +472,10 @@ func checkShape(t *Tensor, want []int) error {
 // lives only for the call, as every tensor handed to a hook does, so one
 // buffer serves every observer of a run without allocating. With
 // WithScratch the buffer comes from, and goes back to, the caller's memory:
-// a Set is taken per run, and the largest protected tensor (the logits of a
-// batch, ~100 MB at 4x128 for GPT-2) would otherwise be fresh memory every
-// run.
+// a Set is taken per run, and the largest protected tensor (a residual
+// stream a later segment reads, or a caller's input; the logits were, ~100 MB
+// at 4x128 for GPT-2, before the runtime handed them over in place) would
+// otherwise be fresh memory every run.
 func (s *Set) protect(t *Tensor) *Tensor {
 	if cap(s.scratch) < len(t.Data) {
 		s.DoneWithScratch()
