@@ -87,13 +87,21 @@ type preallocation struct {
 	// as they are); from are the values over that memory.
 	wanted map[string]bool
 	from   map[*value]bool
-	// reads are the tensors of hooked sites that the run hands to nothing
-	// but hooks: with Request.Free they are written into alloc's memory
-	// too, and scratch maps each value over such memory to it, until free
-	// takes it back when the run is done with the value.
-	reads   map[string]bool
-	free    func(...[]float32)
-	scratch map[*value][]float32
+	// captured are the tensors of Request.Capture's sites. With
+	// Request.Free, the tensors of the plan's other sites that are no
+	// outputs (reads: what the run hands to hooks only) are written into
+	// alloc's memory too, and scratch maps each value over such memory to
+	// it, until free takes it back when the run is done with the value.
+	captured map[string]bool
+	free     func(...[]float32)
+	scratch  map[*value][]float32
+}
+
+// reads reports whether tensor name is one the run lends itself alloc's
+// memory for (a site's tensor only hooks see).
+func (pa *preallocation) reads(p *plan, name string) bool {
+	_, site := p.lastSite[name]
+	return pa.free != nil && site && !p.outputs[name] && !pa.captured[name]
 }
 
 // preallocation prepares a run's writing into Go memory: the shapes are
@@ -101,22 +109,17 @@ type preallocation struct {
 // with it, the graph's declared shapes with the request's sizes bound.
 func (e *Engine) preallocation(p *plan, req Request) *preallocation {
 	pa := &preallocation{sig: signature(req), into: req.Into, alloc: req.Alloc, wanted: map[string]bool{}, from: map[*value]bool{}}
-	captured := map[string]bool{}
+	pa.captured = map[string]bool{}
 	for _, s := range req.Capture {
 		if ref, ok := e.g.Points[s]; ok {
-			captured[ref.Tensor] = true
+			pa.captured[ref.Tensor] = true
 			if isIdentity(ref.Perm) {
 				pa.wanted[ref.Tensor] = true
 			}
 		}
 	}
 	if req.Alloc != nil && req.Free != nil {
-		pa.free, pa.reads, pa.scratch = req.Free, map[string]bool{}, map[*value][]float32{}
-		for _, s := range p.sites {
-			if t := s.ref.Tensor; !captured[t] && !p.outputs[t] {
-				pa.reads[t] = true
-			}
-		}
+		pa.free, pa.scratch = req.Free, map[*value][]float32{}
 	}
 	if pa.known = p.shapes.lookup(pa.sig); pa.known != nil {
 		return pa
@@ -124,8 +127,8 @@ func (e *Engine) preallocation(p *plan, req Request) *preallocation {
 	pa.seen = map[string][]int64{}
 	pa.known = map[string][]int64{}
 	bound := e.symbols(req)
-	for _, names := range []map[string]bool{pa.wanted, pa.reads} {
-		for name := range names {
+	for name := range p.lastSite { // the sites' tensors: wanted ones among them
+		if pa.wanted[name] || pa.reads(p, name) {
 			if shape, ok := e.declaredShape(name, bound); ok {
 				pa.known[name] = shape
 			}
@@ -171,7 +174,7 @@ func (x *execution) outputsFor(sg *segRun) ([]*value, error) {
 		switch {
 		case x.p.outputs[name] && !x.keep[name] && len(pa.into[name]) == n:
 			buf = pa.into[name]
-		case (pa.wanted[name] || pa.reads[name]) && pa.alloc != nil:
+		case (pa.wanted[name] || pa.reads(x.p, name)) && pa.alloc != nil:
 			if buf = pa.alloc(n); len(buf) != n {
 				buf = nil
 			}
@@ -190,7 +193,7 @@ func (x *execution) outputsFor(sg *segRun) ([]*value, error) {
 		pre[j] = v
 		if pa.wanted[name] {
 			pa.from[v] = true
-		} else if pa.reads[name] {
+		} else if pa.reads(x.p, name) {
 			pa.scratch[v] = buf
 		}
 	}
