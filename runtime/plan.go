@@ -210,10 +210,10 @@ func (e *Engine) openSegment(m *onnxpb.ModelProto, b []byte, inputs, outputs []s
 
 // buildingSessions brackets the creation of a plan's sessions. While ORT
 // prepacks, pages it has read stay resident in the weights' mapping beside
-// the packed copies; they are dropped every 2 ms as it goes (at 20 ms the
-// peak of building a second plan of GPT-2 small was ~30 MB higher), and the
-// heap is trimmed at the end, so the peak stays near the packed size
-// instead of twice the weights.
+// the packed copies; they are dropped every 2 ms as it goes, or less often
+// where a drop takes long (runPager keeps dropping under a tenth of the
+// time), and the heap is trimmed at the end, so the peak stays near the
+// packed size instead of twice the weights.
 func (e *Engine) buildingSessions() (done func()) {
 	stopPager := e.ws.pager(2 * time.Millisecond)
 	return func() {

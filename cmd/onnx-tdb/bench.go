@@ -267,6 +267,7 @@ func runBench(c *cli.Context) error {
 	fmt.Fprintf(w, "\npeak RSS of the per-block model (weights %.0f MB) after running every path, cumulative:\n", float64(weights)/1e6)
 	memOnly := c.Bool("memory-only")
 	for _, g := range groups {
+		start := time.Now()
 		for _, p := range g.paths[1:] {
 			if err := g.runs[p](m); err != nil {
 				return fmt.Errorf("%s %s: %w", p, g.name, err)
@@ -281,9 +282,10 @@ func runBench(c *cli.Context) error {
 					float64(ch)/float64(weights), float64(cu)/float64(weights), float64(cm)/float64(weights))
 			}
 		}
+		took := time.Since(start)
 		peak, now := peakRSS(), rss()
-		fmt.Fprintf(w, "  up to %-12s %8.0f MB = %.2f x the weights (resident after the runs: %.0f MB = %.2f x)\n",
-			g.name, float64(peak)/1e6, float64(peak)/float64(weights), float64(now)/1e6, float64(now)/float64(weights))
+		fmt.Fprintf(w, "  up to %-12s %8.0f MB = %.2f x the weights (resident after the runs: %.0f MB = %.2f x; first runs, plans built, %.1f s)\n",
+			g.name, float64(peak)/1e6, float64(peak)/float64(weights), float64(now)/1e6, float64(now)/float64(weights), took.Seconds())
 	}
 
 	if memOnly {
