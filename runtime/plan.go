@@ -119,6 +119,8 @@ func (e *Engine) build(outputs []string, keep map[string]bool, uses map[hooks.Si
 		inputs[in.GetName()] = true
 	}
 	cuts = slices.DeleteFunc(cuts, func(c string) bool { return inputs[c] })
+	// LayerNorms whose inner points are only read stay one fused kernel.
+	model, _ = graphs.FuseReadNorms(model, reads, cuts)
 	segs, err := graphs.Split(model, graphs.Spec{Outputs: outputs, Reads: reads, Cuts: cuts})
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
