@@ -36,6 +36,7 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: patchSweepFlag, Usage: "instead, time a 16-position patching sweep of resid.torso.post_mlp over every layer against the same rows as batched 1x16 forwards and as separate forwards (--min-runs rounds)"},
 			&cli.StringFlag{Name: "sample", Value: "1,4", Usage: "batch sizes of the decoding rows (16-token prompt, 32 new tokens, KV cache); empty for none"},
 			&cli.BoolFlag{Name: "memory-only", Usage: "stop after the memory pass, printing the peak and resident set after each path"},
+			countFlag("instances", nil, 2, 1, 8, "open the per-block model and the whole graph this many times each and let the rounds cycle through the pairs, so that no ratio rests on where one instance's memory happened to lie"),
 			cpuProfileFlag(),
 		},
 		Action:      withCPUProfile(runBench),
@@ -293,23 +294,42 @@ func runBench(c *cli.Context) error {
 	}
 
 	// Throughput against the baseline.
-	whole, err := openWhole(c, dir)
-	if err != nil {
-		return err
+	// Instances: the per-block model of the memory pass and more opened
+	// now, and as many of the whole graph.
+	n := c.Int("instances")
+	blocks, wholes := []*modelctx.Transformer{m}, []*modelctx.Transformer{}
+	defer func() {
+		for _, x := range append(blocks[1:], wholes...) {
+			x.Close()
+		}
+	}()
+	for len(wholes) < n {
+		whole, err := openWhole(c, dir)
+		if err != nil {
+			return err
+		}
+		wholes = append(wholes, whole)
+		if len(blocks) < n {
+			b, err := openModel(c)
+			if err != nil {
+				return err
+			}
+			blocks = append(blocks, b)
+		}
 	}
-	defer whole.Close()
 	stop := benchStopOf(c)
+	fmt.Fprintf(w, "\nrounds cycle through %d instance(s) of each model\n", n)
 	roundsHeader(w)
 	for _, g := range groups {
-		var fns []func() error
+		var fns []func(int) error
 		for _, p := range g.paths {
-			model, run := m, g.runs[p]
+			models, run := blocks, g.runs[p]
 			if p == "whole" {
-				model = whole
+				models = wholes
 			}
-			fns = append(fns, func() error { return run(model) })
+			fns = append(fns, func(inst int) error { return run(models[inst]) })
 		}
-		rounds, err := interleaved(stop, fns)
+		rounds, err := interleavedOn(stop, n, fns)
 		if err != nil {
 			return fmt.Errorf("%s: %w", g.name, err)
 		}

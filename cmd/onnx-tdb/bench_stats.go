@@ -112,19 +112,39 @@ func (s benchStop) done(b benchRounds, elapsed time.Duration) bool {
 // its caches and pages being cold. Each workload runs once first as a
 // warm-up (which also builds its plan).
 func interleaved(stop benchStop, fns []func() error) (benchRounds, error) {
-	for _, fn := range fns {
-		if err := fn(); err != nil {
-			return benchRounds{}, err
+	on := make([]func(int) error, len(fns))
+	for i, fn := range fns {
+		on[i] = func(int) error { return fn() }
+	}
+	return interleavedOn(stop, 1, on)
+}
+
+// interleavedOn is interleaved over several instances of what the
+// workloads run on (models opened more than once): each workload is warmed
+// up on every instance, and round r runs every workload on instance
+// r mod instances. Two instances of the same model, opened in the same
+// process, ran the same path up to ~10% apart in one bench run (where
+// their sessions' memory happened to lie); a ratio measured on one pair
+// of instances carries that luck, a median over rounds that cycle through
+// several pairs much less of it.
+func interleavedOn(stop benchStop, instances int, fns []func(instance int) error) (benchRounds, error) {
+	instances = max(instances, 1)
+	for inst := 0; inst < instances; inst++ {
+		for _, fn := range fns {
+			if err := fn(inst); err != nil {
+				return benchRounds{}, err
+			}
 		}
 	}
 	var b benchRounds
 	start := time.Now()
 	for !stop.done(b, time.Since(start)) {
+		inst := len(b.times) % instances
 		round := make([]time.Duration, len(fns))
 		for k := range fns {
 			i := (k + len(b.times)) % len(fns)
 			t0 := time.Now()
-			if err := fns[i](); err != nil {
+			if err := fns[i](inst); err != nil {
 				return benchRounds{}, err
 			}
 			round[i] = time.Since(t0)

@@ -97,3 +97,34 @@ func TestInterleavedRotates(t *testing.T) {
 		}
 	}
 }
+
+// With several instances, every workload is warmed up on each, and each
+// round runs all its workloads on one instance, cycling through them.
+func TestInterleavedCyclesInstances(t *testing.T) {
+	type call struct{ fn, inst int }
+	var calls []call
+	fns := make([]func(int) error, 3)
+	for i := range fns {
+		fns[i] = func(inst int) error { calls = append(calls, call{i, inst}); return nil }
+	}
+	b, err := interleavedOn(benchStop{minRuns: 5, maxTime: time.Hour, target: 1}, 2, fns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.times) < 5 || len(calls) != 2*3+3*len(b.times) {
+		t.Fatalf("%d rounds, %d calls", len(b.times), len(calls))
+	}
+	warm := map[call]bool{}
+	for _, c := range calls[:6] {
+		warm[c] = true
+	}
+	if len(warm) != 6 {
+		t.Errorf("warm-up calls %v: want each workload once on each instance", calls[:6])
+	}
+	for c, got := range calls[6:] {
+		r, k := c/3, c%3
+		if got.inst != r%2 || got.fn != (k+r)%3 {
+			t.Fatalf("round %d, place %d ran workload %d on instance %d; want workload %d on instance %d", r, k, got.fn, got.inst, (k+r)%3, r%2)
+		}
+	}
+}
