@@ -227,8 +227,7 @@ func (e *Engine) buildingSessions() (done func()) {
 // withBoundaries adds the stage boundaries to a plan's cuts when it reads
 // points of two or more layers, keeping the cuts in call order: every
 // boundary with stride 1, else the input of every stride-th layer
-// (readcuts.go). It adds the head's input (Graph.Head) to every plan that
-// has a cut.
+// (readcuts.go). It adds the head's input (Graph.Head) to every plan.
 func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map[hooks.Site]hooks.Use, stride int) []string {
 	layers := map[int]bool{}
 	for s, u := range uses {
@@ -245,12 +244,16 @@ func (e *Engine) withBoundaries(cuts []string, cutSeen map[string]bool, uses map
 			add = append(add, b)
 		}
 	}
-	// A plan cut anywhere is cut before the head too. One that is not stays
-	// one session: one more session run cost decoding ~2%, and reading or
-	// capturing every point 3-5% at 1x16 and 1x128 (same-process A/B, this
-	// round's last session), though building such a plan packs its own
-	// unembedding (~0.23x of GPT-2 small's weights, for a moment).
-	if e.g.Head != nil && len(cuts)+len(add) > 0 {
+	// Every plan is cut before the head, so that the head is one segment
+	// that every plan with the same outputs shares (sessions are shared by
+	// content): ONNX Runtime packs a new session's weights before it finds
+	// the packed copy it already has, and a plan that ended at the logits
+	// in its own session packed the unembedding again (GPT-2 small: 154 MB,
+	// 0.24x its weights, on top of the resident set while the plan was
+	// built). The extra session run per forward was within the bench's
+	// noise (two instances of each model, 2026-12-06); an earlier
+	// one-instance A/B had put it at 2-5%.
+	if e.g.Head != nil {
 		add = append(add, *e.g.Head)
 	}
 	if len(add) == 0 {
