@@ -36,7 +36,7 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: patchSweepFlag, Usage: "instead, time a 16-position patching sweep of resid.torso.post_mlp over every layer against the same rows as batched 1x16 forwards and as separate forwards (--min-runs rounds)"},
 			&cli.StringFlag{Name: "sample", Value: "1,4", Usage: "batch sizes of the decoding rows (16-token prompt, 32 new tokens, KV cache); empty for none"},
 			&cli.BoolFlag{Name: "memory-only", Usage: "stop after the memory pass, printing the peak and resident set after each path"},
-			countFlag("instances", nil, 2, 1, 8, "open the per-block model and the whole graph this many times each and let the rounds cycle through the pairs, so that no ratio rests on where one instance's memory happened to lie"),
+			countFlag("instances", nil, 3, 1, 8, "open the per-block model and the whole graph this many times each and let the rounds cycle through the pairs, so that no ratio rests on where one instance's memory happened to lie"),
 			cpuProfileFlag(),
 		},
 		Action:      withCPUProfile(runBench),
