@@ -1,6 +1,7 @@
 package modelctx
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,10 @@ type bufPool struct {
 	limit int64
 	clock uint64 // batches given back so far
 	now   func() time.Time
+	// held marks the buffers in free by their first element: a buffer
+	// given back twice (an Output whose captured logits are its Logits)
+	// is pooled once, so that two runs are never handed the same memory.
+	held map[*float32]bool
 	// copied counts the bytes clone copied (tests tell written-in-place
 	// captures from copied ones by it); made the bytes alloc could not
 	// find pooled.
@@ -81,6 +86,7 @@ func (p *bufPool) take(n int) []float32 {
 	buf := list[len(list)-1].buf
 	p.free[n] = list[:len(list)-1]
 	p.bytes -= 4 * int64(n)
+	delete(p.held, &buf[0])
 	return buf
 }
 
@@ -102,7 +108,17 @@ func (p *bufPool) giveBack(batch bool, bufs [][]float32) {
 	defer p.mu.Unlock()
 	if p.free == nil {
 		p.free = map[int][]pooled{}
+		p.held = map[*float32]bool{}
 	}
+	// Each buffer once: not one already pooled, nor one listed twice.
+	seen := map[*float32]bool{}
+	bufs = slices.DeleteFunc(slices.Clone(bufs), func(b []float32) bool {
+		if len(b) == 0 || p.held[&b[0]] || seen[&b[0]] {
+			return true
+		}
+		seen[&b[0]] = true
+		return false
+	})
 	var size int64
 	lengths := map[int]bool{}
 	for _, b := range bufs {
@@ -125,15 +141,24 @@ func (p *bufPool) giveBack(batch bool, bufs [][]float32) {
 		}
 		if !lengths[n] {
 			p.bytes -= 4 * int64(n) * int64(len(list))
+			p.unhold(list)
 			delete(p.free, n)
 		}
 	}
 	for _, b := range bufs {
-		if len(b) == 0 || p.bytes+4*int64(len(b)) > p.limit {
+		if p.bytes+4*int64(len(b)) > p.limit {
 			continue
 		}
 		p.free[len(b)] = append(p.free[len(b)], pooled{b, p.clock, now})
+		p.held[&b[0]] = true
 		p.bytes += 4 * int64(len(b))
+	}
+}
+
+// unhold forgets the buffers of list as pooled (they are being let go).
+func (p *bufPool) unhold(list []pooled) {
+	for _, x := range list {
+		delete(p.held, &x.buf[0])
 	}
 }
 
@@ -150,6 +175,7 @@ func (p *bufPool) evictStale(now time.Time) {
 			continue
 		}
 		p.bytes -= 4 * int64(n) * int64(k)
+		p.unhold(list[:k])
 		if k == len(list) {
 			delete(p.free, n)
 			continue
@@ -163,7 +189,7 @@ func (p *bufPool) evictStale(now time.Time) {
 func (p *bufPool) drop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.free, p.bytes = nil, 0
+	p.free, p.held, p.bytes = nil, nil, 0
 }
 
 // Release hands the memory of the Output's logits and captured
