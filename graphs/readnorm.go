@@ -1,9 +1,6 @@
 package graphs
 
 import (
-	"encoding/binary"
-	"math"
-
 	"google.golang.org/protobuf/proto"
 
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
@@ -303,13 +300,8 @@ func (mt *normMatcher) scalar(name string) (float32, bool) {
 			return 0, false
 		}
 	}
-	switch {
-	case len(t.GetFloatData()) == 1:
-		return t.GetFloatData()[0], true
-	case len(t.GetRawData()) == 4:
-		return math.Float32frombits(binary.LittleEndian.Uint32(t.GetRawData())), true
-	}
-	return 0, false
+	v, ok := scalarValue(t)
+	return float32(v), ok
 }
 
 func (mt *normMatcher) isScalar(name string, want float32) bool {

@@ -111,7 +111,12 @@ func vjpDiv(v *vjp) ([]string, error) {
 
 // constScalar returns the value of a scalar (or one-element) constant.
 func (v *vjp) constScalar(t string) (float64, bool) {
-	c := v.d.constVals[t]
+	return scalarValue(v.d.constVals[t])
+}
+
+// scalarValue returns the value of a one-element float or double tensor
+// stored in the model (in its typed field or as raw bytes).
+func scalarValue(c *onnxpb.TensorProto) (float64, bool) {
 	if c == nil {
 		return 0, false
 	}

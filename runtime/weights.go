@@ -185,8 +185,9 @@ func (ws *weightStore) pager(every time.Duration) (stop func()) {
 // 2-core VM one over GPT-2 small's weights took longer than 2 ms, so a
 // fixed 2 ms tick dropped without pause, and ONNX Runtime, prepacking,
 // faulted the same pages in again and again: a plan build took 54 s
-// instead of 2.7 s (2.1 million page faults instead of 138 thousand) for
-// the same peak.
+// instead of 2.7 s (2.1 million page faults instead of 138 thousand). That
+// thrashing had kept the build peak ~0.1x of the weights lower; what keeps
+// it low now is that plans share the head's session (withBoundaries).
 const pagerDuty = 0.1
 
 // runPager calls drop every interval (longer where drops take long, see

@@ -303,19 +303,20 @@ func runBench(c *cli.Context) error {
 			x.Close()
 		}
 	}()
-	for len(wholes) < n {
+	for i := 0; i < n; i++ {
 		whole, err := openWhole(c, dir)
 		if err != nil {
 			return err
 		}
 		wholes = append(wholes, whole)
-		if len(blocks) < n {
-			b, err := openModel(c)
-			if err != nil {
-				return err
-			}
-			blocks = append(blocks, b)
+		if i == 0 {
+			continue // the memory pass's model is the first per-block instance
 		}
+		b, err := openModel(c)
+		if err != nil {
+			return err
+		}
+		blocks = append(blocks, b)
 	}
 	stop := benchStopOf(c)
 	fmt.Fprintf(w, "\nrounds cycle through %d instance(s) of each model\n", n)
