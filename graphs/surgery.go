@@ -135,31 +135,13 @@ type Segment struct {
 	Inputs  []string
 	Outputs []string
 	// Fetch are the graph's names of Outputs, in the same order: a read
-	// tensor that nodes of the segment also consume, made by an op that
-	// can end a fusion (endsFusion), is exposed through an Identity under
-	// ReadName(tensor), so that the tensor itself is no graph output and
-	// ONNX Runtime still fuses the pattern whose last node makes it (a
-	// GELU whose output is read stays FastGelu).
+	// tensor that nodes of the segment also consume, made by the last node
+	// of a primitive norm or activation (endsFusedPattern), is exposed
+	// through an Identity under ReadName(tensor), so that the tensor itself
+	// is no graph output and ONNX Runtime still fuses the pattern (a GELU
+	// whose output is read stays FastGelu).
 	Fetch []string
 	Level int // cut index: segment Level runs after the hooks of Cuts[Level-1]
-}
-
-// endsFusion are the op types that end a chain of nodes ONNX Runtime's
-// graph optimisations fuse into one kernel on the CPU (LayerNorm and its
-// skip and RMS variants, the GELUs, Gemm and its activations, fused MatMul,
-// rotary embeddings, bias-Softmax). Where such a node's output is a graph
-// output, some of them do not fuse; a read tensor made by one that its
-// segment also consumes goes out through an Identity (one copy) so that
-// the chain still fuses. A read tensor made by any other op (a Reshape, a
-// Transpose, a Where, a node inside a chain, whose reading breaks that chain
-// anyway) goes out as it is: no copy.
-var endsFusion = map[string]bool{
-	"Add": true, "Mul": true, "Div": true, "MatMul": true, "Gemm": true,
-	"Softmax": true, "Relu": true, "Sigmoid": true, "Tanh": true, "Erf": true,
-	"Gelu": true, "FastGelu": true, "BiasGelu": true, "Clip": true,
-	"LeakyRelu": true, "HardSigmoid": true, "Concat": true, "Cast": true,
-	"LayerNormalization": true, "SimplifiedLayerNormalization": true,
-	"SkipLayerNormalization": true, "SkipSimplifiedLayerNormalization": true,
 }
 
 // ReadName is the graph output name of a read tensor exposed through an
@@ -440,16 +422,16 @@ func Split(m *onnxpb.ModelProto, spec Spec) ([]*Segment, error) {
 			}
 			seg.Input = append(seg.Input, vi)
 		}
-		consumed := map[string]bool{}
-		producer := map[string]string{}
+		uses := map[string]int{}
+		producer := map[string]*onnxpb.NodeProto{}
 		for _, n := range seg.Node {
 			for _, o := range n.GetOutput() {
-				producer[o] = n.GetOpType()
+				producer[o] = n
 			}
 		}
 		for _, n := range seg.Node {
 			for _, in := range nodeInputs(n) {
-				consumed[in] = true
+				uses[in]++
 			}
 		}
 		fetch := make([]string, len(outs))
@@ -460,7 +442,7 @@ func Split(m *onnxpb.ModelProto, spec Spec) ([]*Segment, error) {
 				return nil, err
 			}
 			fetch[j] = o
-			if readSet[o] && consumed[o] && endsFusion[producer[o]] {
+			if readSet[o] && uses[o] > 0 && endsFusedPattern(producer[o], producer, uses, readSet) {
 				fetch[j] = ReadName(o)
 				reads = append(reads, &onnxpb.NodeProto{OpType: proto.String("Identity"),
 					Name: proto.String(ReadName(o)), Input: []string{o}, Output: []string{fetch[j]}})

@@ -172,20 +172,27 @@ func TestWrongRememberedShapeFallsBack(t *testing.T) {
 }
 
 // TestSegmentsHandingOutReadsRunWithoutMemoryPattern: a segment that
-// exposes a read tensor it also consumes (through an Identity) is the one
-// kind opened without ONNX Runtime's memory pattern on the CPU.
+// exposes a read tensor it also consumes through an Identity (the last node
+// of a primitive activation, here a SiLU's Mul) is the one kind opened
+// without ONNX Runtime's memory pattern on the CPU.
 func TestSegmentsHandingOutReadsRunWithoutMemoryPattern(t *testing.T) {
-	g := tinyGraph(t)
+	b := graphs.NewBuilder("silu")
+	x := b.Input("x", graphs.Float, "B", "T")
+	sig := b.Type(b.Op("Sigmoid", "s", []string{x}), graphs.Float, "B", "T")
+	h := b.Type(b.Op("Mul", "h", []string{x, sig}), graphs.Float, "B", "T")
+	y := b.Op("Neg", "y", []string{h})
+	b.Output(y, graphs.Float, "B", "T")
 	for _, c := range []struct {
 		name  string
 		reads []string
 		want  bool
 	}{
 		{"no reads", nil, false},
-		{"a read the segment consumes", []string{"h"}, true},
-		{"a read of the output", []string{"y"}, false},
+		{"a read the segment consumes, ending a SiLU", []string{h}, true},
+		{"a read the segment consumes, ending nothing", []string{sig}, false},
+		{"a read of the output", []string{y}, false},
 	} {
-		segs, err := graphs.Split(g.Model, graphs.Spec{Outputs: []string{"y"}, Reads: c.reads})
+		segs, err := graphs.Split(b.Model(), graphs.Spec{Outputs: []string{y}, Reads: c.reads})
 		if err != nil {
 			t.Fatal(err)
 		}
