@@ -37,6 +37,8 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "sample", Value: "1,4", Usage: "batch sizes of the decoding rows (16-token prompt, 32 new tokens, KV cache); empty for none"},
 			&cli.BoolFlag{Name: "memory-only", Usage: "stop after the memory pass, printing the peak and resident set after each path"},
 			countFlag("instances", nil, 3, 1, 8, "open the per-block model and the whole graph this many times each and let the rounds cycle through the pairs, so that no ratio rests on where one instance's memory happened to lie"),
+			countFlag(processesFlag, nil, 1, 1, 16, "run the whole measurement in this many fresh processes, one after another, and report each ratio's median over them and its range (ratios move between processes by more than within one)"),
+			&cli.StringFlag{Name: ratiosFlag, Hidden: true, Usage: "write the measured ratios and peaks as JSON to this file (what --processes reads from each process)"},
 			cpuProfileFlag(),
 		},
 		Action:      withCPUProfile(runBench),
@@ -177,6 +179,10 @@ func runBench(c *cli.Context) error {
 	if c.Bool(patchSweepFlag) {
 		return runPatchBench(c)
 	}
+	if n := c.Int(processesFlag); n > 1 {
+		return runBenchProcesses(c, n)
+	}
+	var result benchResult
 	shapes, err := parseShapes(c.String("shapes"))
 	if err != nil {
 		return err
@@ -287,6 +293,7 @@ func runBench(c *cli.Context) error {
 		peak, now := peakRSS(), rss()
 		fmt.Fprintf(w, "  up to %-12s %8.0f MB = %.2f x the weights (resident after the runs: %.0f MB = %.2f x; first runs, plans built, %.1f s)\n",
 			g.name, float64(peak)/1e6, float64(peak)/float64(weights), float64(now)/1e6, float64(now)/float64(weights), took.Seconds())
+		result.Peaks = append(result.Peaks, benchPeak{Group: g.name, Peak: float64(peak) / float64(weights)})
 	}
 
 	if memOnly {
@@ -334,7 +341,10 @@ func runBench(c *cli.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", g.name, err)
 		}
-		printRounds(w, g.name, g.paths, g.tokens, rounds, stop.target)
+		result.Rows = append(result.Rows, printRounds(w, g.name, g.paths, g.tokens, rounds, stop.target)...)
+	}
+	if f := c.String(ratiosFlag); f != "" {
+		return writeBenchResult(f, result)
 	}
 	return nil
 }

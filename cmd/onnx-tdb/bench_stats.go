@@ -156,8 +156,9 @@ func interleavedOn(stop benchStop, instances int, fns []func(instance int) error
 
 // printRounds writes one group's table rows: tokens/s at the median time,
 // and each path's ratio to the baseline as the median over rounds, its
-// range, and the median's relative precision.
-func printRounds(w io.Writer, name string, paths []string, tokens int, b benchRounds, target float64) {
+// range, and the median's relative precision. It returns the rows.
+func printRounds(w io.Writer, name string, paths []string, tokens int, b benchRounds, target float64) []benchRow {
+	var rows []benchRow
 	for i, p := range paths {
 		tps := float64(tokens) / b.medianTime(i).Seconds()
 		if i == 0 {
@@ -171,7 +172,9 @@ func printRounds(w io.Writer, name string, paths []string, tokens int, b benchRo
 		}
 		fmt.Fprintf(w, "%-12s %-10s %12.1f %10.3f %17s %8s %6d\n", name, p, tps, s.med,
 			fmt.Sprintf("%.3f-%.3f", s.lo, s.hi), prec, len(b.times))
+		rows = append(rows, benchRow{Group: name, Path: p, Ratio: s.med, Tokens: tps})
 	}
+	return rows
 }
 
 // roundsHeader is the table's header line.
