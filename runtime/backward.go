@@ -62,6 +62,7 @@ func (e *Engine) Backward(ctx context.Context, req BackwardRequest) (*BackwardRe
 		return nil, err
 	}
 	defer e.life.leave()
+	defer e.ws.dropTables() // as after a forward run: the rows its Gathers read
 	hs := req.Hooks
 	if hs == nil {
 		hs = hooks.Snapshot()
