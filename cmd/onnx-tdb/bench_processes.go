@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -70,6 +71,14 @@ var benchSelf = func(ctx context.Context, args []string) (*exec.Cmd, error) {
 	return exec.CommandContext(ctx, exe, args...), nil
 }
 
+// interruptible makes cmd, when ctx ends, get an interrupt first (it stops
+// its rounds and cleans up as after Ctrl-C) and a kill only if it has not
+// exited 10 s later.
+func interruptible(cmd *exec.Cmd) {
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 10 * time.Second
+}
+
 // childArgs are the bench command line a child process runs: every flag
 // this one was given (the global ones included), but --processes, --ratios
 // and --cpuprofile.
@@ -106,6 +115,7 @@ func runBenchProcesses(c *cli.Context, n int) error {
 		if err != nil {
 			return err
 		}
+		interruptible(cmd)
 		cmd.Stdout, cmd.Stderr = w, c.App.ErrWriter
 		fmt.Fprintf(w, "--- process %d of %d\n", i+1, n)
 		if err := cmd.Run(); err != nil {
