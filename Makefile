@@ -43,8 +43,10 @@ test-short: ort
 demo: ort build
 	@./scripts/demo.sh
 
+# The README's table: three fresh processes, each cycling through three
+# instances of each model (~16 minutes on 2 cores).
 bench: ort build
-	./$(BIN) bench --random-gpt2-small
+	./$(BIN) bench --random-gpt2-small --shapes 1x16,1x128,4x128 --min-time 20s --max-time 60s --processes 3
 
 # Each fuzz target for FUZZTIME (go test runs their seed corpora in every
 # test run; this explores beyond them).
