@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,11 +43,7 @@ func TestBenchAcrossProcesses(t *testing.T) {
 	}
 	self := benchSelf
 	t.Cleanup(func() { benchSelf = self })
-	benchSelf = func(ctx context.Context, args []string) (*exec.Cmd, error) {
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperCLI$")
-		cmd.Env = append(os.Environ(), "ONNX_TDB_CLI_HELPER="+joinList(args...))
-		return cmd, nil
-	}
+	benchSelf = helperSelf
 	args := []string{"bench", "-m", golden.ModelDir(), "--shapes", "1x3", "--paths", "whole,all-read",
 		"--sample", "", "--min-time", "0s", "--max-time", "1s", "--min-runs", "2", "--instances", "1", "--processes", "2"}
 	out, err := runCLI(t, args...)

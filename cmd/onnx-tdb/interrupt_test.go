@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -55,6 +58,7 @@ func TestHelperCLI(t *testing.T) {
 		t.Skip("helper process only")
 	}
 	os.Args = append([]string{"onnx-tdb"}, filepath.SplitList(args)...)
+	benchSelf = helperSelf // bench --processes starts this binary as the program too
 	main()
 	os.Exit(0)
 }
@@ -102,4 +106,77 @@ func joinList(parts ...string) string {
 		s += p
 	}
 	return s
+}
+
+// helperSelf runs this test binary as the program with args (TestHelperCLI).
+func helperSelf(ctx context.Context, args []string) (*exec.Cmd, error) {
+	exe, err := os.Executable() // TestHelperCLI rewrites os.Args
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, exe, "-test.run=^TestHelperCLI$")
+	cmd.Env = append(os.Environ(), "ONNX_TDB_CLI_HELPER="+joinList(args...))
+	return cmd, nil
+}
+
+// TestCtrlCStopsBenchProcesses: SIGINT to bench --processes interrupts the
+// running child, which stops its rounds and exits with its own error, and
+// the command exits within a few seconds.
+func TestCtrlCStopsBenchProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes that open the model")
+	}
+	golden.RequireShared(t, "model")
+	cmd, err := helperSelf(context.Background(), []string{"--cache", testCache, "bench", "-m", golden.ModelDir(),
+		"--shapes", "1x3", "--paths", "whole,no-hooks", "--sample", "", "--min-time", "60s", "--max-time", "60s",
+		"--instances", "1", "--processes", "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the child's rounds to start.
+	started := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "rounds cycle through") {
+				started <- true
+			}
+		}
+		started <- false
+		io.Copy(io.Discard, out)
+	}()
+	select {
+	case ok := <-started:
+		if !ok {
+			cmd.Wait()
+			t.Fatalf("bench ended before its rounds started: %s", stderr.String())
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("no rounds after 60 s")
+	}
+	time.Sleep(300 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	sent := time.Now()
+	err = cmd.Wait()
+	if took := time.Since(sent); took > 5*time.Second {
+		t.Errorf("exited %v after SIGINT", took)
+	}
+	if err == nil {
+		t.Error("an interrupted bench exited 0")
+	}
+	// The child said why it stopped (an interrupted run), as a killed one
+	// could not; then the parent.
+	if n := strings.Count(stderr.String(), "onnx-tdb:"); n < 2 {
+		t.Errorf("%d error lines, want the child's and the parent's: %s", n, stderr.String())
+	}
 }
