@@ -30,16 +30,29 @@ func PresentV(l int) string { return fmt.Sprintf("present_v.L%d", l) }
 // taken.
 const ExplicitSuffix = "#explicit"
 
+// ReadOnlySuffix marks the tensor that takes a point's place when a switch's
+// point is only read.
+const ReadOnlySuffix = "#readonly"
+
 // Switch says: when Point at Layer is hooked, the tensor Replace is computed
 // by With's producer instead. An architecture uses it where the original
 // computes a point one way when it is hooked and another (fused) way when it
 // is not, such as an explicit softmax taken only when its denominator has
 // hooks.
+//
+// ReadReplace and ReadWith, when set, are what is taken instead where the
+// point is only read (observed, captured), not written: the tensor
+// ReadReplace is computed by ReadWith's producer and Replace stays as it
+// is. The softmax's denominator, only read, is the reciprocal of the fused
+// softmax's largest probability; the explicit softmax is needed only where
+// a written denominator must change the probabilities.
 type Switch struct {
-	Point   string `json:"point"`
-	Layer   int    `json:"layer"`
-	Replace string `json:"replace"`
-	With    string `json:"with"`
+	Point       string `json:"point"`
+	Layer       int    `json:"layer"`
+	Replace     string `json:"replace"`
+	With        string `json:"with"`
+	ReadReplace string `json:"read_replace,omitempty"`
+	ReadWith    string `json:"read_with,omitempty"`
 }
 
 // Weights maps initializer names to their place in a model's shared weights

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -203,5 +204,52 @@ func TestReadCopiesRunEarly(t *testing.T) {
 	}
 	if checked == 0 {
 		t.Fatalf("no profile with read copies among %d files", len(files))
+	}
+}
+
+// TestReadDenominatorKeepsSoftmax: a softmax denominator that is only read
+// comes from the fused Softmax (the reciprocal of its largest probability),
+// so no explicit softmax runs; a written one takes the explicit softmax, so
+// that the hook's result changes the probabilities. Both give the same
+// denominator and probabilities.
+func TestReadDenominatorKeepsSoftmax(t *testing.T) {
+	observed := map[string][]float32{}
+	observe := func(name string) hooks.Observer {
+		return func(c *hooks.Context, x *hooks.Tensor) error {
+			observed[fmt.Sprintf("%s@%d", name, c.Layer())] = append([]float32(nil), x.Data...)
+			return nil
+		}
+	}
+	h := hooks.New()
+	h.Observe(hooks.AttnQKSoftmaxDenominator, observe("read den"))
+	h.Observe(hooks.AttnQKProbs, observe("read probs"))
+	ops := optimizedOps(t, h)
+	if ops["Softmax"] != 2 || ops["Exp"] != 0 || ops["ReduceSum"] != 0 {
+		t.Errorf("denominator read: Softmax %d (want 2), Exp %d, ReduceSum %d (want 0); all: %v", ops["Softmax"], ops["Exp"], ops["ReduceSum"], ops)
+	}
+
+	w := hooks.New()
+	w.Add(hooks.AttnQKSoftmaxDenominator, func(c *hooks.Context, x *hooks.Tensor) (*hooks.Tensor, error) {
+		observed[fmt.Sprintf("written den@%d", c.Layer())] = append([]float32(nil), x.Data...)
+		return x, nil
+	})
+	w.Observe(hooks.AttnQKProbs, observe("written probs"))
+	ops = optimizedOps(t, w)
+	if ops["Exp"] != 2 || ops["ReduceSum"] != 2 {
+		t.Errorf("denominator written: Exp %d, ReduceSum %d (want 2 each, the explicit softmax); all: %v", ops["Exp"], ops["ReduceSum"], ops)
+	}
+
+	for l := 0; l < 2; l++ {
+		for _, what := range []string{"den", "probs"} {
+			r, wr := observed[fmt.Sprintf("read %s@%d", what, l)], observed[fmt.Sprintf("written %s@%d", what, l)]
+			if len(r) == 0 || len(r) != len(wr) {
+				t.Fatalf("%s@%d: %d values read, %d written", what, l, len(r), len(wr))
+			}
+			for i := range r {
+				if d := math.Abs(float64(r[i] - wr[i])); d > 1e-5*math.Max(1, math.Abs(float64(wr[i]))) {
+					t.Fatalf("%s@%d[%d]: %g from the fused softmax, %g from the explicit one", what, l, i, r[i], wr[i])
+				}
+			}
+		}
 	}
 }

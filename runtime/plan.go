@@ -93,7 +93,11 @@ func (e *Engine) build(outputs []string, keep map[string]bool, uses map[hooks.Si
 					model = proto.Clone(model).(*onnxpb.ModelProto)
 					cloned = true
 				}
-				if err := graphs.Rewire(model, sw.Replace, sw.With); err != nil {
+				replace, with := sw.Replace, sw.With
+				if uses[s] != hooks.Write && sw.ReadReplace != "" {
+					replace, with = sw.ReadReplace, sw.ReadWith
+				}
+				if err := graphs.Rewire(model, replace, with); err != nil {
 					return nil, fmt.Errorf("switch at %s: %w", s, err)
 				}
 			}

@@ -249,6 +249,10 @@ func layerStage(c Config, w graphs.Weights, l int) *onnxpb.ModelProto {
 	denBack := b.Op("Transpose", "", []string{den}, graphs.AttrInts("perm", 0, 3, 1, 2))
 	probsExplicit := b.Op("Div", "", []string{num, denBack})
 	b.Type(b.Op("Transpose", pt(hooks.AttnQKProbs)+graphs.ExplicitSuffix, []string{probsExplicit}, graphs.AttrInts("perm", 0, 2, 3, 1)), graphs.Float, "B", "T", "Tk", Hs)
+	// The denominator where it is only read: the fused softmax's largest
+	// probability is exp(0)/den.
+	denRead := b.Op("Reciprocal", "", []string{b.Op("ReduceMax", "", []string{probsBH}, graphs.AttrInts("axes", -1), graphs.AttrInt("keepdims", 1))})
+	b.Type(b.Op("Transpose", pt(hooks.AttnQKSoftmaxDenominator)+graphs.ReadOnlySuffix, []string{denRead}, graphs.AttrInts("perm", 0, 2, 3, 1)), graphs.Float, "B", "T", "1", Hs)
 
 	// Weighted sum of values, [B,T,H,dh] at the hook.
 	pbh := b.Op("Transpose", "", []string{probs}, graphs.AttrInts("perm", 0, 3, 1, 2))
@@ -312,15 +316,20 @@ func Points(c Config) map[hooks.Site]string {
 	return m
 }
 
-// Switches lists the explicit-softmax switch of every layer.
+// Switches lists the explicit-softmax switch of every layer: a written
+// denominator takes the explicit softmax, a read one is computed from the
+// fused softmax's probabilities.
 func Switches(c Config) []graphs.Switch {
 	var s []graphs.Switch
 	for l := 0; l < c.NLayers; l++ {
+		den := graphs.PointTensor(hooks.AttnQKSoftmaxDenominator, l)
 		s = append(s, graphs.Switch{
-			Point:   hooks.AttnQKSoftmaxDenominator.Path(),
-			Layer:   l,
-			Replace: graphs.PointTensor(hooks.AttnQKProbs, l),
-			With:    graphs.PointTensor(hooks.AttnQKProbs, l) + graphs.ExplicitSuffix,
+			Point:       hooks.AttnQKSoftmaxDenominator.Path(),
+			Layer:       l,
+			Replace:     graphs.PointTensor(hooks.AttnQKProbs, l),
+			With:        graphs.PointTensor(hooks.AttnQKProbs, l) + graphs.ExplicitSuffix,
+			ReadReplace: den,
+			ReadWith:    den + graphs.ReadOnlySuffix,
 		})
 	}
 	return s

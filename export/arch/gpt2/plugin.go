@@ -20,8 +20,9 @@ const Name = "gpt2"
 // GraphsVersion is the version of the stage graphs this package builds: 2
 // takes the new tokens' pad flags with a Gather instead of a Slice (ONNX
 // Runtime 1.29's plugin CUDA provider crashes in Slice); 3 is the first
-// written by the plugin (manifest format 2).
-const GraphsVersion = 3
+// written by the plugin (manifest format 2); 4 adds the softmax denominator
+// computed from the fused softmax, taken where it is only read.
+const GraphsVersion = 4
 
 // The public TDB checkpoints by name.
 var models = map[string]string{

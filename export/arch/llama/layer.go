@@ -81,6 +81,10 @@ func (s *stage) attention(h, x, mask, cos, sin, pastK, pastV string, l int) stri
 	probsBH := b.Op("Softmax", "", []string{lt}, graphs.AttrInt("axis", -1))
 	probs := b.Type(b.Op("Transpose", pt(hooks.AttnQKProbs), []string{probsBH}, graphs.AttrInts("perm", 0, 2, 3, 1)), graphs.Float, "B", "T", "Tk", Hs)
 	s.explicitSoftmax(lt, l)
+	// The denominator where it is only read: the fused softmax's largest
+	// probability is exp(0)/den.
+	denRead := b.Op("Reciprocal", "", []string{b.Op("ReduceMax", "", []string{probsBH}, graphs.AttrInts("axes", -1), graphs.AttrInt("keepdims", 1))})
+	b.Type(b.Op("Transpose", PointTensor(hooks.AttnQKSoftmaxDenominator, l)+graphs.ReadOnlySuffix, []string{denRead}, graphs.AttrInts("perm", 0, 2, 3, 1)), graphs.Float, "B", "T", "1", Hs)
 
 	// Weighted sum of values, [B,T,H,dh] at the hook.
 	pbh := b.Op("Transpose", "", []string{probs}, graphs.AttrInts("perm", 0, 3, 1, 2))
@@ -144,15 +148,20 @@ func Points(c Config) map[hooks.Site]string {
 }
 
 // Switches lists the explicit-softmax switch of every layer: when the
-// softmax denominator is hooked, qk_probs comes from the explicit path.
+// softmax denominator is written, qk_probs comes from the explicit path;
+// when it is only read, it is computed from the fused softmax's
+// probabilities.
 func Switches(c Config) []graphs.Switch {
 	var s []graphs.Switch
 	for l := 0; l < c.NLayers; l++ {
+		den := PointTensor(hooks.AttnQKSoftmaxDenominator, l)
 		s = append(s, graphs.Switch{
-			Point:   hooks.AttnQKSoftmaxDenominator.Path(),
-			Layer:   l,
-			Replace: PointTensor(hooks.AttnQKProbs, l),
-			With:    PointTensor(hooks.AttnQKProbs, l) + graphs.ExplicitSuffix,
+			Point:       hooks.AttnQKSoftmaxDenominator.Path(),
+			Layer:       l,
+			Replace:     PointTensor(hooks.AttnQKProbs, l),
+			With:        PointTensor(hooks.AttnQKProbs, l) + graphs.ExplicitSuffix,
+			ReadReplace: den,
+			ReadWith:    den + graphs.ReadOnlySuffix,
 		})
 	}
 	return s

@@ -17,8 +17,10 @@ import (
 // Name is the architecture's name in manifests.
 const Name = "llama"
 
-// GraphsVersion is the version of the stage graphs this package builds.
-const GraphsVersion = 1
+// GraphsVersion is the version of the stage graphs this package builds: 2
+// adds the softmax denominator computed from the fused softmax, taken where
+// it is only read.
+const GraphsVersion = 2
 
 func init() { export.Register(plugin{}) }
 
