@@ -378,27 +378,55 @@ func newValue(shape []int64, data any) (*value, error) {
 	}
 	nbytes := n * size
 	if nbytes < smallValue {
-		c := C.malloc(C.size_t(max(nbytes, 16)))
-		if nbytes > 0 {
-			C.memcpy(c, ptr, C.size_t(nbytes))
-		}
-		v.cmem, v.data = c, c
+		v.copyToC(ptr, nbytes)
 	} else {
 		v.pin.Pin(ptr)
 		v.keep = data
 		v.data = ptr
 	}
-	cshape := (*C.int64_t)(C.malloc(C.size_t(max(len(shape), 1)) * 8))
-	defer C.free(unsafe.Pointer(cshape))
-	dims := unsafe.Slice(cshape, max(len(shape), 1))
-	for i, d := range shape {
-		dims[i] = C.int64_t(d)
-	}
-	if err := cerr(C.tdb_tensor(v.data, C.size_t(nbytes), cshape, C.size_t(len(shape)), C.int(v.elem), &v.v)); err != nil {
-		v.freeData()
+	if err := v.wrap(nbytes); err != nil {
 		return nil, err
 	}
 	return v, nil
+}
+
+// newCopiedValue copies float32 data from outside the Go heap (the
+// weights' memory map) into C memory the value owns. Unlike a pinned Go
+// copy, a value nobody releases is only leaked, never reported by the
+// garbage collector.
+func newCopiedValue(shape []int64, data unsafe.Pointer) (*value, error) {
+	n := numel(shape)
+	v := &value{shape: append([]int64(nil), shape...), n: n, elem: elemFloat}
+	v.copyToC(data, 4*n)
+	if err := v.wrap(4 * n); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// copyToC makes v's data a C copy of nbytes at ptr.
+func (v *value) copyToC(ptr unsafe.Pointer, nbytes int) {
+	c := C.malloc(C.size_t(max(nbytes, 16)))
+	if nbytes > 0 {
+		C.memcpy(c, ptr, C.size_t(nbytes))
+	}
+	v.cmem, v.data = c, c
+}
+
+// wrap makes v's OrtValue over its data (nbytes) with its shape and type;
+// on failure it frees what v owns.
+func (v *value) wrap(nbytes int) error {
+	cshape := (*C.int64_t)(C.malloc(C.size_t(max(len(v.shape), 1)) * 8))
+	defer C.free(unsafe.Pointer(cshape))
+	dims := unsafe.Slice(cshape, max(len(v.shape), 1))
+	for i, d := range v.shape {
+		dims[i] = C.int64_t(d)
+	}
+	if err := cerr(C.tdb_tensor(v.data, C.size_t(nbytes), cshape, C.size_t(len(v.shape)), C.int(v.elem), &v.v)); err != nil {
+		v.freeData()
+		return err
+	}
+	return nil
 }
 
 func (v *value) freeData() {
@@ -415,13 +443,7 @@ func (v *value) freeData() {
 func newExternalValue(shape []int64, data unsafe.Pointer) (*value, error) {
 	n := numel(shape)
 	v := &value{shape: append([]int64(nil), shape...), n: n, elem: elemFloat, data: data}
-	cshape := (*C.int64_t)(C.malloc(C.size_t(max(len(shape), 1)) * 8))
-	defer C.free(unsafe.Pointer(cshape))
-	dims := unsafe.Slice(cshape, max(len(shape), 1))
-	for i, d := range shape {
-		dims[i] = C.int64_t(d)
-	}
-	if err := cerr(C.tdb_tensor(data, C.size_t(n*4), cshape, C.size_t(len(shape)), elemFloat, &v.v)); err != nil {
+	if err := v.wrap(4 * n); err != nil {
 		return nil, err
 	}
 	return v, nil
