@@ -14,7 +14,8 @@ import (
 )
 
 // weightStore maps a model's external weight files once and wraps each
-// initializer as an OrtValue over the mapping. Every session of the engine
+// initializer as an OrtValue over the mapping (those under copiedWeight over
+// a copy in C memory). Every session of the engine
 // gets these values through AddInitializer, so the weights are held once,
 // however many sessions and plans exist; prepacked copies are shared through
 // one PrepackedWeightsContainer.
