@@ -41,24 +41,19 @@ type benchPeak struct {
 }
 
 type benchRow struct {
-	Group  string  `json:"group"`
-	Path   string  `json:"path"`
-	Ratio  float64 `json:"ratio"`
-	Tokens float64 `json:"tokens_per_s"`
+	Group string  `json:"group"`
+	Path  string  `json:"path"`
+	Ratio float64 `json:"ratio"`
 }
 
-// writeBenchResult writes r to path through a temporary name, so that a
-// killed child leaves no half file for the parent to read.
+// writeBenchResult writes r to path through a temporary name
+// (writeFileAtomic), so that a killed child leaves no half file for the
+// parent to read.
 func writeBenchResult(path string, r benchResult) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := writeFileAtomic(path, func(w io.Writer) error { return json.NewEncoder(w).Encode(r) }); err != nil {
 		return fmt.Errorf("bench: write results: %w", err)
 	}
-	return os.Rename(tmp, path)
+	return nil
 }
 
 // benchSelf makes the command that runs this program with args; tests

@@ -172,7 +172,7 @@ func printRounds(w io.Writer, name string, paths []string, tokens int, b benchRo
 		}
 		fmt.Fprintf(w, "%-12s %-10s %12.1f %10.3f %17s %8s %6d\n", name, p, tps, s.med,
 			fmt.Sprintf("%.3f-%.3f", s.lo, s.hi), prec, len(b.times))
-		rows = append(rows, benchRow{Group: name, Path: p, Ratio: s.med, Tokens: tps})
+		rows = append(rows, benchRow{Group: name, Path: p, Ratio: s.med})
 	}
 	return rows
 }

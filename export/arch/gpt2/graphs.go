@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
@@ -237,22 +238,8 @@ func layerStage(c Config, w graphs.Weights, l int) *onnxpb.ModelProto {
 	probsBH := b.Op("Softmax", "", []string{lt}, graphs.AttrInt("axis", -1))
 	probs := b.Type(b.Op("Transpose", pt(hooks.AttnQKProbs), []string{probsBH}, graphs.AttrInts("perm", 0, 2, 3, 1)), graphs.Float, "B", "T", "Tk", Hs)
 
-	// The explicit path of the original (used when the denominator is hooked):
-	// num = exp(S - max_k S), den = sum_k num, probs = num/den. It is computed
-	// in the [B,H,T,Tk] layout (reductions over the last axis); the hook
-	// tensors are transposed views that cancel when nothing cuts there.
-	mx := b.Op("ReduceMax", "", []string{lt}, graphs.AttrInts("axes", -1), graphs.AttrInt("keepdims", 1))
-	num := b.Op("Exp", "", []string{b.Op("Sub", "", []string{lt, mx})})
-	axesLast := b.ConstI64("", []int64{1}, -1)
-	denBH := b.Op("ReduceSum", "", []string{num, axesLast}, graphs.AttrInt("keepdims", 1))
-	den := b.Type(b.Op("Transpose", pt(hooks.AttnQKSoftmaxDenominator), []string{denBH}, graphs.AttrInts("perm", 0, 2, 3, 1)), graphs.Float, "B", "T", "1", Hs)
-	denBack := b.Op("Transpose", "", []string{den}, graphs.AttrInts("perm", 0, 3, 1, 2))
-	probsExplicit := b.Op("Div", "", []string{num, denBack})
-	b.Type(b.Op("Transpose", pt(hooks.AttnQKProbs)+graphs.ExplicitSuffix, []string{probsExplicit}, graphs.AttrInts("perm", 0, 2, 3, 1)), graphs.Float, "B", "T", "Tk", Hs)
-	// The denominator where it is only read: the fused softmax's largest
-	// probability is exp(0)/den.
-	denRead := b.Op("Reciprocal", "", []string{b.Op("ReduceMax", "", []string{probsBH}, graphs.AttrInts("axes", -1), graphs.AttrInt("keepdims", 1))})
-	b.Type(b.Op("Transpose", pt(hooks.AttnQKSoftmaxDenominator)+graphs.ReadOnlySuffix, []string{denRead}, graphs.AttrInts("perm", 0, 2, 3, 1)), graphs.Float, "B", "T", "1", Hs)
+	// The explicit softmax and the read-only denominator (the switches).
+	export.SoftmaxPaths(b, lt, probsBH, l, Hs)
 
 	// Weighted sum of values, [B,T,H,dh] at the hook.
 	pbh := b.Op("Transpose", "", []string{probs}, graphs.AttrInts("perm", 0, 3, 1, 2))
@@ -316,21 +303,5 @@ func Points(c Config) map[hooks.Site]string {
 	return m
 }
 
-// Switches lists the explicit-softmax switch of every layer: a written
-// denominator takes the explicit softmax, a read one is computed from the
-// fused softmax's probabilities.
-func Switches(c Config) []graphs.Switch {
-	var s []graphs.Switch
-	for l := 0; l < c.NLayers; l++ {
-		den := graphs.PointTensor(hooks.AttnQKSoftmaxDenominator, l)
-		s = append(s, graphs.Switch{
-			Point:       hooks.AttnQKSoftmaxDenominator.Path(),
-			Layer:       l,
-			Replace:     graphs.PointTensor(hooks.AttnQKProbs, l),
-			With:        graphs.PointTensor(hooks.AttnQKProbs, l) + graphs.ExplicitSuffix,
-			ReadReplace: den,
-			ReadWith:    den + graphs.ReadOnlySuffix,
-		})
-	}
-	return s
-}
+// Switches lists the softmax switch of every layer (export.SoftmaxSwitches).
+func Switches(c Config) []graphs.Switch { return export.SoftmaxSwitches(c.NLayers) }

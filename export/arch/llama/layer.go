@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/onnx-tdb/onnx-tdb/export"
 	"github.com/onnx-tdb/onnx-tdb/graphs"
 	"github.com/onnx-tdb/onnx-tdb/graphs/onnxpb"
 	"github.com/onnx-tdb/onnx-tdb/hooks"
@@ -80,11 +81,7 @@ func (s *stage) attention(h, x, mask, cos, sin, pastK, pastV string, l int) stri
 	lt := b.Op("Transpose", "", []string{logits}, graphs.AttrInts("perm", 0, 3, 1, 2))
 	probsBH := b.Op("Softmax", "", []string{lt}, graphs.AttrInt("axis", -1))
 	probs := b.Type(b.Op("Transpose", pt(hooks.AttnQKProbs), []string{probsBH}, graphs.AttrInts("perm", 0, 2, 3, 1)), graphs.Float, "B", "T", "Tk", Hs)
-	s.explicitSoftmax(lt, l)
-	// The denominator where it is only read: the fused softmax's largest
-	// probability is exp(0)/den.
-	denRead := b.Op("Reciprocal", "", []string{b.Op("ReduceMax", "", []string{probsBH}, graphs.AttrInts("axes", -1), graphs.AttrInt("keepdims", 1))})
-	b.Type(b.Op("Transpose", PointTensor(hooks.AttnQKSoftmaxDenominator, l)+graphs.ReadOnlySuffix, []string{denRead}, graphs.AttrInts("perm", 0, 2, 3, 1)), graphs.Float, "B", "T", "1", Hs)
+	export.SoftmaxPaths(b, lt, probsBH, l, Hs) // the explicit softmax and the read-only denominator
 
 	// Weighted sum of values, [B,T,H,dh] at the hook.
 	pbh := b.Op("Transpose", "", []string{probs}, graphs.AttrInts("perm", 0, 3, 1, 2))
@@ -93,21 +90,6 @@ func (s *stage) attention(h, x, mask, cos, sin, pastK, pastV string, l int) stri
 	merged := b.Op("Reshape", "", []string{vout, b.ConstI64("", []int64{3}, 0, 0, Q)})
 	dAttn := b.Type(b.Op("MatMul", pt(hooks.DeltaAttn), []string{merged, s.weight(p+"o_proj.weight.T", Q, D)}), graphs.Float, "B", "T", Ds)
 	return b.Type(b.Op("Add", pt(hooks.PostAttn), []string{x, dAttn}), graphs.Float, "B", "T", Ds)
-}
-
-// explicitSoftmax adds the path taken when the softmax denominator is
-// hooked: num = exp(S - max_k S), den = sum_k num, probs = num / den, in the
-// [B,H,T,Tk] layout of lt, the hook tensors transposed views of it.
-func (s *stage) explicitSoftmax(lt string, l int) {
-	b := s.b
-	Hs := fmt.Sprint(s.c.NHeads)
-	mx := b.Op("ReduceMax", "", []string{lt}, graphs.AttrInts("axes", -1), graphs.AttrInt("keepdims", 1))
-	num := b.Op("Exp", "", []string{b.Op("Sub", "", []string{lt, mx})})
-	denBH := b.Op("ReduceSum", "", []string{num, b.ConstI64("", []int64{1}, -1)}, graphs.AttrInt("keepdims", 1))
-	den := b.Type(b.Op("Transpose", PointTensor(hooks.AttnQKSoftmaxDenominator, l), []string{denBH}, graphs.AttrInts("perm", 0, 2, 3, 1)), graphs.Float, "B", "T", "1", Hs)
-	denBack := b.Op("Transpose", "", []string{den}, graphs.AttrInts("perm", 0, 3, 1, 2))
-	probs := b.Op("Div", "", []string{num, denBack})
-	b.Type(b.Op("Transpose", PointTensor(hooks.AttnQKProbs, l)+graphs.ExplicitSuffix, []string{probs}, graphs.AttrInts("perm", 0, 2, 3, 1)), graphs.Float, "B", "T", "Tk", Hs)
 }
 
 // finalStage is the final RMSNorm and the unembedding.
@@ -147,22 +129,5 @@ func Points(c Config) map[hooks.Site]string {
 	return m
 }
 
-// Switches lists the explicit-softmax switch of every layer: when the
-// softmax denominator is written, qk_probs comes from the explicit path;
-// when it is only read, it is computed from the fused softmax's
-// probabilities.
-func Switches(c Config) []graphs.Switch {
-	var s []graphs.Switch
-	for l := 0; l < c.NLayers; l++ {
-		den := PointTensor(hooks.AttnQKSoftmaxDenominator, l)
-		s = append(s, graphs.Switch{
-			Point:       hooks.AttnQKSoftmaxDenominator.Path(),
-			Layer:       l,
-			Replace:     PointTensor(hooks.AttnQKProbs, l),
-			With:        PointTensor(hooks.AttnQKProbs, l) + graphs.ExplicitSuffix,
-			ReadReplace: den,
-			ReadWith:    den + graphs.ReadOnlySuffix,
-		})
-	}
-	return s
-}
+// Switches lists the softmax switch of every layer (export.SoftmaxSwitches).
+func Switches(c Config) []graphs.Switch { return export.SoftmaxSwitches(c.NLayers) }
